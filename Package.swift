@@ -1,0 +1,95 @@
+// swift-tools-version:6.0
+//
+// rusd: an etcd v3 compatible server with pluggable storage engines.
+// The folder tree shows the boundaries:
+//   Sources/EngineAPI      the engine interface + shared conformance checks (no dependencies)
+//   Sources/Engines        one folder per engine (LMDB, LevelDB, LSM) + C module maps + the registry
+//   Sources/CNghttp2       C module map for libnghttp2
+//   Sources/GRPCTransport  gRPC over libnghttp2 + SwiftNIO; knows nothing of etcd
+//   Sources/EtcdProto      generated swift-protobuf code for etcd's API (scripts/generate-protos.sh)
+//   Sources/Server         MVCC store, etcd server state machine, gRPC services, the rusd executable
+//   Sources/rusd-compare   the benchmark tool
+import PackageDescription
+
+
+let package = Package(
+    name: "rusd",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "rusd", targets: ["rusd"]),
+        .executable(name: "rusd-compare", targets: ["rusd-compare"]),
+        .library(name: "EngineAPI", targets: ["EngineAPI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // MARK: Engine boundary
+        .target(name: "EngineAPI", path: "Sources/EngineAPI"),
+        .systemLibrary(name: "CLMDB", path: "Sources/Engines/CLMDB", pkgConfig: "lmdb",
+                       providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(name: "CLevelDB", path: "Sources/Engines/CLevelDB",
+                       providers: [.apt(["libleveldb-dev"])]),
+        .target(name: "LMDBEngine", dependencies: ["EngineAPI", "CLMDB"], path: "Sources/Engines/LMDB"),
+        .target(name: "LevelDBEngine", dependencies: ["EngineAPI", "CLevelDB"], path: "Sources/Engines/LevelDB"),
+        .target(name: "LSMEngine", dependencies: ["EngineAPI"], path: "Sources/Engines/LSM"),
+        .target(name: "Engines", dependencies: ["EngineAPI", "LMDBEngine", "LevelDBEngine", "LSMEngine"],
+                path: "Sources/Engines/Registry"),
+        // Child process for the conformance suite's hard-kill durability test.
+        .executableTarget(name: "engine-kill-writer", dependencies: ["Engines"],
+                          path: "Sources/engine-kill-writer"),
+
+        // MARK: API boundary (transport)
+        .systemLibrary(name: "CNghttp2", path: "Sources/CNghttp2", pkgConfig: "libnghttp2",
+                       providers: [.apt(["libnghttp2-dev"])]),
+        .target(name: "GRPCTransport", dependencies: [
+            "CNghttp2",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ], path: "Sources/GRPCTransport"),
+        .target(name: "EtcdProto", dependencies: [
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ], path: "Sources/EtcdProto"),
+
+        // MARK: MVCC boundary and the server
+        .target(name: "MVCC", dependencies: ["EngineAPI"], path: "Sources/Server/MVCC"),
+        .target(name: "EtcdServer", dependencies: [
+            "EngineAPI", "MVCC", "EtcdProto",
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "Sources/Server/EtcdServer"),
+        .target(name: "EtcdAPI", dependencies: [
+            "EtcdServer", "EtcdProto", "GRPCTransport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "Sources/Server/API"),
+        .executableTarget(name: "rusd", dependencies: [
+            "Engines", "EtcdServer", "EtcdAPI", "GRPCTransport",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ], path: "Sources/Server/rusd"),
+        .executableTarget(name: "rusd-compare", dependencies: [
+            "EtcdProto", "GRPCTransport",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "Sources/rusd-compare"),
+
+        // MARK: Tests
+        .testTarget(name: "EngineTests", dependencies: ["EngineAPI", "Engines"], path: "Tests/EngineTests"),
+        .testTarget(name: "LSMTests", dependencies: ["EngineAPI", "LSMEngine"], path: "Tests/LSMTests"),
+        .testTarget(name: "GRPCTransportTests", dependencies: [
+            "GRPCTransport",
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ], path: "Tests/GRPCTransportTests"),
+        .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Engines"], path: "Tests/MVCCTests"),
+        .testTarget(name: "ServerTests", dependencies: ["EtcdServer", "EtcdAPI", "Engines"],
+                    path: "Tests/ServerTests"),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,1 @@
+// LMDBEngine: under construction (see the open issues).

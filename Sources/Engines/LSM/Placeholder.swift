@@ -1,0 +1,1 @@
+// LSMEngine: under construction (see the open issues).

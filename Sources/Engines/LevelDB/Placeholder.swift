@@ -1,0 +1,1 @@
+// LevelDBEngine: under construction (see the open issues).

@@ -1,0 +1,1 @@
+// EtcdProto: under construction (see the open issues).

@@ -1,0 +1,1 @@
+// GRPCTransport: under construction (see the open issues).

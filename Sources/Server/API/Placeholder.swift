@@ -1,0 +1,1 @@
+// EtcdAPI: under construction (see the open issues).

@@ -1,0 +1,1 @@
+// EtcdServer: under construction (see the open issues).

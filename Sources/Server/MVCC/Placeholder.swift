@@ -1,0 +1,1 @@
+// MVCC: under construction (see the open issues).

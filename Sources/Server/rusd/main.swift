@@ -1,0 +1,1 @@
+print("rusd: not built yet")

@@ -1,0 +1,1 @@
+print("rusd-compare: not built yet")
