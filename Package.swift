@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "Engines", dependencies: ["EngineAPI", "LMDBEngine", "LevelDBEngine", "LSMEngine"],
                 path: "Sources/Engines/Registry"),
         // Child process for the conformance suite's hard-kill durability test.
-        .executableTarget(name: "engine-kill-writer", dependencies: ["Engines"],
+        .executableTarget(name: "engine-kill-writer", dependencies: ["EngineAPI", "Engines"],
                           path: "Sources/engine-kill-writer"),
 
         // MARK: API boundary (transport)
