@@ -81,7 +81,8 @@ let package = Package(
         ], path: "Sources/rusd-compare"),
 
         // MARK: Tests
-        .testTarget(name: "EngineTests", dependencies: ["EngineAPI", "Engines"], path: "Tests/EngineTests"),
+        .testTarget(name: "EngineTests", dependencies: ["EngineAPI", "Engines", "LMDBEngine", "LevelDBEngine"],
+                    path: "Tests/EngineTests"),
         .testTarget(name: "LSMTests", dependencies: ["EngineAPI", "LSMEngine"], path: "Tests/LSMTests"),
         .testTarget(name: "GRPCTransportTests", dependencies: [
             "GRPCTransport",
