@@ -102,10 +102,7 @@ public final class LevelDBEngine: StorageEngine, @unchecked Sendable {
             var err: UnsafeMutablePointer<CChar>?
             leveldb_write(db, sync ? database.syncWrite : database.asyncWrite, writeBatch, &err)
             if let error = LevelDBErrors.take(err, path: directory, operation: "write") { throw error }
-            accounting.withLock {
-                $0.writes.recordBatch(batch)
-                $0.bytesSinceDiskScan += LevelDBWriteAccounting.logBytes(of: batch)
-            }
+            accounting.withLock { $0.bytesSinceDiskScan += $0.writes.recordBatch(batch) }
         }
     }
 
