@@ -228,12 +228,18 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
                 let copied = try PosixFiles.fileSize(dataPath)
                 state.withLock { $0.bytesWritten += copied }
                 let fresh = try LMDBEnvironment.open(path: path, generation: generation, mapSize: old.mapSize)
+                let currentText = Array("\(Self.generationName(generation))\n".utf8)
+                var switchError: (any Error)?
                 do {
-                    try PosixFiles.replaceFileDurably(directory + "/CURRENT",
-                                                      with: Array("\(Self.generationName(generation))\n".utf8))
+                    try PosixFiles.replaceFileDurably(directory + "/CURRENT", with: currentText)
                 } catch {
-                    fresh.shutdown()
-                    throw error
+                    // If the rename happened (only the directory fsync failed), CURRENT already
+                    // names the new generation: adopt it, then report the error.
+                    guard (try? PosixFiles.readFile(directory + "/CURRENT")) == currentText else {
+                        fresh.shutdown()
+                        throw error
+                    }
+                    switchError = error
                 }
                 old.retire()
                 state.withLock {
@@ -242,6 +248,7 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
                     $0.retired.append(WeakEnvironment(environment: old))
                     $0.reclaims += 1
                 }
+                if let switchError { throw switchError }
             } catch {
                 if state.withLock({ $0.current }) === old { try? PosixFiles.removeTree(path) }
                 if let e = error as? PosixError { throw LMDBErrors.posix(e, operation: "reclaimSpace") }

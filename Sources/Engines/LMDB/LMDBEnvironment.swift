@@ -34,6 +34,8 @@ final class LMDBEnvironment: @unchecked Sendable {
     private(set) var mapSize: Int
     /// Whether MDB_NOMETASYNC is currently set (writer only).
     private var metaSyncDeferred = false
+    /// Whether a `sync: false` commit happened since the last synced one (writer and shutdown).
+    private var hasUnsyncedCommits = false
     private let transactions = EngineLocked<[ObjectIdentifier: LMDBReadTransaction]>([:])
     private let retiredFlag = EngineLocked(false)
     /// Dead readers' slots freed by mdb_reader_check at open.
@@ -239,6 +241,7 @@ final class LMDBEnvironment: @unchecked Sendable {
             rc = mdb_txn_commit(txn)  // frees txn on failure too
             if rc == MDB_MAP_FULL { throw LMDBMapFull() }
             guard rc == 0 else { throw LMDBErrors.error(rc, path: dataPath, operation: operation, context: "mdb_txn_commit") }
+            hasUnsyncedCommits = !sync
         }
     }
 
@@ -277,6 +280,9 @@ final class LMDBEnvironment: @unchecked Sendable {
                 return all
             }
             for handle in live { handle.end() }
+            // A clean close makes `sync: false` commits durable too (their meta page was not
+            // synced). Best effort: close cannot report an error from here.
+            if hasUnsyncedCommits { _ = mdb_env_sync(env, 1) }
             mdb_env_close(env)
             self.env = nil
         }

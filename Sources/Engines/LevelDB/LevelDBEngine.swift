@@ -103,6 +103,7 @@ public final class LevelDBEngine: StorageEngine, @unchecked Sendable {
             leveldb_write(db, sync ? database.syncWrite : database.asyncWrite, writeBatch, &err)
             if let error = LevelDBErrors.take(err, path: directory, operation: "write") { throw error }
             accounting.withLock { $0.bytesSinceDiskScan += $0.writes.recordBatch(batch) }
+            if !sync { database.unsyncedWrites.withLock { $0 = true } }
         }
     }
 
