@@ -31,6 +31,8 @@ import Glibc
 /// - Corruption: LMDB keeps no checksums. A data file that is not LMDB's, or shorter than its
 ///   meta page says, is refused at open with `.corruption`; a flipped byte inside a page is not
 ///   detectable and would be served.
+/// - Do not call `write` from inside a scan's visitor: a write that must grow the map waits
+///   for reads in progress, including that scan.
 /// - `options.cacheBytes`, `writeBufferBytes`, `paranoidChecks` do not apply (the OS page
 ///   cache holds the map; there is no write buffer; no checksums exist).
 public final class LMDBEngine: StorageEngine, @unchecked Sendable {
