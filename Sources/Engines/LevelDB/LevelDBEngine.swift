@@ -57,6 +57,10 @@ public final class LevelDBEngine: StorageEngine, @unchecked Sendable {
         } catch let e as PosixError {
             throw EngineError(.io, engine: engineName, path: e.path, operation: "open", message: e.message)
         }
+        if !hasStore, let foreign = files.first(where: { !["LOCK", "LOG", "LOG.old"].contains($0.name) }) {
+            throw EngineError(.invalidArgument, engine: engineName, path: directory, operation: "open",
+                              message: "the directory holds files that are not a LevelDB store (\(foreign.name)); refusing to create a new store over them")
+        }
         let baseline = files.compactMap { LevelDBWriteAccounting.tableNumber($0.name) }.max() ?? 0
         let database = try LevelDBDatabase(path: directory, options: options)
         if options.paranoidChecks {
