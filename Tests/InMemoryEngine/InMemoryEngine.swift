@@ -36,11 +36,24 @@ public final class InMemoryEngine: StorageEngine {
         state.withLock { $0.keys.filter { $0.starts(with: prefix) }.count }
     }
 
+    static func less(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                let n = min(pa.count, pb.count)
+                if n > 0 {
+                    let c = memcmp(pa.baseAddress!, pb.baseAddress!, n)
+                    if c != 0 { return c < 0 }
+                }
+                return pa.count < pb.count
+            }
+        }
+    }
+
     static func lowerBound(_ keys: [[UInt8]], _ key: [UInt8]) -> Int {
         var lo = 0, hi = keys.count
         while lo < hi {
             let mid = (lo + hi) / 2
-            if keys[mid].lexicographicallyPrecedes(key) { lo = mid + 1 } else { hi = mid }
+            if less(keys[mid], key) { lo = mid + 1 } else { hi = mid }
         }
         return lo
     }
