@@ -1,4 +1,5 @@
 import Dispatch
+import EngineAPI
 import EtcdProto
 import EtcdServer
 import Foundation
@@ -91,7 +92,7 @@ func compareMod(_ k: String, _ result: Etcdserverpb_Compare.CompareResult, _ rev
     return c
 }
 
-func makeServer(_ engine: InMemoryEngine = InMemoryEngine(), _ configure: (inout EtcdServerConfig) -> Void = { _ in }) throws -> EtcdServer {
+func makeServer(_ engine: any StorageEngine = InMemoryEngine(), _ configure: (inout EtcdServerConfig) -> Void = { _ in }) throws -> EtcdServer {
     var config = EtcdServerConfig(clusterID: 0x1234, memberID: 0x5678)
     configure(&config)
     return try EtcdServer(engine: engine, config: config)
