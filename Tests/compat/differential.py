@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import pprint
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -17,6 +18,10 @@ import grpc
 from etcd_api import EtcdAPI, to_dict
 from normalize import TargetState, normalize
 from servers import CALL_TIMEOUT, MAX_MESSAGE, Server
+
+
+# COMPAT_LOG=file: every request and both answers appended as JSON lines (for debugging).
+LOG_PATH = os.environ.get("COMPAT_LOG")
 
 
 class Difference(AssertionError):
@@ -87,15 +92,19 @@ class Pair:
             e.close()
 
     # -- unary calls -------------------------------------------------------------------------
-    def send(self, rpc: str, request: Request | None = None, **fields) -> tuple[dict, dict, Any, Any]:
+    def send(self, rpc: str, request: Request | None = None, *, metadata=None,
+             **fields) -> tuple[dict, dict, Any, Any]:
         """Sends to both; returns (ref outcome, cand outcome, ref raw, cand raw), normalized,
-        without comparing. Raw is the response message or the grpc.RpcError."""
+        without comparing. Raw is the response message or the grpc.RpcError. `metadata` is a
+        list of (key, value) or a callable of the Endpoint returning one (e.g. auth tokens)."""
         self.rpcs_called.add(rpc)
         futures, reqs = [], []
         for ep in self.endpoints:
             req = request(ep) if callable(request) else {**(request or {}), **fields}
+            md = metadata(ep) if callable(metadata) else metadata
             reqs.append(req)
-            futures.append(ep.stub(rpc).future(self.api.request(rpc, req), timeout=CALL_TIMEOUT))
+            futures.append(ep.stub(rpc).future(self.api.request(rpc, req), timeout=CALL_TIMEOUT,
+                                               metadata=md))
         outcomes, raws = [], []
         for ep, fut, req in zip(self.endpoints, futures, reqs):
             try:
@@ -105,11 +114,17 @@ class Pair:
                 raw, outcome = e, error_outcome(e)
             outcomes.append(normalize(rpc, outcome, req, ep.state))
             raws.append(raw)
+        if LOG_PATH:
+            with open(LOG_PATH, "a") as log:
+                shown = json.dumps(reqs[0], default=repr)[:300]
+                log.write(json.dumps({"rpc": rpc, "request": shown, "etcd": outcomes[0],
+                                      self.target: outcomes[1]}, default=repr)[:3000] + "\n")
         return outcomes[0], outcomes[1], raws[0], raws[1]
 
-    def call(self, rpc: str, request: Request | None = None, **fields) -> "Answer":
+    def call(self, rpc: str, request: Request | None = None, *, metadata=None,
+             **fields) -> "Answer":
         """Sends to both and asserts equal normalized answers; returns both."""
-        ref, cand, ref_raw, cand_raw = self.send(rpc, request, **fields)
+        ref, cand, ref_raw, cand_raw = self.send(rpc, request, metadata=metadata, **fields)
         self.compare(rpc, ref, cand, request if not callable(request) else None, fields)
         return Answer(ref, cand, ref_raw, cand_raw)
 
@@ -118,7 +133,8 @@ class Pair:
             return
         text = diff_text(what, "etcd", self.target, ref, cand)
         if request or fields:
-            text = f"request: {json.dumps({**(request or {}), **(fields or {})}, default=repr)}\n" + text
+            shown = json.dumps({**(request or {}), **(fields or {})}, default=repr)
+            text = f"request: {shown[:600]}\n" + text
         self.differences.append(text)
         raise Difference(text)
 
