@@ -166,7 +166,9 @@ STRUCTURAL = {
     "watch batching": "How events of different revisions are grouped into WatchResponses "
                       "depends on timing, so watch streams are compared as a flat sequence of "
                       "events and control responses (created/canceled/progress); that every "
-                      "revision's events arrive in one response is checked per server.",
+                      "revision's events arrive in one response is checked per server. Items are "
+                      "compared per watcher (stable sort by watch_id): etcd notifies the watchers "
+                      "of one event in map order, so order across watchers is unspecified.",
     "etcdctl endpoints": "etcdctl output is compared after the same header rules; error "
                          "messages naming the endpoint have the address replaced by <endpoint>.",
 }
