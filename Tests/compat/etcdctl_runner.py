@@ -10,13 +10,14 @@ import base64
 import json
 import os
 import queue
+import re
 import subprocess
 import threading
 import time
 
 from differential import Endpoint, Pair
 from etcd_api import show_bytes
-from normalize import TargetState, _walk
+from normalize import TargetState, _members, _walk
 
 ETCDCTL = os.environ.get("ETCDCTL", "etcdctl")
 BASE64_FIELDS = {"key", "value", "range_end", "keys"}
@@ -44,10 +45,16 @@ def _normalize_json(doc, state: TargetState) -> None:
                 d[k] = state.lease_ids[d[k]]
         if isinstance(d.get("TTL"), int) and d.get("granted-ttl") and 0 < d["TTL"] <= d["granted-ttl"]:
             d["TTL"] = "<remaining>"
+        if isinstance(d.get("took"), str):
+            d["took"] = "<duration>"
         if isinstance(d.get("keys"), list):
             d["keys"] = sorted(d["keys"])
         _decode(d)
     _walk(doc, fix)
+    _members("", doc, None, state)
+
+
+FIELDS_IDS = re.compile(r'^"(ClusterID|MemberID|RaftTerm)" : \d+$', re.M)
 
 
 def command(ep: Endpoint, args: list[str]) -> list[str]:
@@ -58,10 +65,31 @@ def env() -> dict:
     return {**os.environ, "ETCDCTL_API": "3"}
 
 
+GRANTED = re.compile(r"lease ([0-9a-f]+) granted")
+
+
+def _hide_lease_hex(text: str, state: TargetState) -> str:
+    for lid, token in state.lease_ids.items():
+        text = re.sub(rf"\b{lid:x}\b", token, text)
+    return text
+
+
+def clean_stderr(ep: Endpoint, text: str) -> str:
+    """Drops clientv3's own JSON log lines (client-side retry warnings with timestamps and
+    random client ids): they describe the client, and the error they carry is repeated on
+    etcdctl's "Error:" line, which is compared."""
+    lines = [l for l in text.splitlines() if not l.startswith('{"level"')]
+    return "\n".join(lines).replace(ep.server.endpoint, "<endpoint>").strip()
+
+
 def parse_output(ep: Endpoint, text: str, json_out: bool, lease_grant: bool):
     text = text.replace(ep.server.endpoint, "<endpoint>")
     if not json_out:
-        return text
+        if lease_grant:
+            for hexid in GRANTED.findall(text):
+                ep.state.lease_token(int(hexid, 16))
+        text = FIELDS_IDS.sub(lambda m: f'"{m.group(1)}" : <{m.group(1)}>', text)
+        return _hide_lease_hex(text, ep.state)
     docs = []
     for line in text.splitlines():
         line = line.strip()
@@ -86,7 +114,7 @@ def run(ep: Endpoint, args: list[str], stdin: str | None = None, timeout: float 
     lease_grant = args[:2] == ["lease", "grant"]
     return {"exit": proc.returncode,
             "stdout": parse_output(ep, proc.stdout, json_out, lease_grant),
-            "stderr": proc.stderr.replace(ep.server.endpoint, "<endpoint>").strip()}
+            "stderr": clean_stderr(ep, proc.stderr)}
 
 
 def compare(pair: Pair, *args: str, stdin: str | None = None, per_target=None) -> dict:
@@ -124,7 +152,7 @@ def watch(pair: Pair, args: list[str], lines: int, action=None, timeout: float =
                 except queue.Empty:
                     break
                 if line is None:
-                    events.append({"exit": p.wait(), "stderr": p.stderr.read().strip()})
+                    events.append({"exit": p.wait(), "stderr": clean_stderr(ep, p.stderr.read())})
                     break
                 doc = json.loads(line)
                 _normalize_json(doc, ep.state)

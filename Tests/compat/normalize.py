@@ -170,7 +170,9 @@ STRUCTURAL = {
                       "compared per watcher (stable sort by watch_id): etcd notifies the watchers "
                       "of one event in map order, so order across watchers is unspecified.",
     "etcdctl endpoints": "etcdctl output is compared after the same header rules; error "
-                         "messages naming the endpoint have the address replaced by <endpoint>.",
+                         "messages naming the endpoint have the address replaced by <endpoint>; "
+                         "clientv3's JSON log lines on stderr (client retry warnings with "
+                         "timestamps) are dropped; \"took\" durations are hidden.",
 }
 
 
