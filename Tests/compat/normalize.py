@@ -168,7 +168,10 @@ STRUCTURAL = {
                       "events and control responses (created/canceled/progress); that every "
                       "revision's events arrive in one response is checked per server. Items are "
                       "compared per watcher (stable sort by watch_id): etcd notifies the watchers "
-                      "of one event in map order, so order across watchers is unspecified.",
+                      "of one event in map order, so order across watchers is unspecified. The "
+                      "header revision of a response carrying events is compared only as \"at "
+                      "or above its events' revisions\": while a watcher catches up from history "
+                      "etcd stamps the store's revision at send time, which depends on timing.",
     "etcdctl endpoints": "etcdctl output is compared after the same header rules; error "
                          "messages naming the endpoint have the address replaced by <endpoint>; "
                          "clientv3's JSON log lines on stderr (client retry warnings with "
