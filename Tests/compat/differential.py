@@ -28,6 +28,17 @@ class Difference(AssertionError):
     """The candidate answered differently from etcd."""
 
 
+def _short(value: Any) -> Any:
+    """Long strings cut (for the COMPAT_LOG file)."""
+    if isinstance(value, dict):
+        return {k: _short(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_short(v) for v in value[:50]]
+    if isinstance(value, str) and len(value) > 200:
+        return value[:200] + f"...({len(value)} chars)"
+    return value
+
+
 def render(value: Any) -> list[str]:
     return pprint.pformat(value, width=100, sort_dicts=True).splitlines()
 
@@ -117,8 +128,8 @@ class Pair:
         if LOG_PATH:
             with open(LOG_PATH, "a") as log:
                 shown = json.dumps(reqs[0], default=repr)[:300]
-                log.write(json.dumps({"rpc": rpc, "request": shown, "etcd": outcomes[0],
-                                      self.target: outcomes[1]}, default=repr)[:3000] + "\n")
+                log.write(json.dumps({"rpc": rpc, "request": shown, "etcd": _short(outcomes[0]),
+                                      self.target: _short(outcomes[1])}, default=repr) + "\n")
         return outcomes[0], outcomes[1], raws[0], raws[1]
 
     def call(self, rpc: str, request: Request | None = None, *, metadata=None,

@@ -60,8 +60,8 @@ def test_compacted_start_revision(pair, ns):
     pair.call("KV.Compact", revision=rev - 1)
     with PairWatch(pair) as w:
         w.create(key=ns, range_end=prefix_end(ns), start_revision=rev - 2)
-        w.expect(1)              # etcd: created, then canceled with compact_revision
-        w.quiet(0.5)
+        w.expect(2)              # etcd: created, then canceled with compact_revision
+        w.quiet(0.3)
         w.create(key=ns, range_end=prefix_end(ns), start_revision=rev - 1)
         w.expect(2)
         w.quiet()
