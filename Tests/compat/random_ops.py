@@ -41,10 +41,19 @@ class GenState:
     compacted: int = 0
 
 
+KINDS = ("put", "delete", "range", "txn", "compact", "watch", "lease")
+
+
 class Generator:
-    def __init__(self, seed: int):
+    """Draws operations; `kinds` restricts them (e.g. while a server lacks leases)."""
+
+    def __init__(self, seed: int, kinds: tuple[str, ...] = KINDS):
+        unknown = set(kinds) - set(KINDS)
+        if unknown or not kinds:
+            raise ValueError(f"random op kinds must be among {KINDS}, got {kinds}")
         self.rng = random.Random(seed)
         self.state = GenState()
+        self.kinds = set(kinds)
 
     # -- pieces ----------------------------------------------------------------------------
     def key(self) -> str:
@@ -178,21 +187,30 @@ class Generator:
                 "sentinel_delete": filt == ["NOPUT"], "compacted": compacted}
 
     # -- one operation -------------------------------------------------------------------
+    def kind(self) -> str:
+        while True:
+            r = self.rng.random()
+            kind = ("put" if r < 0.30 else "delete" if r < 0.38 else "range" if r < 0.63 else
+                    "txn" if r < 0.88 else "compact" if r < 0.89 else "watch" if r < 0.895 else
+                    "lease")
+            if kind in self.kinds:
+                return kind
+
     def next(self) -> dict:
-        r = self.rng.random()
-        if r < 0.30:
+        kind = self.kind()
+        if kind == "put":
             return {"rpc": "KV.Put", "req": self.put_req()}
-        if r < 0.38:
+        if kind == "delete":
             return {"rpc": "KV.DeleteRange", "req": self.delete_req()}
-        if r < 0.63:
+        if kind == "range":
             return {"rpc": "KV.Range", "req": self.range_req()}
-        if r < 0.88:
+        if kind == "txn":
             return {"rpc": "KV.Txn", "req": self.txn_req()}
-        if r < 0.89:
+        if kind == "compact":
             lo = max(1, self.state.compacted - 1)
             return {"rpc": "KV.Compact", "req": {"revision": self.rng.randint(lo, self.state.rev + 1),
                                                   "physical": self.rng.random() < 0.3}}
-        if r < 0.895:
+        if kind == "watch":
             return self.watch_op()
         lease = self.rng.choice(LEASE_IDS)
         r = self.rng.random()
@@ -248,9 +266,10 @@ def run_watch(pair: Pair, op: dict) -> None:
         w.quiet(0.0)
 
 
-def run_sequence(pair: Pair, seed: int, count: int, ops: list[dict]) -> None:
+def run_sequence(pair: Pair, seed: int, count: int, ops: list[dict],
+                 kinds: tuple[str, ...] = KINDS) -> None:
     """Generates and runs `count` ops from `seed`, appending each to `ops` before running it."""
-    gen = Generator(seed)
+    gen = Generator(seed, kinds)
     for _ in range(count):
         op = gen.next()
         ops.append(op)
