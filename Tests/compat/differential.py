@@ -28,6 +28,10 @@ class Difference(AssertionError):
     """The candidate answered differently from etcd."""
 
 
+class ReferenceCrashed(RuntimeError):
+    """The reference etcd exited: its answers mean nothing from here on."""
+
+
 def _short(value: Any) -> Any:
     """Long strings cut (for the COMPAT_LOG file)."""
     if isinstance(value, dict):
@@ -139,10 +143,22 @@ class Pair:
         self.compare(rpc, ref, cand, request if not callable(request) else None, fields)
         return Answer(ref, cand, ref_raw, cand_raw)
 
+    def check_alive(self) -> None:
+        """Raises ReferenceCrashed if the reference etcd exited (with its log's tail)."""
+        proc = self.ref.server.proc
+        if proc is not None and proc.poll() is not None:
+            raise ReferenceCrashed(f"the reference etcd exited with {proc.returncode}:\n"
+                                   f"{self.ref.server.log_tail(12)}")
+
     def compare(self, what: str, ref: Any, cand: Any, request=None, fields=None) -> None:
         if ref == cand:
             return
+        self.check_alive()
         text = diff_text(what, "etcd", self.target, ref, cand)
+        proc = self.cand.server.proc
+        if proc is not None and proc.poll() is not None:
+            text += (f"\n\n{self.target} exited with {proc.returncode}; its log ends:\n"
+                     f"{self.cand.server.log_tail(12)}")
         if request or fields:
             shown = json.dumps({**(request or {}), **(fields or {})}, default=repr)
             text = f"request: {shown[:600]}\n" + text
