@@ -6,6 +6,7 @@ killed by PID at teardown. Targets are named "etcd" or "rusd-<engine>".
 """
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -65,7 +66,16 @@ class ServerStartError(RuntimeError):
     pass
 
 
-@dataclass
+_RUNNING: set["Server"] = set()   # killed at interpreter exit if a teardown was skipped
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for server in list(_RUNNING):
+        server.stop()
+
+
+@dataclass(eq=False)
 class Server:
     """A running etcd-compatible server process."""
 
@@ -107,6 +117,7 @@ class Server:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
+        _RUNNING.add(self)
         try:
             self._wait_ready(cmd)
         except BaseException:
@@ -158,6 +169,7 @@ class Server:
                 pass
             self.proc.wait(timeout=10)
         self.proc = None
+        _RUNNING.discard(self)
         if self._root:
             shutil.rmtree(self._root, ignore_errors=True)
             self._root = ""
