@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "Engines", dependencies: ["EngineAPI", "LMDBEngine", "LevelDBEngine", "LSMEngine"],
                 path: "Sources/Engines/Registry"),
         // Child process for the conformance suite's hard-kill durability test.
-        .executableTarget(name: "engine-kill-writer", dependencies: ["Engines"],
+        .executableTarget(name: "engine-kill-writer", dependencies: ["EngineAPI", "Engines"],
                           path: "Sources/engine-kill-writer"),
 
         // MARK: API boundary (transport)
@@ -54,6 +54,13 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], path: "Sources/GRPCTransport"),
+        // Echo server for the transport's compatibility tests (Tests/compat/test_transport.py).
+        .executableTarget(name: "grpc-test-server", dependencies: [
+            "GRPCTransport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ], path: "Sources/grpc-test-server"),
         .target(name: "EtcdProto", dependencies: [
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], path: "Sources/EtcdProto"),
@@ -86,6 +93,7 @@ let package = Package(
         .testTarget(name: "GRPCTransportTests", dependencies: [
             "GRPCTransport",
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], path: "Tests/GRPCTransportTests"),
         .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Engines"], path: "Tests/MVCCTests"),
         .testTarget(name: "ServerTests", dependencies: ["EtcdServer", "EtcdAPI", "Engines"],
