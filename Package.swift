@@ -88,15 +88,18 @@ let package = Package(
         ], path: "Sources/rusd-compare"),
 
         // MARK: Tests
-        .testTarget(name: "EngineTests", dependencies: ["EngineAPI", "Engines"], path: "Tests/EngineTests"),
+        .testTarget(name: "EngineTests", dependencies: ["EngineAPI", "Engines", "LMDBEngine", "LevelDBEngine"],
+                    path: "Tests/EngineTests"),
         .testTarget(name: "LSMTests", dependencies: ["EngineAPI", "LSMEngine"], path: "Tests/LSMTests"),
         .testTarget(name: "GRPCTransportTests", dependencies: [
             "GRPCTransport",
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], path: "Tests/GRPCTransportTests"),
-        .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Engines"], path: "Tests/MVCCTests"),
-        .testTarget(name: "ServerTests", dependencies: ["EtcdServer", "EtcdAPI", "Engines"],
+        // In-memory StorageEngine for the MVCC and server unit tests.
+        .target(name: "InMemoryEngine", dependencies: ["EngineAPI"], path: "Tests/InMemoryEngine"),
+        .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Engines", "InMemoryEngine"], path: "Tests/MVCCTests"),
+        .testTarget(name: "ServerTests", dependencies: ["EtcdServer", "EtcdAPI", "Engines", "InMemoryEngine"],
                     path: "Tests/ServerTests"),
     ],
     swiftLanguageModes: [.v6]

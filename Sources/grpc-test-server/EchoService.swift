@@ -47,6 +47,7 @@ private func echo(_ request: EchoRequest, _ context: CallContext, index: UInt32)
     response.payload = request.payload
     response.metadata = context.metadata
     response.index = index
+    response.peerCommonName = context.peerCommonName ?? ""
     if let deadline = context.deadline {
         response.deadlineRemainingMs = (deadline - .now()).nanoseconds / 1_000_000
     } else {

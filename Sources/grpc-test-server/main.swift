@@ -87,21 +87,10 @@ for url in listens {
     }
 }
 
-signal(SIGTERM, SIG_IGN)
-signal(SIGINT, SIG_IGN)
-let done = DispatchSemaphore(value: 0)
-var sources: [DispatchSourceSignal] = []
-for sig in [SIGTERM, SIGINT] {
-    let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-    source.setEventHandler {
-        health.setStatus(.notServing)
-        try? server.shutdown(gracePeriod: .seconds(5)).wait()
-        done.signal()
-    }
-    source.resume()
-    sources.append(source)
+waitForTermination {
+    health.setStatus(.notServing)
+    try? server.shutdown(gracePeriod: .seconds(5)).wait()
 }
-done.wait()
 try? group.syncShutdownGracefully()
 
 enum FileHandleOutput {

@@ -69,6 +69,12 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
 
     /// Opens (or creates, if `options.createIfMissing`) the store in `directory`.
     public static func open(directory: String, options: EngineOptions = EngineOptions()) throws -> LMDBEngine {
+        try open(directory: directory, options: options, initialMapSize: initialMapSize)
+    }
+
+    /// `initialMapSize` is the map size a new or small store starts with (tests use a small
+    /// one to exercise growth).
+    static func open(directory: String, options: EngineOptions, initialMapSize: Int) throws -> LMDBEngine {
         let fail = { (e: PosixError) in LMDBErrors.posix(e, operation: "open") }
         if !PosixFiles.isDirectory(directory) {
             guard options.createIfMissing else {
@@ -196,7 +202,7 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
     /// Doubles the map (at least by twice the batch), capped at maxSizeBytes. Writer only.
     private func grow(_ environment: LMDBEnvironment, toFit bytes: Int) throws {
         let current = environment.mapSize
-        var target = max(current * 2, current + 2 * bytes + (64 << 20))
+        var target = max(current * 2, current + 2 * bytes)
         target = (target + 4095) / 4096 * 4096
         if let maxMapSize { target = min(target, maxMapSize) }
         guard target > current else {

@@ -68,6 +68,9 @@ nonisolated struct Rusd_Transporttest_EchoResponse: Sendable {
 
   var index: UInt32 = 0
 
+  /// The CN of the client's TLS certificate, if any.
+  var peerCommonName: String = String()
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
@@ -134,7 +137,7 @@ nonisolated extension Rusd_Transporttest_EchoRequest: SwiftProtobuf.Message, Swi
 
 nonisolated extension Rusd_Transporttest_EchoResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".EchoResponse"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}payload\0\u{1}metadata\0\u{3}deadline_remaining_ms\0\u{1}index\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}payload\0\u{1}metadata\0\u{3}deadline_remaining_ms\0\u{1}index\0\u{3}peer_common_name\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -146,6 +149,7 @@ nonisolated extension Rusd_Transporttest_EchoResponse: SwiftProtobuf.Message, Sw
       case 2: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.metadata) }()
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.deadlineRemainingMs) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.index) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.peerCommonName) }()
       default: break
       }
     }
@@ -164,6 +168,9 @@ nonisolated extension Rusd_Transporttest_EchoResponse: SwiftProtobuf.Message, Sw
     if self.index != 0 {
       try visitor.visitSingularUInt32Field(value: self.index, fieldNumber: 4)
     }
+    if !self.peerCommonName.isEmpty {
+      try visitor.visitSingularStringField(value: self.peerCommonName, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -172,6 +179,7 @@ nonisolated extension Rusd_Transporttest_EchoResponse: SwiftProtobuf.Message, Sw
     if lhs.metadata != rhs.metadata {return false}
     if lhs.deadlineRemainingMs != rhs.deadlineRemainingMs {return false}
     if lhs.index != rhs.index {return false}
+    if lhs.peerCommonName != rhs.peerCommonName {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
