@@ -11,7 +11,7 @@ public enum KVService {
     public static func make(_ server: EtcdServer) -> Service {
         Service(name: "etcdserverpb.KV", methods: [
             .unary("Range") { (request: Etcdserverpb_RangeRequest, _, responder: UnaryResponder<Etcdserverpb_RangeResponse>) in
-                do {
+                do throws(EtcdError) {
                     responder.succeed(try server.range(request))
                 } catch {
                     responder.fail(GRPCStatus(error))

@@ -38,9 +38,9 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     var transport = GRPCServerConfiguration()
     transport.maxReceiveMessageSize = config.maxRequestBytes + grpcOverheadBytes
     transport.maxConcurrentStreams = config.maxConcurrentStreams
-    transport.keepalive.interval = TimeAmount.nanoseconds(config.keepaliveInterval.nanoseconds)
-    transport.keepalive.timeout = TimeAmount.nanoseconds(config.keepaliveTimeout.nanoseconds)
-    transport.keepalive.minClientPingInterval = TimeAmount.nanoseconds(config.keepaliveMinTime.nanoseconds)
+    transport.keepalive.interval = TimeAmount(config.keepaliveInterval)
+    transport.keepalive.timeout = TimeAmount(config.keepaliveTimeout)
+    transport.keepalive.minClientPingInterval = TimeAmount(config.keepaliveMinTime)
     let http = HTTPEndpoints(server: etcd)
     transport.http1Handler = { request, loop in loop.makeSucceededFuture(http.respond(to: request)) }
     if !config.certFile.isEmpty {
@@ -54,10 +54,11 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     for url in config.listenClientURLs {
         do {
             let address = try grpc.bind(url.description).wait()
+            let hostPort = "\(address.ipAddress ?? url.host):\(address.port ?? url.port)"
             if url.isTLS {
-                logger.info("serving client traffic securely", metadata: ["address": "\(address)"])
+                logger.info("serving client traffic securely on \(hostPort)", metadata: ["address": "\(hostPort)"])
             } else {
-                logger.warning("serving client traffic insecurely; this is strongly discouraged!", metadata: ["address": "\(address)"])
+                logger.warning("serving insecure client requests on \(hostPort), this is strongly discouraged!", metadata: ["address": "\(hostPort)"])
             }
         } catch {
             fail("listen tcp \(url.host):\(url.port): \(bindErrorText(error))")
@@ -97,4 +98,11 @@ private func bindErrorText(_ error: any Error) -> String {
         return "bind: \(String(cString: strerror(io.errnoCode)).lowercased())"
     }
     return "\(error)"
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
 }
