@@ -34,6 +34,9 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Run every server without fsync (rusd and etcd's --unsafe-no-fsync, where supported).")
     var unsafeNoFsync = false
 
+    @Option(help: "Persistent client for the client workloads: auto, grpc, etcdctl (one process per request, for checking workloads), none.")
+    var client: String = "auto"
+
     @Option(help: "Folder for the report.")
     var out: String = "reports"
 
@@ -53,6 +56,9 @@ struct RunCommand: AsyncParsableCommand {
             throw ValidationError("unknown engine \"\(engine)\"; known: \(Self.knownEngines.joined(separator: ", "))")
         }
         for endpoint in endpoints { _ = try Self.parseEndpoint(endpoint) }
+        if !["auto", "grpc", "etcdctl", "none"].contains(client) {
+            throw ValidationError("--client must be auto, grpc, etcdctl or none (got \"\(client)\")")
+        }
     }
 
     var engineList: [String] { engines.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
@@ -117,9 +123,12 @@ struct RunCommand: AsyncParsableCommand {
 
         let selected = workloads.map { $0.split(separator: ",").compactMap { WorkloadCatalog.named(String($0)) } } ?? WorkloadCatalog.all
         let roundCount = rounds ?? (quick ? 1 : 3)
-        let factory = ClientFactories.persistent()
+        let factory: (any EtcdClientFactory)?
+        do { factory = try ClientFactories.choose(client, etcdctlBinary: etcdctlPath) } catch { throw ValidationError("\(error)") }
         if factory == nil {
             notes.append("No persistent gRPC client in this build: workloads that need it are reported as skipped.")
+        } else if factory is EtcdctlClientFactory {
+            notes.append("Client workloads ran with `--client etcdctl`: one etcdctl process per request, so their latencies and throughputs measure etcdctl start-up, not the servers. They check that the workloads run; do not read them as server performance.")
         }
         let workRoot = (workDir as NSString).standardizingPath + "/rusd-compare-\(getpid())"
         try FileManager.default.createDirectory(atPath: workRoot, withIntermediateDirectories: true)

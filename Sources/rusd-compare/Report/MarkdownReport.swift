@@ -75,8 +75,8 @@ struct MarkdownReport {
     }
 
     static func unit(forMetric name: String) -> Unit {
-        if name.hasSuffix("_ms") { return .ms }
-        if name.hasSuffix("_bytes") || name == MetricName.bytesWritten || name == MetricName.logicalBytes { return .bytes }
+        if name.hasSuffix("_ms") || name.contains("_ms_") { return .ms }
+        if name.hasSuffix("_bytes") || name.contains("disk_bytes") || name == MetricName.bytesWritten || name == MetricName.logicalBytes { return .bytes }
         if name.hasPrefix("ops_s") || name.hasSuffix("_ops_s") || name.hasSuffix("_per_s") || name.hasSuffix("_rps") { return .opsPerSecond }
         if name.hasSuffix("_pass") { return .passFail }
         if name == MetricName.writeAmplification { return .ratio }

@@ -69,7 +69,6 @@ struct RunOptions: Codable, Sendable {
 }
 
 struct CompareReport: Codable, Sendable {
-    var tool: String = "rusd-compare"
     var startedAt: String
     var finishedAt: String
     var options: RunOptions
