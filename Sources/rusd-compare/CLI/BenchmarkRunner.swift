@@ -73,10 +73,7 @@ struct BenchmarkRunner: Sendable {
         }
         context.server = server
         if let ms = server.startupMs { measurement.metrics[MetricName.startupMs] = ms }
-        let before = server.pid.flatMap { pid -> ProcessStats? in
-            ProcessStats.resetPeakRSS(pid: pid)
-            return ProcessStats.read(pid: pid)
-        }
+        context.measurementWindow = MeasurementWindow(pid: server.pid)
         let fsyncBefore = FsyncCounter.read(endpoint: server.endpoint)
         let result: WorkloadResult
         do {
@@ -92,7 +89,7 @@ struct BenchmarkRunner: Sendable {
         if let fsyncBefore, let fsyncAfter = FsyncCounter.read(endpoint: server.endpoint) {
             measurement.metrics[MetricName.fsyncCount] = fsyncAfter - fsyncBefore
         }
-        if let pid = server.pid, let before, let after = ProcessStats.read(pid: pid) {
+        if let pid = server.pid, let before = context.measurementWindow.start, let after = ProcessStats.read(pid: pid) {
             let cpu = after.cpuSeconds - before.cpuSeconds
             measurement.metrics[MetricName.serverCPUSeconds] = cpu
             if result.operations > 0 {

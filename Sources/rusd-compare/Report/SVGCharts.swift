@@ -32,6 +32,14 @@ enum SVGCharts {
         return s
     }
 
+    /// 1, 2 or 5 times a power of ten, at least `raw`.
+    static func niceStep(_ raw: Double) -> Double {
+        guard raw > 0 else { return 1 }
+        let magnitude = pow(10, floor(log10(raw)))
+        for m in [1.0, 2.0, 5.0, 10.0] where m * magnitude >= raw { return m * magnitude }
+        return 10 * magnitude
+    }
+
     private static func fmt(_ v: Double) -> String {
         if v >= 1000 { return String(format: "%.0f", v) }
         if v >= 10 { return String(format: "%.0f", v) }
@@ -51,7 +59,7 @@ enum SVGCharts {
         if logY {
             yMin = pow(10, floor(log10(yMin))); yMax = pow(10, ceil(log10(yMax)))
         } else {
-            yMin = 0; yMax = yMax * 1.1
+            yMin = 0; yMax = niceStep(yMax * 1.05 / 5) * 5
         }
         if yMax <= yMin { yMax = yMin + 1 }
         func px(_ x: Double) -> Double { left + (xMax > xMin ? (x - xMin) / (xMax - xMin) : 0.5) * plotW }
@@ -98,7 +106,7 @@ enum SVGCharts {
         guard let maxValue = values.max(), maxValue > 0, !categories.isEmpty else {
             return header(title) + "<text x=\"\(width / 2)\" y=\"\(height / 2)\" text-anchor=\"middle\">no data</text></svg>\n"
         }
-        let yMax = maxValue * 1.15
+        let yMax = niceStep(maxValue * 1.15 / 5) * 5
         func py(_ y: Double) -> Double { top + plotH - y / yMax * plotH }
         var s = header(title)
         s += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(plotW)\" height=\"\(plotH)\" fill=\"none\" stroke=\"#999\"/>\n"

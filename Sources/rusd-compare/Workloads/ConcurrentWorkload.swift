@@ -11,7 +11,7 @@ struct ConcurrentWorkload: Workload {
     var summary: String {
         switch kind {
         case .put: return "Put, 8-byte keys, 256-byte values, 1/16/64/256 clients (etcd benchmark put)"
-        case .range: return "linearizable single-key Range over 10,000 preloaded keys, 1/16/64/256 clients"
+        case .range: return "linearizable single-key Range over 10,000 preloaded keys (1,000 quick), 1/16/64/256 clients; preload not measured"
         case .txn: return "Txn Then(Put), 8-byte keys, 256-byte values, 1/16/64/256 clients (etcd benchmark txn-put)"
         case .putLarge: return "Put of 100 KiB values, 1/16 clients"
         }
@@ -19,20 +19,23 @@ struct ConcurrentWorkload: Workload {
     let needsPersistentClient = true
 
     static let connectionsMax = 8
+    /// Keys drawn from [0, keySpace); 1,000 with --quick.
     static let keySpace = 10_000
 
     func run(_ context: WorkloadContext) async throws -> WorkloadResult {
         let levels = kind == .putLarge ? [1, 16] : [1, 16, 64, 256]
         let seconds = context.quick ? 1.5 : 10.0
         let valueSize = kind == .putLarge ? 100 * 1024 : 256
-        let value = [UInt8]((0..<valueSize).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
+        let value = [UInt8]((0..<valueSize).map { UInt8(0x61 + $0 % 26) })
+        let keySpace = context.quick ? 1_000 : Self.keySpace
         let connections = try await context.connect(count: Self.connectionsMax)
         var result = WorkloadResult()
 
         if kind == .range {
-            context.progress.begin("  \(name) preload on \(context.spec.name)", total: Self.keySpace)
-            try await preload(connections, value: value, progress: context.progress)
-            context.progress.finish("\(Self.keySpace) keys")
+            context.progress.begin("  \(name) preload on \(context.spec.name)", total: keySpace)
+            try await preload(connections, keySpace: keySpace, value: value, progress: context.progress)
+            context.progress.finish("\(keySpace) keys")
+            context.measurementWindow.restart()
         }
         context.progress.begin("  \(name) on \(context.spec.name)", total: levels.count)
         var best = 0.0
@@ -40,7 +43,7 @@ struct ConcurrentWorkload: Workload {
         var errors = 0
         var logical: Int64 = 0
         for clients in levels {
-            let (histogram, elapsed) = try await runLevel(clients: clients, seconds: seconds,
+            let (histogram, elapsed) = try await runLevel(clients: clients, seconds: seconds, keySpace: keySpace,
                                                           connections: connections, value: value)
             let ops = Int(histogram.count)
             let rate = Double(ops) / elapsed
@@ -63,7 +66,7 @@ struct ConcurrentWorkload: Workload {
         return result
     }
 
-    private func runLevel(clients: Int, seconds: Double, connections: [any EtcdClient],
+    private func runLevel(clients: Int, seconds: Double, keySpace: Int, connections: [any EtcdClient],
                           value: [UInt8]) async throws -> (LatencyHistogram, Double) {
         let kind = self.kind
         let start = monotonicNanos()
@@ -75,7 +78,7 @@ struct ConcurrentWorkload: Workload {
                     var histogram = LatencyHistogram()
                     var rng = SplitMix64(seed: UInt64(worker) &+ start)
                     while monotonicNanos() < deadline {
-                        let key = eightByteKey(Int(rng.next() % UInt64(Self.keySpace)))
+                        let key = eightByteKey(Int(rng.next() % UInt64(keySpace)))
                         let t0 = monotonicNanos()
                         do {
                             switch kind {
@@ -103,13 +106,13 @@ struct ConcurrentWorkload: Workload {
         return (merged, secondsSince(start))
     }
 
-    private func preload(_ connections: [any EtcdClient], value: [UInt8], progress: ProgressReporter) async throws {
+    private func preload(_ connections: [any EtcdClient], keySpace: Int, value: [UInt8], progress: ProgressReporter) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for worker in 0..<connections.count {
                 let client = connections[worker]
                 group.addTask {
                     var i = worker
-                    while i < Self.keySpace {
+                    while i < keySpace {
                         _ = try await client.put(key: eightByteKey(i), value: value, lease: 0)
                         progress.advance()
                         i += connections.count

@@ -1,3 +1,8 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A named benchmark. The runner starts a fresh server per run (unless `managesOwnServer`),
 /// measures the server process around `run`, then compacts, defragments and measures the disk.
 protocol Workload: Sendable {
@@ -24,6 +29,9 @@ struct WorkloadContext: Sendable {
     var quick: Bool
     var launcher: ServerLauncher
     var progress: ProgressReporter
+    /// Where the server measurements (CPU, RSS peak, bytes written) start; a workload with a
+    /// setup phase calls `restart()` when its measured phase begins.
+    var measurementWindow = MeasurementWindow(pid: nil)
 
     var etcdctl: Etcdctl { Etcdctl(binary: etcdctlBinary, endpoint: server?.endpoint ?? "") }
 
@@ -71,4 +79,26 @@ enum WorkloadCatalog {
     ]
 
     static func named(_ name: String) -> (any Workload)? { all.first { $0.name == name } }
+}
+
+/// The server-side measurement baseline of one run.
+final class MeasurementWindow: Sendable {
+    let pid: pid_t?
+    private let baseline: Mutex<ProcessStats?>
+
+    init(pid: pid_t?) {
+        self.pid = pid
+        baseline = Mutex(nil)
+        restart()
+    }
+
+    /// Resets the peak RSS and takes a new baseline reading now.
+    func restart() {
+        guard let pid else { return }
+        ProcessStats.resetPeakRSS(pid: pid)
+        let stats = ProcessStats.read(pid: pid)
+        baseline.withLock { $0 = stats }
+    }
+
+    var start: ProcessStats? { baseline.withLock { $0 } }
 }
