@@ -89,8 +89,10 @@ let package = Package(
             "GRPCTransport",
             .product(name: "NIOPosix", package: "swift-nio"),
         ], path: "Tests/GRPCTransportTests"),
-        .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Engines"], path: "Tests/MVCCTests"),
-        .testTarget(name: "ServerTests", dependencies: ["EtcdServer", "EtcdAPI", "Engines"],
+        // In-memory StorageEngine for the MVCC and server unit tests.
+        .target(name: "InMemoryEngine", dependencies: ["EngineAPI"], path: "Tests/InMemoryEngine"),
+        .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Engines", "InMemoryEngine"], path: "Tests/MVCCTests"),
+        .testTarget(name: "ServerTests", dependencies: ["EtcdServer", "EtcdAPI", "Engines", "InMemoryEngine"],
                     path: "Tests/ServerTests"),
     ],
     swiftLanguageModes: [.v6]
