@@ -59,6 +59,10 @@ def generate_stubs(root: Path, out_dir: Path) -> list[str]:
     protos = []
     for path in sorted(root.rglob("*.proto")):
         rel = path.relative_to(root)
+        if rel.parts[0] == "grpc":
+            # grpc.health.v1 is the standard health service, not etcd's API; generating it as a
+            # top-level `grpc` package would shadow grpcio itself.
+            continue
         dest = src / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(_sanitize(path.read_text()))

@@ -1,0 +1,36 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import Foundation
+import Synchronization
+
+/// The servers this tool started, so that Ctrl-C or SIGTERM kills them (by PID) before exiting.
+final class ChildProcessRegistry: @unchecked Sendable {
+    static let shared = ChildProcessRegistry()
+    private let pids = Mutex<Set<pid_t>>([])
+    /// Guarded by `sourcesLock`; kept only so the dispatch sources stay alive.
+    private var sources: [DispatchSourceSignal] = []
+    private let sourcesLock = NSLock()
+
+    func add(_ pid: pid_t) { pids.withLock { _ = $0.insert(pid) } }
+    func remove(_ pid: pid_t) { pids.withLock { _ = $0.remove(pid) } }
+
+    /// Installs SIGINT/SIGTERM handlers that kill every registered child and exit with 130.
+    func installSignalHandlers() {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { [self] in
+                let children = pids.withLock { $0 }
+                for pid in children { kill(pid, SIGKILL) }
+                writeToStandardError("\nrusd-compare: interrupted; killed \(children.count) server process(es)\n")
+                exit(130)
+            }
+            source.resume()
+            sourcesLock.lock()
+            sources.append(source)
+            sourcesLock.unlock()
+        }
+    }
+}
