@@ -59,6 +59,6 @@ struct ReportIndex: Sendable {
     func problem(_ workload: String, _ target: String) -> String? {
         let all = runs(workload, target)
         if all.contains(where: { $0.status == .ok }) { return nil }
-        return all.first.map { "\($0.status.rawValue): \($0.note ?? "")" }
+        return all.first.map { "\($0.status.rawValue): " + ($0.note ?? "").split(separator: "\n").joined(separator: " / ") }
     }
 }
