@@ -55,6 +55,13 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], path: "Sources/GRPCTransport"),
+        // Echo server for the transport's compatibility tests (Tests/compat/test_transport.py).
+        .executableTarget(name: "grpc-test-server", dependencies: [
+            "GRPCTransport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ], path: "Sources/grpc-test-server"),
         .target(name: "EtcdProto", dependencies: [
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], path: "Sources/EtcdProto"),
@@ -88,6 +95,7 @@ let package = Package(
         .testTarget(name: "GRPCTransportTests", dependencies: [
             "GRPCTransport",
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], path: "Tests/GRPCTransportTests"),
         // In-memory StorageEngine for the MVCC and server unit tests.
         .target(name: "InMemoryEngine", dependencies: ["EngineAPI"], path: "Tests/InMemoryEngine"),
