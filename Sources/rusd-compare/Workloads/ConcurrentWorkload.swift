@@ -24,7 +24,7 @@ struct ConcurrentWorkload: Workload {
 
     func run(_ context: WorkloadContext) async throws -> WorkloadResult {
         let levels = kind == .putLarge ? [1, 16] : [1, 16, 64, 256]
-        let seconds = context.quick ? 1.5 : 10.0
+        let seconds = context.quick ? 1.0 : 10.0
         let valueSize = kind == .putLarge ? 100 * 1024 : 256
         let value = [UInt8]((0..<valueSize).map { UInt8(0x61 + $0 % 26) })
         let keySpace = context.quick ? 1_000 : Self.keySpace
