@@ -1,11 +1,7 @@
-/// The persistent etcd client used by the client workloads, or nil when this build has none.
-///
-/// The client is our GRPCTransport's (branch `transport`) behind `EtcdClient`; until that lands,
-/// client workloads are reported as skipped and only the etcdctl workloads run. To plug it in,
-/// return an `EtcdClientFactory` whose clients map `EtcdClient` calls onto the etcd protos
-/// (EtcdProto) sent over GRPCTransport.
+/// Chooses the persistent etcd client the client workloads use: our GRPCTransport client with
+/// etcd's protos (`GRPCEtcdClient`) by default.
 enum ClientFactories {
-    static func persistent() -> (any EtcdClientFactory)? { nil }
+    static func persistent() -> (any EtcdClientFactory)? { GRPCEtcdClientFactory() }
 
     /// `--client` choice: "auto" (the gRPC client when built in, else none), "grpc", "etcdctl"
     /// (one etcdctl process per request: checks the workloads, measures etcdctl), "none".
