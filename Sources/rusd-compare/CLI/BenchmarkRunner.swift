@@ -17,7 +17,7 @@ struct BenchmarkRunner: Sendable {
         for workload in workloads {
             progress.note("== \(workload.name): \(workload.summary)")
             if workload.needsPersistentClient && clientFactory == nil {
-                let note = "skipped: no persistent gRPC client in this build (EtcdClient has no implementation yet)"
+                let note = "skipped: needs a persistent client (run without --client none)"
                 progress.note("   \(note)")
                 for target in targets {
                     measurements.append(Measurement(workload: workload.name, target: target.name, round: 0,
