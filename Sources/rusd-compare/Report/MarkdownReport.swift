@@ -185,7 +185,8 @@ struct MarkdownReport {
             let counts = kinds.map { kind in
                 (kind, targets.compactMap { index.medianRun(workload, $0, kind: kind)?.count }.reduce(0, +))
             }
-            guard let kind = counts.max(by: { $0.1 < $1.1 })?.0, counts.contains(where: { $0.1 > 0 }) else { continue }
+            guard var kind = counts.max(by: { $0.1 < $1.1 })?.0, counts.contains(where: { $0.1 > 0 }) else { continue }
+            if kinds.contains("\(workload) c=16") { kind = "\(workload) c=16" }
             let series = targets.compactMap { t -> SVGCharts.Series? in
                 guard let summary = index.medianRun(workload, t, kind: kind) else { return nil }
                 return SVGCharts.Series(name: t, points: summary.cdf.map { (xPos($0[0]), $0[1]) })
