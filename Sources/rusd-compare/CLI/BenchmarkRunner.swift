@@ -73,8 +73,7 @@ struct BenchmarkRunner: Sendable {
         }
         context.server = server
         if let ms = server.startupMs { measurement.metrics[MetricName.startupMs] = ms }
-        context.measurementWindow = MeasurementWindow(pid: server.pid)
-        let fsyncBefore = FsyncCounter.read(endpoint: server.endpoint)
+        context.measurementWindow = MeasurementWindow(pid: server.pid, endpoint: server.endpoint)
         let result: WorkloadResult
         do {
             result = try await workload.run(context)
@@ -86,7 +85,7 @@ struct BenchmarkRunner: Sendable {
         measurement.metrics.merge(result.metrics) { _, new in new }
         measurement.latency = result.latency
         if let note = result.note { measurement.note = note }
-        if let fsyncBefore, let fsyncAfter = FsyncCounter.read(endpoint: server.endpoint) {
+        if let fsyncBefore = context.measurementWindow.startFsyncs, let fsyncAfter = FsyncCounter.read(endpoint: server.endpoint) {
             measurement.metrics[MetricName.fsyncCount] = fsyncAfter - fsyncBefore
         }
         if let pid = server.pid, let before = context.measurementWindow.start, let after = ProcessStats.read(pid: pid) {

@@ -7,12 +7,14 @@ import SwiftProtobuf
 
 /// `EtcdClient` over our GRPCTransport client: one HTTP/2 connection, requests multiplexed as
 /// streams, etcd's protobuf messages (EtcdProto). This is the client the workloads measure with.
+/// Unary calls time out after 60 s (grpc-timeout), so a stuck server fails a run instead of
+/// hanging the whole comparison.
 struct GRPCEtcdClient: EtcdClient {
     let connection: GRPCClient
 
     private func call<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
         _ path: String, _ request: Request, _ response: Response.Type) async throws -> Response {
-        try await connection.unary(path, request, responseType: Response.self).get()
+        try await connection.unary(path, request, timeout: .seconds(60), responseType: Response.self).get()
     }
 
     func put(key: [UInt8], value: [UInt8], lease: Int64) async throws -> Int64 {

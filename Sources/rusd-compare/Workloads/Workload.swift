@@ -81,14 +81,16 @@ enum WorkloadCatalog {
     static func named(_ name: String) -> (any Workload)? { all.first { $0.name == name } }
 }
 
-/// The server-side measurement baseline of one run.
+/// The server-side measurement baseline of one run: process stats and the fsync counter.
 final class MeasurementWindow: Sendable {
     let pid: pid_t?
-    private let baseline: Mutex<ProcessStats?>
+    let endpoint: String?
+    private let baseline: Mutex<(stats: ProcessStats?, fsyncs: Double?)>
 
-    init(pid: pid_t?) {
+    init(pid: pid_t?, endpoint: String? = nil) {
         self.pid = pid
-        baseline = Mutex(nil)
+        self.endpoint = endpoint
+        baseline = Mutex((nil, nil))
         restart()
     }
 
@@ -97,8 +99,10 @@ final class MeasurementWindow: Sendable {
         guard let pid else { return }
         ProcessStats.resetPeakRSS(pid: pid)
         let stats = ProcessStats.read(pid: pid)
-        baseline.withLock { $0 = stats }
+        let fsyncs = endpoint.flatMap { FsyncCounter.read(endpoint: $0) }
+        baseline.withLock { $0 = (stats, fsyncs) }
     }
 
-    var start: ProcessStats? { baseline.withLock { $0 } }
+    var start: ProcessStats? { baseline.withLock { $0.stats } }
+    var startFsyncs: Double? { baseline.withLock { $0.fsyncs } }
 }
