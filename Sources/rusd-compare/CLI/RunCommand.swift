@@ -132,6 +132,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         let workRoot = (workDir as NSString).standardizingPath + "/rusd-compare-\(getpid())"
         try FileManager.default.createDirectory(atPath: workRoot, withIntermediateDirectories: true)
+        ChildProcessRegistry.shared.addScratchDirectory(workRoot)
         defer { try? FileManager.default.removeItem(atPath: workRoot) }
 
         progress.note("rusd-compare: \(targets.map(\.name).joined(separator: ", ")); \(selected.count) workload(s), \(roundCount) round(s)\(quick ? ", quick" : "")")

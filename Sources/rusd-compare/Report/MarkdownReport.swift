@@ -145,7 +145,12 @@ struct MarkdownReport {
         let targets = index.targetNames
         let summary = WorkloadCatalog.named(workload)?.summary ?? ""
         var s = "\n## \(workload)\n\n\(summary)\n\n"
-        let problems = targets.compactMap { t in index.problem(workload, t).map { "- \(t): \($0)" } }
+        var problems = targets.compactMap { t in index.problem(workload, t).map { "- \(t): \($0)" } }
+        for t in targets {
+            for run in index.okRuns(workload, t) {
+                if let note = run.note { problems.append("- \(t), round \(run.round): " + note.split(separator: "\n").joined(separator: " / ")) }
+            }
+        }
         if !problems.isEmpty { s += problems.joined(separator: "\n") + "\n\n" }
         let metricNames = index.metricNames(workload)
         if !metricNames.isEmpty {

@@ -117,7 +117,7 @@ struct KubeObjectStore: Sendable {
     mutating func compactStep(previousRevision: inout Int64, compactKeyVersion: inout Int64) async throws {
         let client = self.client
         let key = Array("compact_rev_key".utf8)
-        let current = try await client.status().revision
+        let current = try await client.currentRevision()
         let result = try await timed("compact-txn") {
             try await client.txn(compares: [.version(key: key, equals: compactKeyVersion)],
                                  success: [.put(key: key, value: Array(String(current).utf8), lease: 0)],

@@ -13,7 +13,7 @@ struct KubernetesChurnWorkload: Workload {
         let workers = 16
         let connections = try await context.connect(count: 4)
         let watchClient = try await context.connect()
-        let startRevision = try await connections[0].status().revision
+        let startRevision = try await connections[0].currentRevision()
         let watchers = try await PrefixWatchers(client: watchClient, prefixes: ["/registry/pods/", "/registry/events/"],
                                                 fromRevision: startRevision + 1)
         let lease = try await connections[0].leaseGrant(ttl: 3_600)

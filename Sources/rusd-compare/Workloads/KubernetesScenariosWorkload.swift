@@ -18,7 +18,7 @@ struct KubernetesScenariosWorkload: Workload {
     func run(_ context: WorkloadContext) async throws -> WorkloadResult {
         let client = try await context.connect()
         let watchClient = try await context.connect()
-        let startRevision = try await client.status().revision
+        let startRevision = try await client.currentRevision()
         let watchers = try await PrefixWatchers(client: watchClient, prefixes: Self.prefixes,
                                                 fromRevision: startRevision + 1)
         let lease = try await client.leaseGrant(ttl: 3_600)
