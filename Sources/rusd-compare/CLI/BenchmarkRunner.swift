@@ -16,12 +16,17 @@ struct BenchmarkRunner: Sendable {
         var measurements: [Measurement] = []
         for workload in workloads {
             progress.note("== \(workload.name): \(workload.summary)")
+            var skipReason: String?
             if workload.needsPersistentClient && clientFactory == nil {
-                let note = "skipped: needs a persistent client (run without --client none)"
-                progress.note("   \(note)")
+                skipReason = "needs a persistent client (run without --client none)"
+            } else if quick && !workload.runsInQuickMode {
+                skipReason = "too long for --quick"
+            }
+            if let skipReason {
+                progress.note("   skipped: \(skipReason)")
                 for target in targets {
                     measurements.append(Measurement(workload: workload.name, target: target.name, round: 0,
-                                                    status: .skipped, note: note, metrics: [:], latency: [:]))
+                                                    status: .skipped, note: skipReason, metrics: [:], latency: [:]))
                 }
                 continue
             }

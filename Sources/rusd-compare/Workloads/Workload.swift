@@ -13,11 +13,14 @@ protocol Workload: Sendable {
     var needsPersistentClient: Bool { get }
     /// True when the workload starts and stops servers itself (startup time).
     var managesOwnServer: Bool { get }
+    /// False for workloads too long for a `--quick` smoke run (reported as skipped there).
+    var runsInQuickMode: Bool { get }
     func run(_ context: WorkloadContext) async throws -> WorkloadResult
 }
 
 extension Workload {
     var managesOwnServer: Bool { false }
+    var runsInQuickMode: Bool { true }
 }
 
 struct WorkloadContext: Sendable {
@@ -75,6 +78,7 @@ enum WorkloadCatalog {
         KubernetesChurnWorkload(),
         WatchFanoutWorkload(),
         CheckPerfWorkload(),
+        EtcdctlCheckPerfWorkload(),
         StartupWorkload(),
     ]
 
