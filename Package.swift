@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "Engines", dependencies: ["EngineAPI", "LMDBEngine", "LevelDBEngine", "LSMEngine"],
                 path: "Sources/Engines/Registry"),
         // Child process for the conformance suite's hard-kill durability test.
-        .executableTarget(name: "engine-kill-writer", dependencies: ["Engines"],
+        .executableTarget(name: "engine-kill-writer", dependencies: ["EngineAPI", "Engines"],
                           path: "Sources/engine-kill-writer"),
 
         // MARK: API boundary (transport)
@@ -93,7 +93,8 @@ let package = Package(
         ], path: "Sources/rusd-compare"),
 
         // MARK: Tests
-        .testTarget(name: "EngineTests", dependencies: ["EngineAPI", "Engines"], path: "Tests/EngineTests"),
+        .testTarget(name: "EngineTests", dependencies: ["EngineAPI", "Engines", "LMDBEngine", "LevelDBEngine"],
+                    path: "Tests/EngineTests"),
         .testTarget(name: "LSMTests", dependencies: ["EngineAPI", "LSMEngine"], path: "Tests/LSMTests"),
         .testTarget(name: "GRPCTransportTests", dependencies: [
             "GRPCTransport",

@@ -1,6 +1,15 @@
 import EngineAPI
+import LMDBEngine
+import LevelDBEngine
 
-/// Every storage engine built into rusd, by the name `--engine` takes.
+/// Every storage engine built into rusd, by the name `--engine` takes. The first is the default.
+/// Adding an engine is one line here (and its target in `Engines`' dependencies).
 public enum Engines {
-    public static let registry = EngineRegistry([])
+    public static let registry = EngineRegistry([
+        (name: LMDBEngine.engineName, open: { @Sendable directory, options in try LMDBEngine.open(directory: directory, options: options) }),
+        (name: LevelDBEngine.engineName, open: { @Sendable directory, options in try LevelDBEngine.open(directory: directory, options: options) }),
+    ])
+
+    /// The engine `rusd` uses when `--engine` is not given.
+    public static let defaultName = LMDBEngine.engineName
 }

@@ -37,7 +37,8 @@ enum StoreLoader {
         if let lv = try meta(.layoutVersion), lv != layoutVersion {
             throw .corruption("store layout version \(lv) in \(engine.directory) is not supported (this build reads \(layoutVersion))")
         }
-        var revision = Int64(bitPattern: try meta(.currentRevision) ?? 0)
+        // An empty store is at revision 1, as etcd's: the first write gets revision 2.
+        var revision = Int64(bitPattern: try meta(.currentRevision) ?? 1)
         let compactRevision = Int64(bitPattern: try meta(.compactRevision) ?? 0)
         let finished = Int64(bitPattern: try meta(.finishedCompactRevision) ?? 0)
         let appliedIndex = try meta(.appliedIndex) ?? 0

@@ -1,1 +1,0 @@
-// LMDBEngine: under construction (see the open issues).

@@ -1,1 +1,0 @@
-// LevelDBEngine: under construction (see the open issues).
