@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // MARK: Engine boundary
@@ -54,6 +55,13 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], path: "Sources/GRPCTransport"),
+        // Echo server for the transport's compatibility tests (Tests/compat/test_transport.py).
+        .executableTarget(name: "grpc-test-server", dependencies: [
+            "GRPCTransport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ], path: "Sources/grpc-test-server"),
         .target(name: "EtcdProto", dependencies: [
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], path: "Sources/EtcdProto"),
@@ -78,6 +86,10 @@ let package = Package(
         .executableTarget(name: "rusd-compare", dependencies: [
             "EtcdProto", "GRPCTransport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], path: "Sources/rusd-compare"),
 
         // MARK: Tests
@@ -87,9 +99,12 @@ let package = Package(
         .testTarget(name: "GRPCTransportTests", dependencies: [
             "GRPCTransport",
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], path: "Tests/GRPCTransportTests"),
-        .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Engines"], path: "Tests/MVCCTests"),
-        .testTarget(name: "ServerTests", dependencies: ["EtcdServer", "EtcdAPI", "Engines"],
+        // In-memory StorageEngine for the MVCC and server unit tests.
+        .target(name: "InMemoryEngine", dependencies: ["EngineAPI"], path: "Tests/InMemoryEngine"),
+        .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Engines", "InMemoryEngine"], path: "Tests/MVCCTests"),
+        .testTarget(name: "ServerTests", dependencies: ["EtcdServer", "EtcdAPI", "Engines", "InMemoryEngine"],
                     path: "Tests/ServerTests"),
     ],
     swiftLanguageModes: [.v6]

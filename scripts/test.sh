@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# The whole test suite: Swift unit/conformance tests, then the Python suites (independent
-# gRPC clients, etcdctl, differential tests against a real etcd started here).
+# The whole test suite: Swift unit, conformance and crash tests, then the Python suites
+# (independent gRPC clients, etcdctl, differential tests against a real etcd started here).
+# One optimized build serves both: tests run against the same binaries users run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --python
 
-echo "== swift build (release: rusd, engine-kill-writer)"
-swift build -c release --product rusd
-swift build -c release --product engine-kill-writer
+BUILD_FLAGS=(-c release -Xswiftc -enable-testing)
+echo "== swift build (release, with tests)"
+swift build "${BUILD_FLAGS[@]}" --build-tests
 
 echo "== swift test"
-swift test
+swift test "${BUILD_FLAGS[@]}" --skip-build
 
-echo "== python suites"
-RUSD_BIN="$(swift build -c release --show-bin-path)/rusd" .venv/bin/python -m pytest -q Tests/compat
+echo "== python suites (grpcio, etcdctl, differential against etcd)"
+BIN="$(swift build "${BUILD_FLAGS[@]}" --show-bin-path)"
+export RUSD_BIN="$BIN/rusd" GRPC_TEST_SERVER="$BIN/grpc-test-server"
+export RUSD_ENGINES="${RUSD_ENGINES:-lmdb leveldb lsm}"
+.venv/bin/python -m pytest -q -p no:cacheprovider Tests/compat

@@ -1,0 +1,40 @@
+import EngineAPI
+
+/// Writing a memtable to a table file, and choosing its level.
+enum Flush {
+    /// Writes every entry of `mem` to table `number` and opens it.
+    static func writeTable(_ mem: Memtable, directory: String, number: UInt64,
+                           cache: BlockCache) throws -> (FileMetadata, Table) {
+        let path = FileNames.table(directory, number)
+        let builder = try TableBuilder(path: path)
+        let it = mem.makeIterator()
+        it.seekToFirst()
+        while it.isValid {
+            try builder.add(it.key, it.value)
+            it.next()
+        }
+        let summary = try builder.finish()
+        let table = try Table(path: path, number: number, cache: cache)
+        let meta = FileMetadata(number: number, size: summary.fileSize, smallest: summary.smallest, largest: summary.largest)
+        return (meta, table)
+    }
+
+    /// The deepest level a new table can go to without compaction: it must not overlap any
+    /// file in the levels above its destination nor the destination itself. Revision-ordered
+    /// keys (etcd) never overlap older data, so flushed tables land directly in the bottom level
+    /// and are never rewritten (a trivial move at flush time).
+    static func pickLevel(_ version: Version, _ meta: FileMetadata) -> Int {
+        meta.smallest.withUnsafeBytes { s in
+            meta.largest.withUnsafeBytes { l in
+                let su = userKey(s), lu = userKey(l)
+                if version.overlaps(level: 0, smallestUser: su, largestUser: lu) { return 0 }
+                var level = 0
+                while level < Version.bottomLevel {
+                    if version.overlaps(level: level + 1, smallestUser: su, largestUser: lu) { break }
+                    level += 1
+                }
+                return level
+            }
+        }
+    }
+}

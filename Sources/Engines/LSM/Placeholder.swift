@@ -1,1 +1,0 @@
-// LSMEngine: under construction (see the open issues).

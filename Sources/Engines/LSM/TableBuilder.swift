@@ -1,0 +1,107 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Metadata of a finished table.
+struct TableSummary {
+    var fileSize: UInt64
+    var smallest: [UInt8]
+    var largest: [UInt8]
+    var entries: Int
+}
+
+/// Writes one sorted table file. Keys must be added in increasing internal-key order.
+final class TableBuilder {
+    let path: String
+    private let fd: Int32
+    private var out: [UInt8] = []
+    private var fileOffset = 0
+    private var data = BlockBuilder()
+    private var index = BlockBuilder()
+    private var hashes: [UInt64] = []
+    private var lastUserKey: [UInt8] = []
+    private var lastKey: [UInt8] = []
+    private var smallest: [UInt8] = []
+    private(set) var entries = 0
+    private var finished = false
+
+    init(path: String) throws {
+        self.path = path
+        fd = try FileSystem.open(path, flags: O_WRONLY | O_CREAT | O_TRUNC, operation: "create table")
+        out.reserveCapacity(256 << 10)
+    }
+
+    deinit {
+        close(fd)
+        if !finished { FileSystem.remove(path) }
+    }
+
+    /// Bytes the file will have so far (approximately).
+    var estimatedSize: Int { fileOffset + out.count + data.estimatedSize }
+
+    func add(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws {
+        if entries == 0 { smallest = Array(key) }
+        let user = userKey(key)
+        let sameUser = lastUserKey.withUnsafeBytes { compareBytes($0, user) == 0 } && entries > 0
+        if !sameUser {
+            hashes.append(BloomFilter.hash(user))
+            lastUserKey.removeAll(keepingCapacity: true)
+            lastUserKey.append(contentsOf: user)
+        }
+        data.add(key, value)
+        lastKey.removeAll(keepingCapacity: true)
+        lastKey.append(contentsOf: key)
+        entries += 1
+        if data.estimatedSize >= TableFormat.blockSize { try flushDataBlock() }
+    }
+
+    private func writeBlock(_ contents: [UInt8]) throws -> BlockHandle {
+        let handle = BlockHandle(offset: UInt64(fileOffset + out.count), size: UInt64(contents.count))
+        out.append(contentsOf: contents)
+        out.appendFixed32(CRC32C.checksum(contents))
+        if out.count >= 256 << 10 { try drain() }
+        return handle
+    }
+
+    private func drain() throws {
+        try out.withUnsafeBytes { try FileSystem.pwrite(fd: fd, path: path, $0, offset: fileOffset) }
+        fileOffset += out.count
+        out.removeAll(keepingCapacity: true)
+    }
+
+    private func flushDataBlock() throws {
+        guard !data.isEmpty else { return }
+        let handle = try writeBlock(data.finish())
+        var hv: [UInt8] = []
+        handle.encode(into: &hv)
+        lastKey.withUnsafeBytes { k in hv.withUnsafeBytes { index.add(k, $0) } }
+    }
+
+    /// Writes filter, index and footer, syncs the file. Returns its summary.
+    func finish() throws -> TableSummary {
+        try flushDataBlock()
+        let filter = BloomFilter.build(hashes: hashes)
+        let filterHandle = try writeBlock(filter)
+        let indexHandle = try writeBlock(index.finish())
+        var footer: [UInt8] = []
+        footer.appendFixed64(indexHandle.offset)
+        footer.appendFixed64(indexHandle.size)
+        footer.appendFixed64(filterHandle.offset)
+        footer.appendFixed64(filterHandle.size)
+        footer.appendFixed32(TableFormat.formatVersion)
+        footer.appendFixed32(CRC32C.checksum(footer))
+        footer.appendFixed64(TableFormat.magic)
+        out.append(contentsOf: footer)
+        try drain()
+        try FileSystem.dataSync(fd: fd, path: path)
+        finished = true
+        return TableSummary(fileSize: UInt64(fileOffset), smallest: smallest, largest: lastKey, entries: entries)
+    }
+
+    /// Abandons the table: the file is removed.
+    func abandon() {
+        finished = false
+    }
+}

@@ -1,1 +1,0 @@
-// EtcdProto: under construction (see the open issues).

@@ -1,0 +1,31 @@
+import NIOCore
+
+/// What a handler knows about the call it serves. Immutable; safe to pass between threads.
+public struct CallContext: Sendable {
+    /// The method path, `/package.Service/Method`.
+    public let method: String
+    /// Request metadata: custom (non-pseudo, non-gRPC-reserved) request headers with lowercased
+    /// names. A header sent more than once has its values joined with `,`.
+    /// etcd's auth token is `metadata["token"]`.
+    public let metadata: [String: String]
+    /// The client's deadline from `grpc-timeout`, if it sent one. The server does not end calls
+    /// at the deadline: the client does, by resetting the stream (seen as cancellation).
+    public let deadline: NIODeadline?
+    /// The event loop of the call's connection. Completing responders and sending on streams
+    /// from this loop writes without a thread hop.
+    public let eventLoop: any EventLoop
+    /// The common name (CN) of the verified TLS client certificate, if the client presented one.
+    public let peerCommonName: String?
+    /// The client's address, when known.
+    public let remoteAddress: SocketAddress?
+
+    public init(method: String, metadata: [String: String], deadline: NIODeadline?,
+                eventLoop: any EventLoop, peerCommonName: String?, remoteAddress: SocketAddress?) {
+        self.method = method
+        self.metadata = metadata
+        self.deadline = deadline
+        self.eventLoop = eventLoop
+        self.peerCommonName = peerCommonName
+        self.remoteAddress = remoteAddress
+    }
+}

@@ -1,0 +1,58 @@
+import NIOCore
+import SwiftProtobuf
+
+/// Bytes backed by a `ByteBuffer`, so swift-protobuf can encode into and decode from NIO
+/// buffers without intermediate arrays.
+///
+/// Encoding (`try message.serializedBytes() as FramedMessage`) leaves five bytes in front of
+/// the payload for the gRPC message header; `framed` fills them in.
+struct FramedMessage: SwiftProtobufContiguousBytes {
+    private(set) var buffer: ByteBuffer
+
+    init(repeating: UInt8, count: Int) {
+        buffer = ByteBufferAllocator().buffer(capacity: count + 5)
+        buffer.writeRepeatingByte(0, count: 5)
+        buffer.writeRepeatingByte(repeating, count: count)
+        buffer.moveReaderIndex(forwardBy: 5)
+    }
+
+    init<S: Sequence>(_ sequence: S) where S.Element == UInt8 {
+        buffer = ByteBufferAllocator().buffer(capacity: 5)
+        buffer.writeRepeatingByte(0, count: 5)
+        buffer.writeBytes(Array(sequence))
+        buffer.moveReaderIndex(forwardBy: 5)
+    }
+
+    /// Wraps received message bytes for decoding.
+    init(received: ByteBuffer) {
+        buffer = received
+    }
+
+    var count: Int { buffer.readableBytes }
+
+    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try buffer.withUnsafeReadableBytes(body)
+    }
+
+    mutating func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+        try buffer.withUnsafeMutableReadableBytes(body)
+    }
+
+    /// The message with its gRPC header (uncompressed, big-endian length).
+    var framed: ByteBuffer {
+        var out = buffer
+        let length = UInt32(out.readableBytes)
+        out.moveReaderIndex(to: out.readerIndex - 5)
+        out.setInteger(UInt8(0), at: out.readerIndex)
+        out.setInteger(length, at: out.readerIndex + 1)
+        return out
+    }
+}
+
+extension SwiftProtobuf.Message {
+    /// The message serialized with its gRPC message header.
+    func grpcFramed() throws -> ByteBuffer {
+        let encoded: FramedMessage = try serializedBytes()
+        return encoded.framed
+    }
+}

@@ -1,1 +1,0 @@
-// GRPCTransport: under construction (see the open issues).

@@ -1,0 +1,97 @@
+import NIOCore
+
+/// Settings of a `GRPCServer`. Defaults follow grpc-go as etcd configures it.
+public struct GRPCServerConfiguration: Sendable {
+    /// Largest request message accepted; larger ones end the call with RESOURCE_EXHAUSTED
+    /// "grpc: received message larger than max (N vs. M)". etcd: --max-request-bytes + 512 KiB.
+    public var maxReceiveMessageSize: Int = 4 * 1024 * 1024
+    /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to clients (etcd: --max-concurrent-streams,
+    /// default unlimited). Streams beyond it are refused by HTTP/2 (REFUSED_STREAM).
+    public var maxConcurrentStreams: UInt32 = UInt32.max
+    /// SETTINGS_INITIAL_WINDOW_SIZE for request streams, and the connection's receive window.
+    public var initialStreamWindowSize: Int32 = 1 << 20
+    public var connectionWindowSize: Int32 = 4 << 20
+    /// Server keepalive and the client ping policy.
+    public var keepalive = Keepalive()
+    /// Response-stream backpressure thresholds (see `ServerStream`).
+    public var streamHighWatermark = 1 << 20
+    public var streamLowWatermark = 256 << 10
+    /// Serves HTTP/1.1 requests arriving on the same port (nil: answer 404 to everything).
+    public var http1Handler: HTTP1Handler?
+    /// TLS settings used by `https://` listeners.
+    public var tls: GRPCServerTLS?
+
+    public init() {}
+
+    /// Keepalive settings (etcd's --grpc-keepalive-* flags).
+    public struct Keepalive: Sendable {
+        /// After this long without receiving anything the server pings the client
+        /// (--grpc-keepalive-interval, default 2h).
+        public var interval: TimeAmount = .hours(2)
+        /// Close the connection if the ping is not answered within this long
+        /// (--grpc-keepalive-timeout, default 20s).
+        public var timeout: TimeAmount = .seconds(20)
+        /// Clients pinging more often than this (more than twice in a row) get GOAWAY
+        /// ENHANCE_YOUR_CALM "too_many_pings" and the connection closes, as in grpc-go
+        /// (--grpc-keepalive-min-time, default 5s).
+        public var minClientPingInterval: TimeAmount = .seconds(5)
+        /// Whether clients may ping while they have no active stream at the min interval
+        /// (grpc-go's PermitWithoutStream; etcd: false, then such pings are allowed every 2h).
+        public var permitWithoutStream = false
+
+        public init() {}
+    }
+}
+
+/// TLS settings for `https://` listeners. ALPN offers `h2` and `http/1.1`.
+public struct GRPCServerTLS: Sendable {
+    public var certificateChainFile: String
+    public var privateKeyFile: String
+    /// CA bundle for verifying client certificates.
+    public var trustedCAFile: String?
+    /// Require and verify a client certificate (etcd's --client-cert-auth).
+    public var requireClientCertificate: Bool
+
+    public init(certificateChainFile: String, privateKeyFile: String,
+                trustedCAFile: String? = nil, requireClientCertificate: Bool = false) {
+        self.certificateChainFile = certificateChainFile
+        self.privateKeyFile = privateKeyFile
+        self.trustedCAFile = trustedCAFile
+        self.requireClientCertificate = requireClientCertificate
+    }
+}
+
+/// An HTTP/1.1 request received on a gRPC port.
+public struct HTTP1Request: Sendable {
+    public var method: String
+    /// The request target as sent (path and query).
+    public var uri: String
+    /// The path without the query.
+    public var path: String { String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0]) }
+    /// Header fields, names lowercased.
+    public var headers: [(String, String)]
+    public var body: [UInt8]
+}
+
+/// The answer to an `HTTP1Request`.
+public struct HTTP1Response: Sendable {
+    public var status: Int
+    public var contentType: String
+    public var body: [UInt8]
+    public var headers: [(String, String)]
+
+    public init(status: Int, contentType: String = "text/plain; charset=utf-8", body: [UInt8],
+                headers: [(String, String)] = []) {
+        self.status = status
+        self.contentType = contentType
+        self.body = body
+        self.headers = headers
+    }
+
+    public init(status: Int, contentType: String = "text/plain; charset=utf-8", body: String) {
+        self.init(status: status, contentType: contentType, body: Array(body.utf8))
+    }
+}
+
+/// Answers HTTP/1.1 requests; the future may complete on any event loop.
+public typealias HTTP1Handler = @Sendable (HTTP1Request, any EventLoop) -> EventLoopFuture<HTTP1Response>

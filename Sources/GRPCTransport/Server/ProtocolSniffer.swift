@@ -1,0 +1,115 @@
+import NIOCore
+import NIOHTTP1
+
+/// The first handler of a plain or decrypted connection: reads until it can tell the HTTP/2
+/// connection preface from an HTTP/1.x request, then installs the gRPC (HTTP/2) handler or
+/// NIOHTTP1 with the HTTP/1.1 handler, and replays the bytes read so far.
+final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+    private var buffered: ByteBuffer?
+    private let makeHTTP2Handler: () -> ServerConnectionHandler
+    private let http1Handler: HTTP1Handler?
+
+    init(makeHTTP2Handler: @escaping () -> ServerConnectionHandler, http1Handler: HTTP1Handler?) {
+        self.makeHTTP2Handler = makeHTTP2Handler
+        self.http1Handler = http1Handler
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        if buffered == nil {
+            buffered = incoming
+        } else {
+            buffered!.writeBuffer(&incoming)
+        }
+        let bytes = buffered!.readableBytesView
+        let prefix = min(bytes.count, Self.preface.count)
+        let matches = bytes.prefix(prefix).elementsEqual(Self.preface.prefix(prefix))
+        if matches && prefix < Self.preface.count { return }  // need more bytes
+        let pipeline = context.pipeline.syncOperations
+        do {
+            if matches {
+                try pipeline.addHandler(makeHTTP2Handler(), position: .after(self))
+            } else {
+                let handlers: [ChannelHandler] = [
+                    HTTPResponseEncoder(), ByteToMessageHandler(HTTPRequestDecoder()),
+                    HTTP1ServerHandler(handler: http1Handler),
+                ]
+                try pipeline.addHandlers(handlers, position: .after(self))
+            }
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        let replay = buffered!
+        buffered = nil
+        context.fireChannelRead(wrapInboundOut(replay))
+        context.fireChannelReadComplete()
+        pipeline.removeHandler(context: context, promise: nil)
+    }
+}
+
+/// Answers HTTP/1.1 requests with the configured `HTTP1Handler` (404 without one).
+final class HTTP1ServerHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let handler: HTTP1Handler?
+    private var head: HTTPRequestHead?
+    private var body: [UInt8] = []
+
+    init(handler: HTTP1Handler?) {
+        self.handler = handler
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            body = []
+        case .body(var chunk):
+            if body.count + chunk.readableBytes <= 1 << 20, let bytes = chunk.readBytes(length: chunk.readableBytes) {
+                body += bytes
+            }
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            let request = HTTP1Request(method: head.method.rawValue, uri: head.uri,
+                                       headers: head.headers.map { ($0.name.lowercased(), $0.value) },
+                                       body: body)
+            let keepAlive = head.isKeepAlive
+            let version = head.version
+            let future = handler?(request, context.eventLoop)
+                ?? context.eventLoop.makeSucceededFuture(HTTP1Response(status: 404, body: "404 page not found\n"))
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            future.hop(to: context.eventLoop).whenComplete { result in
+                let (handler, context) = bound.value
+                let response = (try? result.get())
+                    ?? HTTP1Response(status: 500, body: "internal server error\n")
+                handler.write(response, version: version, keepAlive: keepAlive, context: context)
+            }
+        }
+    }
+
+    private func write(_ response: HTTP1Response, version: HTTPVersion, keepAlive: Bool,
+                       context: ChannelHandlerContext) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: response.contentType)
+        headers.add(name: "Content-Length", value: String(response.body.count))
+        for (name, value) in response.headers { headers.add(name: name, value: value) }
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        let head = HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: response.status),
+                                    headers: headers)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        var buffer = context.channel.allocator.buffer(capacity: response.body.count)
+        buffer.writeBytes(response.body)
+        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if !keepAlive {
+            done.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+        }
+    }
+}

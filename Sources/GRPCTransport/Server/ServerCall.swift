@@ -1,0 +1,187 @@
+import CNghttp2
+import NIOCore
+
+/// Notified (on the event loop) of what happens to a streaming call's response side.
+protocol CallObserver: AnyObject {
+    /// HTTP/2 took `bytes` of queued response; returns a writability callback to run, if any.
+    func drained(bytes: Int) -> (@Sendable () -> Void)?
+    /// The stream closed before the call finished.
+    func cancelled()
+}
+
+/// One HTTP/2 stream carrying a gRPC call on the server.
+///
+/// Invariant: all mutable state is touched on `eventLoop` only; the public entry points
+/// (`respond`, `enqueue`, `finish`) hop there when called elsewhere. That is what makes the
+/// `@unchecked Sendable` sound.
+final class ServerCall: @unchecked Sendable {
+    let streamID: Int32
+    let eventLoop: any EventLoop
+    let highWatermark: Int
+    let lowWatermark: Int
+    weak var connection: ServerConnectionHandler?
+
+    // Request headers.
+    var path = ""
+    var httpMethod = ""
+    var contentType = ""
+    var encoding: String?
+    var timeout: String?
+    var metadata: [String: String] = [:]
+
+    // Request side.
+    var context: CallContext!
+    var handler: MethodHandler?
+    var inbound: InboundCallbacks?
+    var deframer = MessageDeframer()
+    var requestReceived = false
+    var inputEnded = false
+    var discardInput = false
+
+    // Response side.
+    var pending = ByteBuffer()
+    var headersSubmitted = false
+    var finished = false
+    var trailerStatus: GRPCStatus?
+    var deferred = false
+    var closed = false
+    var observer: CallObserver?
+    var drainedSinceNotify = 0
+
+    init(streamID: Int32, connection: ServerConnectionHandler, eventLoop: any EventLoop,
+         highWatermark: Int, lowWatermark: Int) {
+        self.streamID = streamID
+        self.connection = connection
+        self.eventLoop = eventLoop
+        self.highWatermark = highWatermark
+        self.lowWatermark = lowWatermark
+    }
+
+    // MARK: Entry points callable from any thread
+
+    func respond(message: ByteBuffer) {
+        if eventLoop.inEventLoop {
+            respondOnLoop(message)
+        } else {
+            eventLoop.execute { self.respondOnLoop(message) }
+        }
+    }
+
+    func enqueue(message: ByteBuffer) {
+        if eventLoop.inEventLoop {
+            enqueueOnLoop(message)
+        } else {
+            eventLoop.execute { self.enqueueOnLoop(message) }
+        }
+    }
+
+    func finish(_ status: GRPCStatus) {
+        if eventLoop.inEventLoop {
+            finishOnLoop(status)
+        } else {
+            eventLoop.execute { self.finishOnLoop(status) }
+        }
+    }
+
+    // MARK: On the event loop
+
+    private func respondOnLoop(_ message: ByteBuffer) {
+        guard !finished, !closed else { return }
+        append(message)
+        finished = true
+        trailerStatus = .ok
+        submitResponse()
+    }
+
+    private func enqueueOnLoop(_ message: ByteBuffer) {
+        guard !finished, !closed else { return }
+        append(message)
+        submitResponse()
+    }
+
+    func finishOnLoop(_ status: GRPCStatus) {
+        guard !finished, !closed else { return }
+        finished = true
+        guard let connection else { return }
+        if !headersSubmitted {
+            headersSubmitted = true
+            connection.submitTrailersOnly(self, status: status)
+        } else {
+            trailerStatus = status
+            submitResponse()
+        }
+    }
+
+    private func append(_ message: ByteBuffer) {
+        if pending.readableBytes == 0 {
+            pending = message
+        } else {
+            var message = message
+            pending.writeBuffer(&message)
+        }
+    }
+
+    /// Submits response headers (first time) or resumes the deferred data provider.
+    private func submitResponse() {
+        guard let connection else { return }
+        if !headersSubmitted {
+            headersSubmitted = true
+            connection.submitResponseHeaders(self)
+        } else if deferred {
+            deferred = false
+            connection.resumeData(self)
+        }
+        connection.scheduleFlush()
+    }
+
+    /// The stream closed (reset, completed or connection gone).
+    func closedByTransport() {
+        guard !closed else { return }
+        closed = true
+        let wasFinished = finished
+        finished = true
+        let observer = self.observer
+        self.observer = nil
+        inbound = nil
+        if !wasFinished || trailerStatus == nil && pending.readableBytes > 0 {
+            observer?.cancelled()
+        }
+    }
+
+    /// Fills an HTTP/2 DATA frame payload from the pending response bytes.
+    /// Called by nghttp2 (through the data provider) on the event loop.
+    func readData(into buf: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>,
+                  session: OpaquePointer) -> Int {
+        let count = min(length, pending.readableBytes)
+        if count > 0 {
+            pending.withUnsafeReadableBytes { src in
+                buf.update(from: src.baseAddress!.assumingMemoryBound(to: UInt8.self), count: count)
+            }
+            pending.moveReaderIndex(forwardBy: count)
+            if pending.readableBytes == 0 {
+                pending.clear()
+            } else if pending.readerIndex > 1 << 20 {
+                pending.discardReadBytes()
+            }
+            if observer != nil {
+                drainedSinceNotify += count
+                connection?.noteDrained(self)
+            }
+        }
+        if pending.readableBytes == 0 {
+            if let status = trailerStatus {
+                flags.pointee |= H2.eof | H2.noEndStream
+                var trailers = [("grpc-status", String(status.code.rawValue))]
+                if !status.message.isEmpty {
+                    trailers.append(("grpc-message", GRPCStatus.percentEncode(status.message)))
+                }
+                let rv = withHeaderList(trailers) { nghttp2_submit_trailer(session, streamID, $0, $1) }
+                if rv != 0 { return Int(H2.callbackFailure) }
+            } else if count == 0 {
+                deferred = true
+                return H2.deferred
+            }
+        }
+        return count
+    }
+}

@@ -1,0 +1,434 @@
+import CNghttp2
+import NIOCore
+import NIOSSL
+
+/// Sent down a server connection's pipeline to start a graceful shutdown: GOAWAY, let the
+/// calls in flight finish, then close.
+struct GracefulShutdownEvent: Sendable {}
+
+/// Serves gRPC over one HTTP/2 connection: feeds received bytes to an nghttp2 server session
+/// (`mem_recv`), dispatches calls, and writes what the session produces (`mem_send`).
+///
+/// Everything runs on the channel's event loop; the nghttp2 callbacks reach this object
+/// through the session's user data (an unretained pointer, valid until the session is
+/// deleted in `handlerRemoved`).
+final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let services: [String: Service]
+    let configuration: GRPCServerConfiguration
+    var session: OpaquePointer?
+    var context: ChannelHandlerContext?
+    var eventLoop: (any EventLoop)!
+    var calls: [Int32: ServerCall] = [:]
+
+    private var inRead = false
+    private var producing = false
+    private var flushScheduled = false
+    private var wroteSinceFlush = false
+    private var closeAfterFlush = false
+    private var drainedCalls: [ServerCall] = []
+    var peerCommonName: String?
+    var remoteAddress: SocketAddress?
+
+    // Keepalive and ping policy.
+    private var lastReadTime = NIODeadline.now()
+    var lastPingAt: NIODeadline?
+    var pingStrikes = 0
+    var resetPingStrikes = false
+    private var keepaliveTask: Scheduled<Void>?
+    private var pingTimeoutTask: Scheduled<Void>?
+    private var awaitingPingAck = false
+
+    init(services: [String: Service], configuration: GRPCServerConfiguration) {
+        self.services = services
+        self.configuration = configuration
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        self.eventLoop = context.eventLoop
+        self.remoteAddress = context.channel.remoteAddress
+        if let tls = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self),
+           let certificate = tls.peerCertificate {
+            peerCommonName = commonName(of: certificate)
+        }
+        session = makeServerSession(for: self)
+        guard session != nil else {
+            context.close(promise: nil)
+            return
+        }
+        scheduleKeepalive(in: configuration.keepalive.interval)
+        produceOutput()
+        flushIfNeeded()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        tearDown()
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        tearDown()
+        context.fireChannelInactive()
+    }
+
+    private func tearDown() {
+        keepaliveTask?.cancel()
+        pingTimeoutTask?.cancel()
+        let open = calls
+        calls = [:]
+        for call in open.values { call.closedByTransport() }
+        if let session {
+            nghttp2_session_del(session)
+            self.session = nil
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        guard let session else { return }
+        lastReadTime = .now()
+        inRead = true
+        let rv = buffer.withUnsafeReadableBytes { bytes in
+            nghttp2_session_mem_recv(session, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
+        }
+        inRead = false
+        if rv < 0 {
+            // Fatal (bad preface, flood, ...): send what nghttp2 queued (GOAWAY), then close.
+            closeAfterFlush = true
+        }
+        produceOutput()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushIfNeeded()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            produceOutput()
+            flushIfNeeded()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is GracefulShutdownEvent {
+            startGracefulShutdown()
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    // MARK: Output
+
+    /// Arranges for queued frames to be written soon (coalescing completions of one loop tick).
+    func scheduleFlush() {
+        if inRead || producing || flushScheduled { return }
+        flushScheduled = true
+        eventLoop.execute {
+            self.flushScheduled = false
+            self.produceOutput()
+            self.flushIfNeeded()
+        }
+    }
+
+    /// Serializes frames from the session into the channel while it is writable.
+    func produceOutput() {
+        guard let session, let context, !producing else { return }
+        producing = true
+        while context.channel.isWritable {
+            var out = context.channel.allocator.buffer(capacity: 16 * 1024)
+            while out.readableBytes < 256 * 1024 {
+                var pointer: UnsafePointer<UInt8>?
+                let n = nghttp2_session_mem_send(session, &pointer)
+                if n < 0 {
+                    closeAfterFlush = true
+                    break
+                }
+                if n == 0 { break }
+                out.writeBytes(UnsafeRawBufferPointer(start: pointer, count: n))
+            }
+            if out.readableBytes == 0 { break }
+            context.write(wrapOutboundIn(out), promise: nil)
+            wroteSinceFlush = true
+            if closeAfterFlush { break }
+        }
+        producing = false
+        notifyDrained()
+        if self.session != nil && nghttp2_session_want_read(session) == 0
+            && nghttp2_session_want_write(session) == 0 {
+            closeAfterFlush = true
+        }
+        if closeAfterFlush {
+            flushIfNeeded()
+            context.close(promise: nil)
+        }
+    }
+
+    private func wrapOutboundIn(_ buffer: ByteBuffer) -> NIOAny { wrapOutboundOut(buffer) }
+
+    func flushIfNeeded() {
+        if wroteSinceFlush, let context {
+            wroteSinceFlush = false
+            context.flush()
+        }
+    }
+
+    func noteDrained(_ call: ServerCall) {
+        drainedCalls.append(call)
+    }
+
+    private func notifyDrained() {
+        guard !drainedCalls.isEmpty else { return }
+        let list = drainedCalls
+        drainedCalls = []
+        for call in list where call.drainedSinceNotify > 0 {
+            let bytes = call.drainedSinceNotify
+            call.drainedSinceNotify = 0
+            if let callback = call.observer?.drained(bytes: bytes) { callback() }
+        }
+    }
+
+    // MARK: Responses (called by ServerCall on the event loop)
+
+    func submitResponseHeaders(_ call: ServerCall) {
+        guard let session else { return }
+        var provider = nghttp2_data_provider(
+            source: nghttp2_data_source(ptr: Unmanaged.passUnretained(call).toOpaque()),
+            read_callback: serverDataSourceRead)
+        _ = withHeaderList([(":status", "200"), ("content-type", "application/grpc")]) {
+            nghttp2_submit_response(session, call.streamID, $0, $1, &provider)
+        }
+    }
+
+    func submitTrailersOnly(_ call: ServerCall, status: GRPCStatus, httpStatus: Int = 200) {
+        guard let session else { return }
+        var headers = [(":status", String(httpStatus)), ("content-type", "application/grpc"),
+                       ("grpc-status", String(status.code.rawValue))]
+        if !status.message.isEmpty {
+            headers.append(("grpc-message", GRPCStatus.percentEncode(status.message)))
+        }
+        _ = withHeaderList(headers) { nghttp2_submit_response(session, call.streamID, $0, $1, nil) }
+        scheduleFlush()
+    }
+
+    func resumeData(_ call: ServerCall) {
+        guard let session else { return }
+        _ = nghttp2_session_resume_data(session, call.streamID)
+    }
+
+    // MARK: Requests (called from the nghttp2 callbacks)
+
+    func beginCall(streamID: Int32) {
+        calls[streamID] = ServerCall(
+            streamID: streamID, connection: self, eventLoop: eventLoop,
+            highWatermark: configuration.streamHighWatermark, lowWatermark: configuration.streamLowWatermark)
+    }
+
+    func startCall(_ call: ServerCall) {
+        guard call.contentType.hasPrefix("application/grpc") else {
+            call.discardInput = true
+            call.finished = true
+            call.headersSubmitted = true
+            submitTrailersOnly(call, status: GRPCStatus(.internalError,
+                "invalid gRPC request content-type \"\(call.contentType)\""), httpStatus: 415)
+            return
+        }
+        let path = call.path
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        guard path.hasPrefix("/"), parts.count == 3, !parts[1].isEmpty, !parts[2].isEmpty else {
+            reject(call, GRPCStatus(.unimplemented, "malformed method name: \"\(path)\""))
+            return
+        }
+        let serviceName = String(parts[1])
+        let methodName = String(parts[2])
+        guard let service = services[serviceName] else {
+            reject(call, GRPCStatus(.unimplemented, "unknown service \(serviceName)"))
+            return
+        }
+        guard let method = service.methods[methodName] else {
+            reject(call, GRPCStatus(.unimplemented, "unknown method \(methodName) for service \(serviceName)"))
+            return
+        }
+        var deadline: NIODeadline?
+        if let timeout = call.timeout {
+            guard let amount = parseGRPCTimeout(timeout) else {
+                reject(call, GRPCStatus(.internalError, "transport: malformed grpc-timeout: \(timeout)"))
+                return
+            }
+            deadline = .now() + amount
+        }
+        call.context = CallContext(method: path, metadata: call.metadata, deadline: deadline,
+                                   eventLoop: eventLoop, peerCommonName: peerCommonName,
+                                   remoteAddress: remoteAddress)
+        call.handler = method
+        if case .bidirectional(let start) = method {
+            call.inbound = start(call)
+        }
+    }
+
+    private func reject(_ call: ServerCall, _ status: GRPCStatus) {
+        call.discardInput = true
+        call.finishOnLoop(status)
+    }
+
+    func receivedData(_ call: ServerCall) {
+        guard !call.discardInput, let handler = call.handler else { return }
+        while !call.closed {
+            let message: ByteBuffer?
+            do {
+                message = try call.deframer.next(maxMessageSize: configuration.maxReceiveMessageSize)
+            } catch MessageDeframer.Failure.tooLarge(let size) {
+                reject(call, GRPCStatus(.resourceExhausted,
+                    "grpc: received message larger than max (\(size) vs. \(configuration.maxReceiveMessageSize))"))
+                return
+            } catch {
+                let encoding = call.encoding ?? "identity"
+                reject(call, encoding == "identity"
+                    ? GRPCStatus(.internalError, "grpc: compressed flag set with identity or empty encoding")
+                    : GRPCStatus(.unimplemented, "grpc: Decompressor is not installed for grpc-encoding \"\(encoding)\""))
+                return
+            }
+            guard let message else { return }
+            switch handler {
+            case .unary(let handle):
+                if call.requestReceived {
+                    reject(call, GRPCStatus(.internalError, "grpc: received more than one request message for a unary call"))
+                    return
+                }
+                call.requestReceived = true
+                handle(message, call)
+            case .bidirectional:
+                call.inbound?.onMessage(message)
+            }
+        }
+    }
+
+    func receivedEndOfStream(_ call: ServerCall) {
+        call.inputEnded = true
+        guard !call.discardInput, let handler = call.handler, !call.closed else { return }
+        if !call.deframer.isEmpty {
+            reject(call, GRPCStatus(.internalError, "grpc: request stream ended inside a message"))
+            return
+        }
+        switch handler {
+        case .unary:
+            if !call.requestReceived {
+                reject(call, GRPCStatus(.internalError, "grpc: request stream ended without a request message"))
+            }
+        case .bidirectional:
+            call.inbound?.onEnd()
+        }
+    }
+
+    func streamClosed(streamID: Int32) {
+        if let call = calls.removeValue(forKey: streamID) {
+            call.closedByTransport()
+        }
+    }
+
+    /// After the final HEADERS of a response went out: if the client is still sending, tell it
+    /// to stop (RST_STREAM NO_ERROR), as gRPC servers do.
+    func sentEndOfStream(streamID: Int32) {
+        guard let session, let call = calls[streamID], !call.inputEnded else { return }
+        nghttp2_submit_rst_stream(session, H2.none, streamID, H2.noError)
+    }
+
+    // MARK: Keepalive and ping policy
+
+    /// grpc-go's enforcement policy: pings closer together than the minimum interval (2h with
+    /// no active stream unless permitted) are strikes; the third strike gets GOAWAY.
+    func receivedPing() {
+        let now = NIODeadline.now()
+        defer { lastPingAt = now }
+        if resetPingStrikes {
+            resetPingStrikes = false
+            pingStrikes = 0
+            return
+        }
+        let minimum: TimeAmount = calls.isEmpty && !configuration.keepalive.permitWithoutStream
+            ? .hours(2) : configuration.keepalive.minClientPingInterval
+        if let last = lastPingAt, last + minimum > now {
+            pingStrikes += 1
+        }
+        if pingStrikes > 2, let session {
+            let debug = Array("too_many_pings".utf8)
+            _ = nghttp2_submit_goaway(session, H2.none, nghttp2_session_get_last_proc_stream_id(session),
+                                      H2.enhanceYourCalm, debug, debug.count)
+            closeAfterFlush = true
+        }
+    }
+
+    func receivedPingAck() {
+        guard awaitingPingAck else { return }
+        awaitingPingAck = false
+        pingTimeoutTask?.cancel()
+        pingTimeoutTask = nil
+        scheduleKeepalive(in: configuration.keepalive.interval)
+    }
+
+    private func scheduleKeepalive(in delay: TimeAmount) {
+        keepaliveTask?.cancel()
+        keepaliveTask = eventLoop.scheduleTask(in: delay) { [self] in keepaliveFired() }
+    }
+
+    private func keepaliveFired() {
+        guard let session else { return }
+        let idle = NIODeadline.now() - lastReadTime
+        let interval = configuration.keepalive.interval
+        if idle < interval {
+            scheduleKeepalive(in: interval - idle)
+            return
+        }
+        _ = nghttp2_submit_ping(session, H2.none, nil)
+        awaitingPingAck = true
+        pingTimeoutTask = eventLoop.scheduleTask(in: configuration.keepalive.timeout) { [self] in
+            context?.close(promise: nil)
+        }
+        produceOutput()
+        flushIfNeeded()
+    }
+
+    // MARK: Graceful shutdown
+
+    private func startGracefulShutdown() {
+        guard let session else { return }
+        _ = nghttp2_submit_goaway(session, H2.none, nghttp2_session_get_last_proc_stream_id(session),
+                                  H2.noError, nil, 0)
+        produceOutput()
+        flushIfNeeded()
+    }
+}
+
+/// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
+func parseGRPCTimeout(_ value: String) -> TimeAmount? {
+    guard let unit = value.last, value.count >= 2, value.count <= 9,
+          let amount = Int64(value.dropLast()), amount >= 0 else { return nil }
+    switch unit {
+    case "H": return .hours(amount)
+    case "M": return .minutes(amount)
+    case "S": return .seconds(amount)
+    case "m": return .milliseconds(amount)
+    case "u": return .microseconds(amount)
+    case "n": return .nanoseconds(amount)
+    default: return nil
+    }
+}
+
+/// The subject common name of a certificate, from NIOSSL's description of it.
+func commonName(of certificate: NIOSSLCertificate) -> String? {
+    let description = certificate.description
+    guard let range = description.range(of: ";common_name=") else { return nil }
+    let rest = description[range.upperBound...]
+    let end = rest.firstIndex(where: { $0 == ";" || $0 == ">" }) ?? rest.endIndex
+    return String(rest[..<end])
+}

@@ -1,0 +1,139 @@
+import CNghttp2
+import NIOCore
+
+/// Creates the nghttp2 server session for a connection and queues its SETTINGS.
+/// The session's user data is `handler`, unretained (the handler deletes the session).
+func makeServerSession(for handler: ServerConnectionHandler) -> OpaquePointer? {
+    var callbacks: OpaquePointer?
+    guard nghttp2_session_callbacks_new(&callbacks) == 0, let callbacks else { return nil }
+    defer { nghttp2_session_callbacks_del(callbacks) }
+    nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, serverOnBeginHeaders)
+    nghttp2_session_callbacks_set_on_header_callback(callbacks, serverOnHeader)
+    nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, serverOnFrameRecv)
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, serverOnDataChunkRecv)
+    nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, serverOnStreamClose)
+    nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, serverOnFrameSend)
+
+    var option: OpaquePointer?
+    guard nghttp2_option_new(&option) == 0, let option else { return nil }
+    defer { nghttp2_option_del(option) }
+    nghttp2_option_set_no_closed_streams(option, 1)
+
+    var session: OpaquePointer?
+    let userData = Unmanaged.passUnretained(handler).toOpaque()
+    guard nghttp2_session_server_new2(&session, callbacks, userData, option) == 0, let session else {
+        return nil
+    }
+    let configuration = handler.configuration
+    var settings = [
+        nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue),
+                               value: configuration.maxConcurrentStreams),
+        nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue),
+                               value: UInt32(configuration.initialStreamWindowSize)),
+    ]
+    nghttp2_submit_settings(session, H2.none, &settings, settings.count)
+    nghttp2_session_set_local_window_size(session, H2.none, 0, configuration.connectionWindowSize)
+    return session
+}
+
+@inline(__always)
+private func connection(_ userData: UnsafeMutableRawPointer?) -> ServerConnectionHandler {
+    Unmanaged<ServerConnectionHandler>.fromOpaque(userData!).takeUnretainedValue()
+}
+
+private func serverOnBeginHeaders(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
+                                  _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    let frame = frame!.pointee
+    if frame.hd.type == H2.headers && frame.headers.cat == H2.requestCategory {
+        connection(userData).beginCall(streamID: frame.hd.stream_id)
+    }
+    return 0
+}
+
+private func serverOnHeader(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
+                            _ name: UnsafePointer<UInt8>?, _ nameLength: Int,
+                            _ value: UnsafePointer<UInt8>?, _ valueLength: Int,
+                            _ flags: UInt8, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    let frame = frame!.pointee
+    guard frame.hd.type == H2.headers, frame.headers.cat == H2.requestCategory,
+          let call = connection(userData).calls[frame.hd.stream_id] else { return 0 }
+    let name = String(decoding: UnsafeBufferPointer(start: name, count: nameLength), as: UTF8.self)
+    let value = String(decoding: UnsafeBufferPointer(start: value, count: valueLength), as: UTF8.self)
+    switch name {
+    case ":path": call.path = value
+    case ":method": call.httpMethod = value
+    case "content-type": call.contentType = value
+    case "grpc-timeout": call.timeout = value
+    case "grpc-encoding": call.encoding = value
+    case "te", "grpc-accept-encoding": break
+    default:
+        if name.hasPrefix(":") { break }
+        if let existing = call.metadata[name] {
+            call.metadata[name] = existing + "," + value
+        } else {
+            call.metadata[name] = value
+        }
+    }
+    return 0
+}
+
+private func serverOnFrameRecv(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
+                               _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    let frame = frame!.pointee
+    let handler = connection(userData)
+    switch frame.hd.type {
+    case H2.headers:
+        guard let call = handler.calls[frame.hd.stream_id] else { return 0 }
+        if frame.headers.cat == H2.requestCategory { handler.startCall(call) }
+        if frame.hd.flags & H2.endStream != 0 { handler.receivedEndOfStream(call) }
+    case H2.data:
+        guard let call = handler.calls[frame.hd.stream_id] else { return 0 }
+        handler.receivedData(call)
+        if frame.hd.flags & H2.endStream != 0 { handler.receivedEndOfStream(call) }
+    case H2.ping:
+        if frame.hd.flags & H2.ack != 0 {
+            handler.receivedPingAck()
+        } else {
+            handler.receivedPing()
+        }
+    default:
+        break
+    }
+    return 0
+}
+
+private func serverOnDataChunkRecv(_ session: OpaquePointer?, _ flags: UInt8, _ streamID: Int32,
+                                   _ data: UnsafePointer<UInt8>?, _ length: Int,
+                                   _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    guard let call = connection(userData).calls[streamID], !call.discardInput else { return 0 }
+    call.deframer.append(UnsafeRawBufferPointer(start: data, count: length))
+    return 0
+}
+
+private func serverOnStreamClose(_ session: OpaquePointer?, _ streamID: Int32, _ errorCode: UInt32,
+                                 _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    connection(userData).streamClosed(streamID: streamID)
+    return 0
+}
+
+private func serverOnFrameSend(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
+                               _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    let frame = frame!.pointee
+    if frame.hd.type == H2.headers || frame.hd.type == H2.data {
+        let handler = connection(userData)
+        handler.resetPingStrikes = true
+        if frame.hd.type == H2.headers && frame.hd.flags & H2.endStream != 0 {
+            handler.sentEndOfStream(streamID: frame.hd.stream_id)
+        }
+    }
+    return 0
+}
+
+/// The data provider's read callback for response bodies (see `ServerCall.readData`).
+func serverDataSourceRead(_ session: OpaquePointer?, _ streamID: Int32, _ buf: UnsafeMutablePointer<UInt8>?,
+                          _ length: Int, _ flags: UnsafeMutablePointer<UInt32>?,
+                          _ source: UnsafeMutablePointer<nghttp2_data_source>?,
+                          _ userData: UnsafeMutableRawPointer?) -> Int {
+    let call = Unmanaged<ServerCall>.fromOpaque(source!.pointee.ptr).takeUnretainedValue()
+    return call.readData(into: buf!, length: length, flags: flags!, session: session!)
+}

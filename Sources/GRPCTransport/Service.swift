@@ -1,0 +1,100 @@
+import NIOCore
+import SwiftProtobuf
+
+/// A gRPC service: its full name (`package.Service`) and its methods.
+public struct Service: Sendable {
+    public let name: String
+    let methods: [String: MethodHandler]
+
+    public init(name: String, methods: [ServiceMethod]) {
+        self.name = name
+        var table: [String: MethodHandler] = [:]
+        for method in methods { table[method.name] = method.handler }
+        self.methods = table
+    }
+}
+
+/// One method of a `Service`. Handlers run on the call's event loop.
+public struct ServiceMethod: Sendable {
+    let name: String
+    let handler: MethodHandler
+
+    /// A unary method. The handler must complete `responder` exactly once, now or later, from
+    /// any thread. Requests that fail to decode end with INTERNAL
+    /// ("grpc: error unmarshalling request: ...") without reaching the handler.
+    public static func unary<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        _ name: String, request: Request.Type = Request.self, response: Response.Type = Response.self,
+        _ handler: @escaping @Sendable (Request, CallContext, UnaryResponder<Response>) -> Void
+    ) -> ServiceMethod {
+        ServiceMethod(name: name, handler: .unary { bytes, call in
+            let request: Request
+            do {
+                request = try decode(Request.self, bytes)
+            } catch {
+                call.finish(error as? GRPCStatus ?? GRPCStatus(.internalError, "\(error)"))
+                return
+            }
+            handler(request, call.context, UnaryResponder(call: call))
+        })
+    }
+
+    /// A server-streaming method: one request, any number of responses sent on the stream,
+    /// then `finish`. The handler may return before the stream finishes.
+    public static func serverStreaming<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        _ name: String, request: Request.Type = Request.self, response: Response.Type = Response.self,
+        _ handler: @escaping @Sendable (Request, ServerStream<Response>) -> Void
+    ) -> ServiceMethod {
+        ServiceMethod(name: name, handler: .unary { bytes, call in
+            let request: Request
+            do {
+                request = try decode(Request.self, bytes)
+            } catch {
+                call.finish(error as? GRPCStatus ?? GRPCStatus(.internalError, "\(error)"))
+                return
+            }
+            handler(request, ServerStream(call: call, context: call.context))
+        })
+    }
+
+    /// A bidirectional-streaming method. The handler receives the response stream and returns
+    /// the callbacks for the request stream. A request that fails to decode ends the call with
+    /// INTERNAL.
+    public static func bidirectionalStreaming<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        _ name: String, request: Request.Type = Request.self, response: Response.Type = Response.self,
+        _ handler: @escaping @Sendable (ServerStream<Response>) -> BidiInbound<Request>
+    ) -> ServiceMethod {
+        ServiceMethod(name: name, handler: .bidirectional { call in
+            let stream = ServerStream<Response>(call: call, context: call.context)
+            let inbound = handler(stream)
+            return InboundCallbacks(
+                onMessage: { bytes in
+                    do {
+                        inbound.onMessage(try decode(Request.self, bytes))
+                    } catch {
+                        stream.finish(error as? GRPCStatus ?? GRPCStatus(.internalError, "\(error)"))
+                    }
+                },
+                onEnd: inbound.onEnd)
+        })
+    }
+}
+
+func decode<M: SwiftProtobuf.Message>(_ type: M.Type, _ bytes: ByteBuffer) throws -> M {
+    do {
+        return try M(serializedBytes: FramedMessage(received: bytes))
+    } catch {
+        throw GRPCStatus(.internalError, "grpc: error unmarshalling request: \(error)")
+    }
+}
+
+/// Type-erased method implementations, operating on message bytes.
+enum MethodHandler: Sendable {
+    /// Unary and server-streaming: dispatched with the single request message.
+    case unary(@Sendable (ByteBuffer, ServerCall) -> Void)
+    case bidirectional(@Sendable (ServerCall) -> InboundCallbacks)
+}
+
+struct InboundCallbacks {
+    var onMessage: (ByteBuffer) -> Void
+    var onEnd: () -> Void
+}

@@ -1,0 +1,34 @@
+import EtcdProto
+import EtcdServer
+import GRPCTransport
+
+/// etcd's `etcdserverpb.KV` service on an `EtcdServer`.
+///
+/// Range is answered on the connection's event loop, synchronously (no thread hop). Writes are
+/// handed to the server's ordered log; their responses are written from the event loop once the
+/// write is durable.
+public enum KVService {
+    public static func make(_ server: EtcdServer) -> Service {
+        Service(name: "etcdserverpb.KV", methods: [
+            .unary("Range") { (request: Etcdserverpb_RangeRequest, _, responder: UnaryResponder<Etcdserverpb_RangeResponse>) in
+                do throws(EtcdError) {
+                    responder.succeed(try server.range(request))
+                } catch {
+                    responder.fail(GRPCStatus(error))
+                }
+            },
+            .unary("Put") { (request: Etcdserverpb_PutRequest, context, responder: UnaryResponder<Etcdserverpb_PutResponse>) in
+                server.put(request) { responder.complete($0, on: context) }
+            },
+            .unary("DeleteRange") { (request: Etcdserverpb_DeleteRangeRequest, context, responder: UnaryResponder<Etcdserverpb_DeleteRangeResponse>) in
+                server.deleteRange(request) { responder.complete($0, on: context) }
+            },
+            .unary("Txn") { (request: Etcdserverpb_TxnRequest, context, responder: UnaryResponder<Etcdserverpb_TxnResponse>) in
+                server.txn(request) { responder.complete($0, on: context) }
+            },
+            .unary("Compact") { (request: Etcdserverpb_CompactionRequest, context, responder: UnaryResponder<Etcdserverpb_CompactionResponse>) in
+                server.compact(request) { responder.complete($0, on: context) }
+            },
+        ])
+    }
+}

@@ -1,1 +1,0 @@
-// EtcdAPI: under construction (see the open issues).

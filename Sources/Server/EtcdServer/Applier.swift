@@ -1,0 +1,110 @@
+import Dispatch
+import MVCC
+import Synchronization
+
+/// The local log and its single applier, with group commit.
+///
+/// `submit` appends an entry (its index assigned in submission order) to the queue. One applier
+/// at a time (a serial dispatch queue) drains everything queued, applies each entry through the
+/// state machine (each write gets its own revision; failed compares cost none), writes all of
+/// their changes plus the applied index in ONE engine batch with `sync: true`, publishes the
+/// result to readers and only then completes the entries. Writes arriving during an fsync form
+/// the next group, so concurrent writers share fsyncs.
+final class Applier: Sendable {
+    private struct Pending {
+        var entry: LogEntry
+        var complete: ApplyCompletion
+    }
+
+    private struct Queue {
+        var pending: [Pending] = []
+        var nextIndex: UInt64
+        var draining = false
+        var stopped = false
+    }
+
+    private let machine: StateMachine
+    private let maxEntriesPerCommit: Int
+    private let queue = DispatchQueue(label: "rusd.applier")
+    private let state: Mutex<Queue>
+    /// Number of group commits done (for tests and metrics).
+    private let groups = Mutex<Int>(0)
+
+    init(machine: StateMachine, firstIndex: UInt64, maxEntriesPerCommit: Int) {
+        self.machine = machine
+        self.maxEntriesPerCommit = max(1, maxEntriesPerCommit)
+        state = Mutex(Queue(nextIndex: firstIndex))
+    }
+
+    var groupCommits: Int { groups.withLock { $0 } }
+
+    /// Appends a request to the log. `complete` runs on the applier's thread after the entry is
+    /// durable and visible (or failed); it must not block.
+    func submit(_ request: ApplyRequest, complete: @escaping ApplyCompletion) {
+        let start: Bool? = state.withLock { q in
+            if q.stopped { return nil }
+            q.pending.append(Pending(entry: LogEntry(index: q.nextIndex, request: request), complete: complete))
+            q.nextIndex += 1
+            if q.draining { return false }
+            q.draining = true
+            return true
+        }
+        guard let start else {
+            complete(.failure(.stopped))
+            return
+        }
+        if start { queue.async { self.drain() } }
+    }
+
+    /// Stops accepting entries, applies what was accepted, and returns when all of it is done.
+    func stop() {
+        state.withLock { $0.stopped = true }
+        queue.sync {}
+    }
+
+    private func drain() {
+        while true {
+            let group: [Pending] = state.withLock { q in
+                if q.pending.isEmpty {
+                    q.draining = false
+                    return []
+                }
+                let n = min(q.pending.count, maxEntriesPerCommit)
+                let g = Array(q.pending.prefix(n))
+                q.pending.removeFirst(n)
+                return g
+            }
+            if group.isEmpty { return }
+            commit(group)
+        }
+    }
+
+    private func commit(_ group: [Pending]) {
+        var results: [Result<ApplyResponse, EtcdError>?] = []
+        results.reserveCapacity(group.count)
+        machine.groupFailure = nil
+        for p in group {
+            results.append(machine.apply(p.entry, complete: p.complete))
+            if machine.groupFailure != nil { break }
+        }
+        var failure = machine.groupFailure
+        if failure == nil {
+            do {
+                try machine.writer.commit(appliedIndex: group[group.count - 1].entry.index)
+            } catch {
+                failure = EtcdError(error)
+            }
+        } else {
+            machine.writer.rollback()
+        }
+        groups.withLock { $0 += 1 }
+        if let failure {
+            machine.resyncAfterRollback()
+            for p in group { p.complete(.failure(failure)) }
+            return
+        }
+        for (p, r) in zip(group, results) {
+            if let r { p.complete(r) }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+import EngineAPI
+import EtcdProto
+import Foundation
+import MVCC
+import Dispatch
+import Synchronization
+
+/// etcd's server state machine on the MVCC store, independent of the transport.
+///
+/// The transport (gRPC glue) calls one method per RPC with the decoded request:
+///
+/// - Reads: `range` answers synchronously on the caller's thread (e.g. the connection's event
+///   loop) from the last committed state; it never waits for writes or fsyncs. Serializable and
+///   linearizable ranges are the same on a single member: every acknowledged write is visible.
+/// - Writes: `put`, `deleteRange`, `txn`, `compact` validate the request (etcd's errors), append
+///   it to the ordered log and return at once; `completion` runs later, on the applier's
+///   thread, once the write is durable (fsync, shared by every write of the group) and visible
+///   to reads. Completions must not block: hop back to your event loop to send the response.
+///   A `txn` without puts or deletes in any branch is answered at once, before returning.
+///   `compact` with `physical: true` completes after the old records are deleted.
+/// - Errors are `EtcdError`: a gRPC status code and etcd's exact message.
+/// - Every response's header carries cluster_id, member_id, raft_term and the store revision
+///   at which the request was applied (for reads: the current revision).
+///
+/// Thread-safety: every method may be called from any thread, concurrently.
+public final class EtcdServer: Sendable {
+    public let config: EtcdServerConfig
+    /// The store (read-only use by other services: watch, maintenance).
+    public let store: MVCCStore
+    private let applier: Applier
+    private let machine: StateMachine
+    /// Leases (read by keep-alive / time-to-live on any thread).
+    let lessor: Lessor
+    private let expiryTimer: TimerBox
+
+    /// Opens the store on `engine` (rebuilding its index) and starts the applier. The engine
+    /// stays owned by the caller: close it after `close()`.
+    public init(engine: any StorageEngine, config: EtcdServerConfig) throws(EtcdError) {
+        self.config = config
+        do { store = try MVCCStore(engine: engine) } catch { throw EtcdError(error) }
+        lessor = Lessor(minTTL: config.minLeaseTTL)
+        try lessor.reload(from: store)
+        machine = StateMachine(store: store, leases: lessor)
+        applier = Applier(machine: machine, firstIndex: store.appliedIndex + 1,
+                          maxEntriesPerCommit: config.maxEntriesPerCommit)
+        expiryTimer = TimerBox(DispatchSource.makeTimerSource(queue: DispatchQueue(label: "rusd.lease-expiry")))
+        let interval = DispatchTimeInterval.milliseconds(max(10, config.leaseExpiryCheckMilliseconds))
+        expiryTimer.timer.schedule(deadline: .now() + interval, repeating: interval)
+        expiryTimer.timer.setEventHandler { [weak self] in self?.revokeExpiredLeases() }
+        expiryTimer.timer.resume()
+    }
+
+    deinit {
+        expiryTimer.timer.cancel()
+    }
+
+    /// Submits a revoke entry for every expired lease (etcd's leader does the same through raft).
+    private func revokeExpiredLeases() {
+        for id in lessor.takeExpired(limit: 1000) {
+            var r = Etcdserverpb_LeaseRevokeRequest()
+            r.id = id
+            applier.submit(.leaseRevoke(r)) { [lessor] result in
+                if case .failure(let e) = result, e != .leaseNotFound { lessor.revocationFailed(id) }
+            }
+        }
+    }
+
+    /// Stops accepting writes (they fail with "etcdserver: server stopped"), finishes the
+    /// accepted ones and pending physical compactions. Reads keep working until the engine is
+    /// closed. Idempotent.
+    public func close() {
+        expiryTimer.timer.cancel()
+        applier.stop()
+        store.close()
+    }
+
+    /// A response header at `revision` with this member's identity.
+    public func header(revision: Int64) -> Etcdserverpb_ResponseHeader {
+        var h = Etcdserverpb_ResponseHeader()
+        h.clusterID = config.clusterID
+        h.memberID = config.memberID
+        h.raftTerm = config.raftTerm
+        h.revision = revision
+        return h
+    }
+
+    /// The current store revision (committed).
+    public var currentRevision: Int64 { store.currentRevision }
+    /// Index of the last applied (durable) log entry, etcd's raftAppliedIndex/consistent index.
+    public var appliedIndex: UInt64 { store.appliedIndex }
+    /// Number of group commits since start (each is one synced engine write).
+    public var groupCommitCount: Int { applier.groupCommits }
+
+    // MARK: KV
+
+    /// KV.Range, answered on the caller's thread.
+    public func range(_ r: Etcdserverpb_RangeRequest) throws(EtcdError) -> Etcdserverpb_RangeResponse {
+        try RequestValidation.check(r)
+        var resp: Etcdserverpb_RangeResponse
+        do { resp = try RangeExecution.run(r, on: store.read()) } catch { throw EtcdError(error) }
+        resp.header = header(revision: resp.header.revision)
+        return resp
+    }
+
+    /// KV.Put. Completes after the write is durable.
+    public func put(_ r: Etcdserverpb_PutRequest,
+                    completion: @escaping @Sendable (Result<Etcdserverpb_PutResponse, EtcdError>) -> Void) {
+        do throws(EtcdError) {
+            try RequestValidation.check(r)
+            if RequestValidation.size(r) > config.maxRequestBytes { throw .requestTooLarge }
+        } catch {
+            return completion(.failure(error))
+        }
+        applier.submit(.put(r)) { [self] result in
+            completion(result.map { response in
+                guard case .put(var p) = response else { preconditionFailure("put answered with \(response)") }
+                p.header = header(revision: p.header.revision)
+                return p
+            })
+        }
+    }
+
+    /// KV.DeleteRange. Completes after the write is durable.
+    public func deleteRange(_ r: Etcdserverpb_DeleteRangeRequest,
+                            completion: @escaping @Sendable (Result<Etcdserverpb_DeleteRangeResponse, EtcdError>) -> Void) {
+        do throws(EtcdError) {
+            try RequestValidation.check(r)
+            if RequestValidation.size(r) > config.maxRequestBytes { throw .requestTooLarge }
+        } catch {
+            return completion(.failure(error))
+        }
+        applier.submit(.deleteRange(r)) { [self] result in
+            completion(result.map { response in
+                guard case .deleteRange(var d) = response else { preconditionFailure("deleteRange answered with \(response)") }
+                d.header = header(revision: d.header.revision)
+                return d
+            })
+        }
+    }
+
+    /// KV.Txn. A txn that cannot write (no put/delete in any branch) is answered before this
+    /// returns, from the committed state; others complete after the write is durable.
+    public func txn(_ r: Etcdserverpb_TxnRequest,
+                    completion: @escaping @Sendable (Result<Etcdserverpb_TxnResponse, EtcdError>) -> Void) {
+        do throws(EtcdError) {
+            try RequestValidation.check(r, maxTxnOps: config.maxTxnOps)
+            if RequestValidation.size(r) > config.maxRequestBytes { throw .requestTooLarge }
+            if !TxnExecution.isWrite(r) {
+                var resp = try TxnExecution.runReadOnly(r, store.read())
+                resp.header = header(revision: resp.header.revision)
+                return completion(.success(resp))
+            }
+        } catch {
+            return completion(.failure(error))
+        }
+        applier.submit(.txn(r)) { [self] result in
+            completion(result.map { response in
+                guard case .txn(var t) = response else { preconditionFailure("txn answered with \(response)") }
+                t.header = header(revision: t.header.revision)
+                return t
+            })
+        }
+    }
+
+    /// KV.Compact. Errors: revision <= the last compaction → "mvcc: required revision has been
+    /// compacted"; above the current revision → "mvcc: required revision is a future revision".
+    /// Completes when the compaction is durable (with `physical`: once old records are deleted).
+    public func compact(_ r: Etcdserverpb_CompactionRequest,
+                        completion: @escaping @Sendable (Result<Etcdserverpb_CompactionResponse, EtcdError>) -> Void) {
+        applier.submit(.compact(r)) { [self] result in
+            completion(result.map { response in
+                guard case .compact(var c) = response else { preconditionFailure("compact answered with \(response)") }
+                c.header = header(revision: c.header.revision)
+                return c
+            })
+        }
+    }
+
+    // MARK: Lease
+
+    /// Lease.LeaseGrant. ID 0 → the server picks one. TTL below the minimum is raised to it;
+    /// above etcd's maximum → "etcdserver: too large lease TTL"; an existing ID → "etcdserver:
+    /// lease already exists". Completes once the grant is durable.
+    public func leaseGrant(_ r: Etcdserverpb_LeaseGrantRequest,
+                           completion: @escaping @Sendable (Result<Etcdserverpb_LeaseGrantResponse, EtcdError>) -> Void) {
+        var r = r
+        if r.id == 0 { r.id = Int64.random(in: 1 ... Int64.max) }
+        applier.submit(.leaseGrant(r)) { [self] result in
+            completion(result.map { response in
+                guard case .leaseGrant(var g) = response else { preconditionFailure("leaseGrant answered with \(response)") }
+                g.header = header(revision: g.header.revision)
+                return g
+            })
+        }
+    }
+
+    /// Lease.LeaseRevoke: deletes every attached key in ONE revision, then the lease.
+    /// Unknown lease → "etcdserver: requested lease not found". Completes once durable.
+    public func leaseRevoke(_ r: Etcdserverpb_LeaseRevokeRequest,
+                            completion: @escaping @Sendable (Result<Etcdserverpb_LeaseRevokeResponse, EtcdError>) -> Void) {
+        applier.submit(.leaseRevoke(r)) { [self] result in
+            completion(result.map { response in
+                guard case .leaseRevoke(var v) = response else { preconditionFailure("leaseRevoke answered with \(response)") }
+                v.header = header(revision: v.header.revision)
+                return v
+            })
+        }
+    }
+
+    /// One LeaseKeepAlive request of the stream, answered on the caller's thread: the deadline
+    /// becomes now + TTL and the response carries the TTL; an unknown or expired lease gets
+    /// TTL 0 (as etcd answers on the stream).
+    public func leaseKeepAlive(_ r: Etcdserverpb_LeaseKeepAliveRequest) -> Etcdserverpb_LeaseKeepAliveResponse {
+        var resp = Etcdserverpb_LeaseKeepAliveResponse()
+        resp.id = r.id
+        resp.ttl = lessor.renew(r.id) ?? 0
+        resp.header = header(revision: store.currentRevision)
+        return resp
+    }
+
+    /// Lease.LeaseTimeToLive, answered on the caller's thread. Unknown lease → TTL -1 (etcd).
+    public func leaseTimeToLive(_ r: Etcdserverpb_LeaseTimeToLiveRequest) -> Etcdserverpb_LeaseTimeToLiveResponse {
+        var resp = Etcdserverpb_LeaseTimeToLiveResponse()
+        resp.header = header(revision: store.currentRevision)
+        resp.id = r.id
+        guard let t = lessor.timeToLive(r.id) else {
+            resp.ttl = -1
+            return resp
+        }
+        resp.ttl = t.remaining
+        resp.grantedTtl = t.granted
+        if r.keys { resp.keys = t.keys.map { Data($0) } }
+        return resp
+    }
+
+    /// Lease.LeaseLeases, answered on the caller's thread.
+    public func leaseLeases(_ r: Etcdserverpb_LeaseLeasesRequest) -> Etcdserverpb_LeaseLeasesResponse {
+        var resp = Etcdserverpb_LeaseLeasesResponse()
+        resp.header = header(revision: store.currentRevision)
+        resp.leases = lessor.ids.map { id in
+            var s = Etcdserverpb_LeaseStatus()
+            s.id = id
+            return s
+        }
+        return resp
+    }
+}
+
+/// A dispatch timer owned by one object; DispatchSource methods are thread-safe.
+final class TimerBox: @unchecked Sendable {
+    let timer: DispatchSourceTimer
+    init(_ t: DispatchSourceTimer) { timer = t }
+}

@@ -1,0 +1,33 @@
+import EtcdProto
+
+/// A request that changes state, as an entry of the ordered log. Entries are applied one by one
+/// in index order by `StateMachine`, deterministically: the result depends only on the state
+/// and the entry, so a replicated log (raft) can later replace the local queue unchanged.
+public enum ApplyRequest: Sendable {
+    case put(Etcdserverpb_PutRequest)
+    case deleteRange(Etcdserverpb_DeleteRangeRequest)
+    case txn(Etcdserverpb_TxnRequest)
+    case compact(Etcdserverpb_CompactionRequest)
+    /// The ID is chosen before the entry is appended (never 0 here), so applying is deterministic.
+    case leaseGrant(Etcdserverpb_LeaseGrantRequest)
+    case leaseRevoke(Etcdserverpb_LeaseRevokeRequest)
+}
+
+/// The result of applying an entry.
+public enum ApplyResponse: Sendable {
+    case put(Etcdserverpb_PutResponse)
+    case deleteRange(Etcdserverpb_DeleteRangeResponse)
+    case txn(Etcdserverpb_TxnResponse)
+    case compact(Etcdserverpb_CompactionResponse)
+    case leaseGrant(Etcdserverpb_LeaseGrantResponse)
+    case leaseRevoke(Etcdserverpb_LeaseRevokeResponse)
+}
+
+/// One log entry: its position (1, 2, …; persisted with the store as the applied index) and
+/// its request. Term-less for now (single member).
+public struct LogEntry: Sendable {
+    public var index: UInt64
+    public var request: ApplyRequest
+}
+
+public typealias ApplyCompletion = @Sendable (Result<ApplyResponse, EtcdError>) -> Void

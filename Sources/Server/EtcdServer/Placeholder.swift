@@ -1,1 +1,0 @@
-// EtcdServer: under construction (see the open issues).

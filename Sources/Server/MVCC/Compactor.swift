@@ -1,0 +1,48 @@
+import Dispatch
+import EngineAPI
+import Synchronization
+
+/// The physical half of compaction: deletes the records a compaction dropped from the index, in
+/// batches of `batchLimit` deletions (each its own engine write, so writes of the log interleave
+/// and are never stalled behind one huge batch), then durably records the compaction as
+/// finished. Compactions run one after another, in the order scheduled.
+final class Compactor: Sendable {
+    static let batchLimit = 1000
+
+    let engine: any StorageEngine
+    private let queue = DispatchQueue(label: "rusd.mvcc.compactor")
+    private let finished: Mutex<Int64>
+
+    init(engine: any StorageEngine, finished: Int64) {
+        self.engine = engine
+        self.finished = Mutex(finished)
+    }
+
+    var finishedRevision: Int64 { finished.withLock { $0 } }
+
+    func schedule(revision: Int64, dropped: [Revision], completion: (@Sendable () -> Void)?) {
+        queue.async { [self] in
+            var i = 0
+            while i < dropped.count {
+                var b = WriteBatch()
+                for r in dropped[i ..< min(i + Compactor.batchLimit, dropped.count)] {
+                    b.delete(StorageLayout.revisionKey(r))
+                }
+                i += Compactor.batchLimit
+                // Not synced: the final marker below is; a crash before it redoes the deletion.
+                do { try engine.write(b, sync: false) } catch { break }
+            }
+            var marker = WriteBatch()
+            marker.put(MetaKey.finishedCompactRevision.engineKey, MetaKey.encode(UInt64(bitPattern: revision)))
+            if (try? engine.write(marker, sync: true)) != nil {
+                finished.withLock { $0 = max($0, revision) }
+            }
+            completion?()
+        }
+    }
+
+    /// Waits until every scheduled compaction is done.
+    func drain() {
+        queue.sync {}
+    }
+}

@@ -1,1 +1,0 @@
-// MVCC: under construction (see the open issues).

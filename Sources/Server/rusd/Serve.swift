@@ -1,0 +1,108 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import EngineAPI
+import EtcdAPI
+import EtcdServer
+import GRPCTransport
+import Logging
+import NIOCore
+import NIOPosix
+
+/// etcd adds this much to --max-request-bytes for the gRPC receive limit (grpcOverheadBytes).
+private let grpcOverheadBytes = 512 * 1024
+
+/// Serves the etcd API on every --listen-client-urls until SIGTERM or SIGINT, then shuts down
+/// gracefully: stop accepting, GOAWAY and drain in-flight calls, finish accepted writes, close
+/// the engine.
+func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> Never {
+    let identity = MemberIdentity(peerURLs: config.advertisePeerURLs.map(\.description),
+                                  clusterToken: config.initialClusterToken)
+    var serverConfig = EtcdServerConfig(clusterID: identity.clusterID, memberID: identity.memberID)
+    serverConfig.maxRequestBytes = config.maxRequestBytes
+    serverConfig.maxTxnOps = config.maxTxnOps
+
+    let etcd: EtcdServer
+    do {
+        etcd = try EtcdServer(engine: engine, config: serverConfig)
+    } catch {
+        fail("cannot start the server on \(config.dataDirectory): \(error)")
+    }
+    logger.info("opened the MVCC store", metadata: [
+        "revision": "\(etcd.currentRevision)", "applied-index": "\(etcd.appliedIndex)",
+        "member-id": "\(String(identity.memberID, radix: 16))", "cluster-id": "\(String(identity.clusterID, radix: 16))",
+    ])
+
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+    var transport = GRPCServerConfiguration()
+    transport.maxReceiveMessageSize = config.maxRequestBytes + grpcOverheadBytes
+    transport.maxConcurrentStreams = config.maxConcurrentStreams
+    transport.keepalive.interval = TimeAmount(config.keepaliveInterval)
+    transport.keepalive.timeout = TimeAmount(config.keepaliveTimeout)
+    transport.keepalive.minClientPingInterval = TimeAmount(config.keepaliveMinTime)
+    let http = HTTPEndpoints(server: etcd)
+    transport.http1Handler = { request, loop in loop.makeSucceededFuture(http.respond(to: request)) }
+    if !config.certFile.isEmpty {
+        transport.tls = GRPCServerTLS(certificateChainFile: config.certFile, privateKeyFile: config.keyFile,
+                                      trustedCAFile: config.trustedCAFile.isEmpty ? nil : config.trustedCAFile,
+                                      requireClientCertificate: config.clientCertAuth)
+    }
+    let health = HealthService()
+    let grpc = GRPCServer(services: EtcdServices.all(etcd) + [health.service], configuration: transport, group: group)
+
+    for url in config.listenClientURLs {
+        do {
+            let address = try grpc.bind(url.description).wait()
+            let hostPort = "\(address.ipAddress ?? url.host):\(address.port ?? url.port)"
+            if url.isTLS {
+                logger.info("serving client traffic securely on \(hostPort)", metadata: ["address": "\(hostPort)"])
+            } else {
+                logger.warning("serving insecure client requests on \(hostPort), this is strongly discouraged!", metadata: ["address": "\(hostPort)"])
+            }
+        } catch {
+            fail("listen tcp \(url.host):\(url.port): \(bindErrorText(error))")
+        }
+    }
+    logger.info("ready to serve client requests", metadata: ["engine": "\(config.engine)"])
+
+    let shutdown = DispatchSemaphore(value: 0)
+    var sources: [any DispatchSourceSignal] = []
+    for sig in [SIGTERM, SIGINT] {
+        signal(sig, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        source.setEventHandler { shutdown.signal() }
+        source.resume()
+        sources.append(source)
+    }
+    shutdown.wait()
+    logger.info("received a termination signal; shutting down")
+    health.setStatus(.notServing)
+    try? grpc.shutdown(gracePeriod: .seconds(5)).wait()
+    etcd.close()
+    do {
+        try engine.close()
+    } catch {
+        logger.error("closing the engine failed", metadata: ["error": "\(error)"])
+        exit(1)
+    }
+    try? group.syncShutdownGracefully()
+    logger.info("stopped serving; store closed")
+    _ = sources
+    exit(0)
+}
+
+/// Go's wording for bind failures ("bind: address already in use").
+private func bindErrorText(_ error: any Error) -> String {
+    if let io = error as? IOError {
+        return "bind: \(String(cString: strerror(io.errnoCode)).lowercased())"
+    }
+    return "\(error)"
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

@@ -1,0 +1,124 @@
+import Foundation
+
+/// Closed-loop load with 1, 16, 64 and 256 concurrent clients, as etcd's `benchmark` tool:
+/// 8-byte keys drawn from a key space, 256-byte values (or 100 KiB for `put-large`), clients
+/// multiplexed over up to 8 connections. Each client level runs for a fixed time.
+struct ConcurrentWorkload: Workload {
+    enum Kind: String, Sendable { case put, range, txn, putLarge = "put-large" }
+    let kind: Kind
+    var name: String { kind.rawValue }
+    var summary: String {
+        switch kind {
+        case .put: return "Put, 8-byte keys, 256-byte values, 1/16/64/256 clients (etcd benchmark put)"
+        case .range: return "linearizable single-key Range over 10,000 preloaded keys (1,000 quick), 1/16/64/256 clients; preload not measured"
+        case .txn: return "Txn Then(Put), 8-byte keys, 256-byte values, 1/16/64/256 clients (etcd benchmark txn-put)"
+        case .putLarge: return "Put of 100 KiB values, 1/16 clients"
+        }
+    }
+    let needsPersistentClient = true
+
+    static let connectionsMax = 8
+    /// Keys drawn from [0, keySpace); 1,000 with --quick.
+    static let keySpace = 10_000
+
+    func run(_ context: WorkloadContext) async throws -> WorkloadResult {
+        let levels = kind == .putLarge ? [1, 16] : [1, 16, 64, 256]
+        let seconds = context.quick ? 1.0 : 10.0
+        let valueSize = kind == .putLarge ? 100 * 1024 : 256
+        let value = [UInt8]((0..<valueSize).map { UInt8(0x61 + $0 % 26) })
+        let keySpace = context.quick ? 1_000 : Self.keySpace
+        let connections = try await context.connect(count: Self.connectionsMax)
+        var result = WorkloadResult()
+
+        if kind == .range {
+            context.progress.begin("  \(name) preload on \(context.spec.name)", total: keySpace)
+            try await preload(connections, keySpace: keySpace, value: value, progress: context.progress)
+            context.progress.finish("\(keySpace) keys")
+            context.measurementWindow.restart()
+        }
+        context.progress.begin("  \(name) on \(context.spec.name)", total: levels.count)
+        var best = 0.0
+        var totalOps = 0
+        var errors = 0
+        var logical: Int64 = 0
+        for clients in levels {
+            let (histogram, elapsed) = try await runLevel(clients: clients, seconds: seconds, keySpace: keySpace,
+                                                          connections: connections, value: value)
+            let ops = Int(histogram.count)
+            let rate = Double(ops) / elapsed
+            result.latency["\(name) c=\(clients)"] = histogram.summary()
+            result.metrics["ops_s c=\(clients)"] = rate
+            best = max(best, rate)
+            totalOps += ops
+            errors += histogram.errors
+            if kind != .range { logical += Int64(ops) * Int64(8 + valueSize) }
+            context.progress.advance()
+        }
+        for c in connections { await c.close() }
+        result.operations = totalOps
+        result.logicalBytesWritten = logical
+        result.metrics[MetricName.throughput] = best
+        result.metrics[MetricName.operations] = Double(totalOps)
+        result.metrics[MetricName.errors] = Double(errors)
+        let line = levels.map { String(format: "c=%d %.0f/s", $0, result.metrics["ops_s c=\($0)"] ?? 0) }
+        context.progress.finish(line.joined(separator: ", "))
+        return result
+    }
+
+    private func runLevel(clients: Int, seconds: Double, keySpace: Int, connections: [any EtcdClient],
+                          value: [UInt8]) async throws -> (LatencyHistogram, Double) {
+        let kind = self.kind
+        let start = monotonicNanos()
+        let deadline = start + UInt64(seconds * 1e9)
+        let merged = try await withThrowingTaskGroup(of: LatencyHistogram.self) { group in
+            for worker in 0..<clients {
+                let client = connections[worker % connections.count]
+                group.addTask {
+                    var histogram = LatencyHistogram()
+                    var rng = SplitMix64(seed: UInt64(worker) &+ start)
+                    while monotonicNanos() < deadline {
+                        let key = eightByteKey(Int(rng.next() % UInt64(keySpace)))
+                        let t0 = monotonicNanos()
+                        do {
+                            switch kind {
+                            case .put, .putLarge:
+                                _ = try await client.put(key: key, value: value, lease: 0)
+                            case .range:
+                                _ = try await client.range(key: key, rangeEnd: [], limit: 0, revision: 0,
+                                                           keysOnly: false, countOnly: false)
+                            case .txn:
+                                _ = try await client.txn(compares: [], success: [.put(key: key, value: value, lease: 0)],
+                                                         failure: [])
+                            }
+                            histogram.recordSince(t0)
+                        } catch {
+                            histogram.recordError()
+                        }
+                    }
+                    return histogram
+                }
+            }
+            var all = LatencyHistogram()
+            for try await h in group { all.merge(h) }
+            return all
+        }
+        return (merged, secondsSince(start))
+    }
+
+    private func preload(_ connections: [any EtcdClient], keySpace: Int, value: [UInt8], progress: ProgressReporter) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<connections.count {
+                let client = connections[worker]
+                group.addTask {
+                    var i = worker
+                    while i < keySpace {
+                        _ = try await client.put(key: eightByteKey(i), value: value, lease: 0)
+                        progress.advance()
+                        i += connections.count
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+}

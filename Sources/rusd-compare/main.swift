@@ -1,1 +1,0 @@
-print("rusd-compare: not built yet")

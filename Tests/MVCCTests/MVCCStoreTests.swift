@@ -1,0 +1,207 @@
+import EngineAPI
+import InMemoryEngine
+import Synchronization
+import XCTest
+@testable import MVCC
+
+private func b(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+/// Helpers: one transaction per call, committed at once.
+extension StoreWriter {
+    @discardableResult
+    func putNow(_ k: String, _ v: String, lease: Int64 = 0, index: UInt64 = 0) throws -> Int64 {
+        beginTxn()
+        try put(b(k), b(v), lease: lease)
+        let r = endTxn()
+        try commit(appliedIndex: index)
+        return r
+    }
+    @discardableResult
+    func deleteNow(_ span: KeySpan) throws -> Int64 {
+        beginTxn()
+        try deleteRange(span)
+        let r = endTxn()
+        try commit(appliedIndex: 0)
+        return r
+    }
+}
+
+final class MVCCStoreTests: XCTestCase {
+    func testRevisionsAndVersionsFollowEtcd() throws {
+        let store = try MVCCStore(engine: InMemoryEngine())
+        let w = store.writer
+        XCTAssertEqual(try w.putNow("a", "1"), 1)
+        XCTAssertEqual(try w.putNow("a", "2"), 2)
+        XCTAssertEqual(try w.putNow("b", "x"), 3)
+        XCTAssertEqual(try w.deleteNow(.single(b("a"))), 4)
+        XCTAssertEqual(try w.putNow("a", "3"), 5)
+
+        let r = try store.read().range(.range(b("a"), nil))
+        XCTAssertEqual(r.revision, 5)
+        XCTAssertEqual(r.count, 2)
+        // a was re-created at 5: create 5, mod 5, version 1; b: create 3, mod 3, version 1.
+        XCTAssertEqual(r.kvs.map { [$0.createRevision, $0.modRevision, $0.version] }, [[5, 5, 1], [3, 3, 1]])
+        XCTAssertEqual(r.kvs.map { String(decoding: $0.value, as: UTF8.self) }, ["3", "x"])
+
+        // Historical reads see the old versions; header revision stays current.
+        let at2 = try store.read().range(.single(b("a")), RangeOptions(revision: 2))
+        XCTAssertEqual(at2.kvs.first?.value, b("2"))
+        XCTAssertEqual(at2.kvs.first?.version, 2)
+        XCTAssertEqual(at2.kvs.first?.createRevision, 1)
+        XCTAssertEqual(at2.revision, 5)
+        XCTAssertEqual(try store.read().range(.single(b("a")), RangeOptions(revision: 4)).count, 0)
+
+        XCTAssertThrowsError(try store.read().range(.single(b("a")), RangeOptions(revision: 6))) {
+            XCTAssertEqual($0 as? MVCCError, .futureRevision)
+        }
+        // A delete of nothing costs no revision.
+        XCTAssertEqual(try w.deleteNow(.single(b("zzz"))), 5)
+    }
+
+    func testRangeSpansLimitAndCount() throws {
+        let store = try MVCCStore(engine: InMemoryEngine())
+        for k in ["foo", "foo/a", "foo/b", "fop", "g", "a"] { try store.writer.putNow(k, "v") }
+        let read = store.read()
+        func keys(_ s: KeySpan, _ o: RangeOptions = RangeOptions()) throws -> [String] {
+            try read.range(s, o).kvs.map { String(decoding: $0.key, as: UTF8.self) }
+        }
+        XCTAssertEqual(try keys(.etcd(key: b("foo"), rangeEnd: [])), ["foo"])
+        XCTAssertEqual(try keys(.etcd(key: b("foo/"), rangeEnd: b("foo0"))), ["foo/a", "foo/b"])
+        XCTAssertEqual(try keys(.etcd(key: b("fop"), rangeEnd: [0])), ["fop", "g"])
+        XCTAssertEqual(try keys(.etcd(key: [0], rangeEnd: [0])), ["a", "foo", "foo/a", "foo/b", "fop", "g"])
+        XCTAssertEqual(try keys(.etcd(key: b("g"), rangeEnd: b("a"))), [])
+        let limited = try read.range(.etcd(key: [0], rangeEnd: [0]), RangeOptions(limit: 2))
+        XCTAssertEqual(limited.kvs.count, 2)
+        XCTAssertEqual(limited.count, 6)
+        let counted = try read.range(.etcd(key: b("f"), rangeEnd: b("g")), RangeOptions(countOnly: true))
+        XCTAssertEqual(counted.kvs.count, 0)
+        XCTAssertEqual(counted.count, 4)
+    }
+
+    func testTransactionSeesOwnWritesAndUsesOneRevision() throws {
+        let store = try MVCCStore(engine: InMemoryEngine())
+        let w = store.writer
+        try w.putNow("x", "0")
+        w.beginTxn()
+        XCTAssertEqual(w.txnReadRevision, 1)
+        try w.put(b("x"), b("1"), lease: 0)
+        try w.put(b("y"), b("1"), lease: 7)
+        XCTAssertEqual(w.txnReadRevision, 2)
+        let inside = try w.range(.range(b("x"), b("z")))
+        XCTAssertEqual(inside.kvs.map(\.modRevision), [2, 2])
+        XCTAssertEqual(inside.revision, 2)
+        // Not visible to readers before commit.
+        XCTAssertEqual(try store.read().range(.single(b("y"))).count, 0)
+        XCTAssertEqual(w.endTxn(), 2)
+        // A read-only transaction costs no revision.
+        w.beginTxn()
+        XCTAssertEqual(w.endTxn(), 2)
+        try w.commit(appliedIndex: 9)
+        let y = try XCTUnwrap(store.read().range(.single(b("y"))).kvs.first)
+        XCTAssertEqual(y.lease, 7)
+        XCTAssertEqual(store.appliedIndex, 9)
+        XCTAssertEqual(store.read().latestMetadata(b("x"))?.version, 2)
+    }
+
+    func testCompactionDropsHistoryPhysically() throws {
+        let engine = InMemoryEngine()
+        let store = try MVCCStore(engine: engine)
+        let w = store.writer
+        try w.putNow("a", "1")      // 1
+        try w.putNow("a", "2")      // 2
+        try w.putNow("b", "1")      // 3
+        try w.deleteNow(.single(b("b"))) // 4
+        try w.putNow("a", "3")      // 5
+        XCTAssertEqual(engine.count(prefix: [UInt8(ascii: "r")]), 5)
+
+        XCTAssertThrowsError(try w.compact(6)) { XCTAssertEqual($0 as? MVCCError, .futureRevision) }
+        let done = expectation(description: "physical compaction")
+        try w.compact(4) { done.fulfill() }
+        try w.commit(appliedIndex: 0)
+        wait(for: [done], timeout: 10)
+        // Kept: a@2 (latest <= 4, still visible at 4) and a@5. Dropped: a@1, b@3, tombstone b@4.
+        XCTAssertEqual(engine.count(prefix: [UInt8(ascii: "r")]), 2)
+        XCTAssertEqual(store.finishedCompactRevision, 4)
+        XCTAssertThrowsError(try store.read().range(.single(b("a")), RangeOptions(revision: 3))) {
+            XCTAssertEqual($0 as? MVCCError, .compacted)
+        }
+        XCTAssertEqual(try store.read().range(.single(b("a")), RangeOptions(revision: 4)).kvs.first?.value, b("2"))
+        XCTAssertEqual(try store.read().range(.single(b("b")), RangeOptions(revision: 4)).count, 0)
+        XCTAssertThrowsError(try w.compact(4)) { XCTAssertEqual($0 as? MVCCError, .compacted) }
+        XCTAssertThrowsError(try w.compact(3)) { XCTAssertEqual($0 as? MVCCError, .compacted) }
+        store.close()
+    }
+
+    func testRestartRebuildsIndexRevisionsAndCompaction() throws {
+        let engine = InMemoryEngine()
+        do {
+            let store = try MVCCStore(engine: engine)
+            let w = store.writer
+            for i in 0..<300 { try w.putNow("k\(i % 100)", "v\(i)", lease: Int64(i % 3)) }
+            try w.deleteNow(.range(b("k5"), b("k6")))  // k5, k50..k59: 11 keys
+            try w.compact(150)
+            try w.commit(appliedIndex: 42)
+            store.close()
+        }
+        let store = try MVCCStore(engine: engine)
+        let r = store.read()
+        XCTAssertEqual(r.revision, 301)
+        XCTAssertEqual(r.compactRevision, 150)
+        XCTAssertEqual(r.appliedIndex, 42)
+        let all = try r.range(.range([0], nil))
+        XCTAssertEqual(all.count, 89)
+        let k7 = try XCTUnwrap(try r.range(.single(b("k7"))).kvs.first)
+        // k7 written at revisions 8, 108, 208 (i = 7, 107, 207).
+        XCTAssertEqual([k7.createRevision, k7.modRevision, k7.version], [8, 208, 3])
+        XCTAssertEqual(k7.value, b("v207"))
+        XCTAssertEqual(k7.lease, 207 % 3)
+        // History between compaction and now is still readable.
+        XCTAssertEqual(try r.range(.single(b("k7")), RangeOptions(revision: 150)).kvs.first?.value, b("v107"))
+        XCTAssertThrowsError(try r.range(.single(b("k7")), RangeOptions(revision: 149)))
+        // Writes continue from the restored revision.
+        XCTAssertEqual(try store.writer.putNow("new", "x"), 302)
+    }
+
+    func testFailedCommitRollsBack() throws {
+        let engine = InMemoryEngine()
+        let store = try MVCCStore(engine: engine)
+        try store.writer.putNow("a", "1")
+        engine.setFailWrites(true)
+        XCTAssertThrowsError(try store.writer.putNow("a", "2"))
+        engine.setFailWrites(false)
+        XCTAssertEqual(store.writer.currentRevision, 1)
+        XCTAssertEqual(try store.read().range(.single(b("a"))).kvs.first?.value, b("1"))
+        XCTAssertEqual(try store.writer.putNow("a", "3"), 2)
+        XCTAssertEqual(try store.read().range(.single(b("a"))).kvs.first?.version, 2)
+    }
+
+    func testObserverGetsEventsWithPreviousVersions() throws {
+        let store = try MVCCStore(engine: InMemoryEngine())
+        let seen = Mutex<[RevisionEvents]>([])
+        store.setObserver { revs in seen.withLock { $0.append(contentsOf: revs) } }
+        let w = store.writer
+        w.beginTxn(); try w.put(b("a"), b("1"), lease: 0); w.endTxn()
+        w.beginTxn(); try w.put(b("a"), b("2"), lease: 0); try w.put(b("b"), b("1"), lease: 0); w.endTxn()
+        w.beginTxn(); try w.deleteRange(.range(b("a"), nil)); w.endTxn()
+        XCTAssertTrue(seen.withLock { $0.isEmpty }, "events before commit")
+        try w.commit(appliedIndex: 3)
+        let revs = seen.withLock { $0 }
+        XCTAssertEqual(revs.map(\.revision), [1, 2, 3])
+        XCTAssertEqual(revs[1].events.map(\.kind), [.put, .put])
+        XCTAssertEqual(revs[1].events[0].prevKV?.value, b("1"))
+        XCTAssertNil(revs[1].events[1].prevKV)
+        XCTAssertEqual(revs[2].events.map(\.kind), [.delete, .delete])
+        XCTAssertEqual(revs[2].events.map(\.kv.modRevision), [3, 3])
+        XCTAssertEqual(revs[2].events.map { $0.prevKV?.value }, [b("2"), b("1")])
+    }
+
+    func testCorruptRecordIsRefusedNamingTheRevision() throws {
+        let engine = InMemoryEngine()
+        var batch = WriteBatch()
+        batch.put(StorageLayout.revisionKey(Revision(main: 1, sub: 0)), [0x01, 0x02])
+        try engine.write(batch, sync: true)
+        XCTAssertThrowsError(try MVCCStore(engine: engine)) { e in
+            XCTAssertTrue("\(e)".contains("1_0"), "\(e)")
+        }
+    }
+}
