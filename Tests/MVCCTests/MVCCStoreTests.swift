@@ -195,6 +195,17 @@ final class MVCCStoreTests: XCTestCase {
         XCTAssertEqual(revs[2].events.map(\.kind), [.delete, .delete])
         XCTAssertEqual(revs[2].events.map(\.kv.modRevision), [4, 4])
         XCTAssertEqual(revs[2].events.map { $0.prevKV?.value }, [b("2"), b("1")])
+
+        // The stored history gives back the same events.
+        let replay = try store.read().events(from: 2, through: 100, withPrevKV: true)
+        XCTAssertEqual(replay.map(\.revision), revs.map(\.revision))
+        XCTAssertEqual(replay.map(\.events), revs.map(\.events))
+        XCTAssertEqual(try store.read().events(from: 3, through: 3).map(\.events.count), [2])
+        XCTAssertEqual(try store.read().events(from: 2, through: 4, limit: 2).map(\.revision), [2, 3])
+        try w.compact(3)
+        try w.commit(appliedIndex: 4)
+        XCTAssertThrowsError(try store.read().events(from: 2, through: 4)) { XCTAssertEqual($0 as? MVCCError, .compacted) }
+        XCTAssertEqual(try store.read().events(from: 3, through: 4).map(\.revision), [3, 4])
     }
 
     func testCorruptRecordIsRefusedNamingTheRevision() throws {
