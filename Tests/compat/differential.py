@@ -96,6 +96,12 @@ class Endpoint:
     def close(self):
         self.channel.close()
 
+    def reopen(self):
+        """A new channel (after a server restart); normalization state is kept."""
+        self.channel.close()
+        self._callables.clear()
+        self.__post_init__()
+
 
 Request = dict | Callable[["Endpoint"], dict]
 
@@ -118,6 +124,15 @@ class Pair:
     def close(self):
         for e in self.endpoints:
             e.close()
+
+    def restart_servers(self) -> None:
+        """Restarts both servers on their data dirs (concurrently) and reconnects."""
+        import concurrent.futures as cf
+        with cf.ThreadPoolExecutor(2) as pool:
+            for f in [pool.submit(ep.server.restart) for ep in self.endpoints]:
+                f.result()
+        for ep in self.endpoints:
+            ep.reopen()
 
     # -- unary calls -------------------------------------------------------------------------
     def send(self, rpc: str, request: Request | None = None, *, metadata=None,

@@ -113,8 +113,24 @@ class Server:
         self.data_dir = os.path.join(self._root, "data")
         self.log_path = os.path.join(self._root, "server.log")
         self.client_port, self.peer_port = free_port(), free_port()
+        self._launch()
+
+    def restart(self, timeout: float = 20) -> None:
+        """Graceful stop (SIGTERM, SIGKILL after `timeout`), then the same command again on
+        the same data dir and ports."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+                raise ServerStartError(f"{self.target} ignored SIGTERM for {timeout}s")
+        self._launch()
+
+    def _launch(self) -> None:
         cmd = self.command()
-        with open(self.log_path, "wb") as log:
+        with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         _RUNNING.add(self)
