@@ -87,6 +87,9 @@ let package = Package(
             "EtcdProto", "GRPCTransport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], path: "Sources/rusd-compare"),
 
         // MARK: Tests

@@ -6,7 +6,7 @@ and an h2load smoke run.
 The server binary: $GRPC_TEST_SERVER, else `swift build --show-bin-path`/grpc-test-server
 (built with `swift build --product grpc-test-server` if missing).
 """
-import concurrent.futures
+import functools
 import os
 import queue
 import shutil
@@ -31,6 +31,7 @@ ECHO = "/rusd.transporttest.Echo/"
 
 # ---------------------------------------------------------------- fixtures
 
+@functools.lru_cache(maxsize=1)
 def _server_binary():
     path = os.environ.get("GRPC_TEST_SERVER")
     if path:

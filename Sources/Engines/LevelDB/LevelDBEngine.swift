@@ -57,6 +57,10 @@ public final class LevelDBEngine: StorageEngine, @unchecked Sendable {
         } catch let e as PosixError {
             throw EngineError(.io, engine: engineName, path: e.path, operation: "open", message: e.message)
         }
+        if !hasStore, let foreign = files.first(where: { !["LOCK", "LOG", "LOG.old"].contains($0.name) }) {
+            throw EngineError(.invalidArgument, engine: engineName, path: directory, operation: "open",
+                              message: "the directory holds files that are not a LevelDB store (\(foreign.name)); refusing to create a new store over them")
+        }
         let baseline = files.compactMap { LevelDBWriteAccounting.tableNumber($0.name) }.max() ?? 0
         let database = try LevelDBDatabase(path: directory, options: options)
         if options.paranoidChecks {
@@ -102,10 +106,8 @@ public final class LevelDBEngine: StorageEngine, @unchecked Sendable {
             var err: UnsafeMutablePointer<CChar>?
             leveldb_write(db, sync ? database.syncWrite : database.asyncWrite, writeBatch, &err)
             if let error = LevelDBErrors.take(err, path: directory, operation: "write") { throw error }
-            accounting.withLock {
-                $0.writes.recordBatch(batch)
-                $0.bytesSinceDiskScan += LevelDBWriteAccounting.logBytes(of: batch)
-            }
+            accounting.withLock { $0.bytesSinceDiskScan += $0.writes.recordBatch(batch) }
+            if !sync { database.unsyncedWrites.withLock { $0 = true } }
         }
     }
 

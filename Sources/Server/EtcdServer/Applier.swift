@@ -99,6 +99,7 @@ final class Applier: Sendable {
         }
         groups.withLock { $0 += 1 }
         if let failure {
+            machine.resyncAfterRollback()
             for p in group { p.complete(.failure(failure)) }
             return
         }

@@ -16,12 +16,17 @@ struct BenchmarkRunner: Sendable {
         var measurements: [Measurement] = []
         for workload in workloads {
             progress.note("== \(workload.name): \(workload.summary)")
+            var skipReason: String?
             if workload.needsPersistentClient && clientFactory == nil {
-                let note = "skipped: no persistent gRPC client in this build (EtcdClient has no implementation yet)"
-                progress.note("   \(note)")
+                skipReason = "needs a persistent client (run without --client none)"
+            } else if quick && !workload.runsInQuickMode {
+                skipReason = "too long for --quick"
+            }
+            if let skipReason {
+                progress.note("   skipped: \(skipReason)")
                 for target in targets {
                     measurements.append(Measurement(workload: workload.name, target: target.name, round: 0,
-                                                    status: .skipped, note: note, metrics: [:], latency: [:]))
+                                                    status: .skipped, note: skipReason, metrics: [:], latency: [:]))
                 }
                 continue
             }
@@ -73,8 +78,7 @@ struct BenchmarkRunner: Sendable {
         }
         context.server = server
         if let ms = server.startupMs { measurement.metrics[MetricName.startupMs] = ms }
-        context.measurementWindow = MeasurementWindow(pid: server.pid)
-        let fsyncBefore = FsyncCounter.read(endpoint: server.endpoint)
+        context.measurementWindow = MeasurementWindow(pid: server.pid, endpoint: server.endpoint)
         let result: WorkloadResult
         do {
             result = try await workload.run(context)
@@ -86,7 +90,7 @@ struct BenchmarkRunner: Sendable {
         measurement.metrics.merge(result.metrics) { _, new in new }
         measurement.latency = result.latency
         if let note = result.note { measurement.note = note }
-        if let fsyncBefore, let fsyncAfter = FsyncCounter.read(endpoint: server.endpoint) {
+        if let fsyncBefore = context.measurementWindow.startFsyncs, let fsyncAfter = FsyncCounter.read(endpoint: server.endpoint) {
             measurement.metrics[MetricName.fsyncCount] = fsyncAfter - fsyncBefore
         }
         if let pid = server.pid, let before = context.measurementWindow.start, let after = ProcessStats.read(pid: pid) {

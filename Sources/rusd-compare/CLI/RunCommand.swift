@@ -34,8 +34,8 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Run every server without fsync (rusd and etcd's --unsafe-no-fsync, where supported).")
     var unsafeNoFsync = false
 
-    @Option(help: "Persistent client for the client workloads: auto, grpc, etcdctl (one process per request, for checking workloads), none.")
-    var client: String = "auto"
+    @Option(help: "Client for the client workloads: grpc (persistent connections), etcdctl (one process per request, to check workloads), none.")
+    var client: String = "grpc"
 
     @Option(help: "Folder for the report.")
     var out: String = "reports"
@@ -56,8 +56,8 @@ struct RunCommand: AsyncParsableCommand {
             throw ValidationError("unknown engine \"\(engine)\"; known: \(Self.knownEngines.joined(separator: ", "))")
         }
         for endpoint in endpoints { _ = try Self.parseEndpoint(endpoint) }
-        if !["auto", "grpc", "etcdctl", "none"].contains(client) {
-            throw ValidationError("--client must be auto, grpc, etcdctl or none (got \"\(client)\")")
+        if !ClientFactories.choices.contains(client) {
+            throw ValidationError("--client must be one of \(ClientFactories.choices.joined(separator: ", ")) (got \"\(client)\")")
         }
     }
 
@@ -126,12 +126,13 @@ struct RunCommand: AsyncParsableCommand {
         let factory: (any EtcdClientFactory)?
         do { factory = try ClientFactories.choose(client, etcdctlBinary: etcdctlPath) } catch { throw ValidationError("\(error)") }
         if factory == nil {
-            notes.append("No persistent gRPC client in this build: workloads that need it are reported as skipped.")
+            notes.append("--client none: workloads that need a persistent client are reported as skipped.")
         } else if factory is EtcdctlClientFactory {
             notes.append("Client workloads ran with `--client etcdctl`: one etcdctl process per request, so their latencies and throughputs measure etcdctl start-up, not the servers. They check that the workloads run; do not read them as server performance.")
         }
         let workRoot = (workDir as NSString).standardizingPath + "/rusd-compare-\(getpid())"
         try FileManager.default.createDirectory(atPath: workRoot, withIntermediateDirectories: true)
+        ChildProcessRegistry.shared.addScratchDirectory(workRoot)
         defer { try? FileManager.default.removeItem(atPath: workRoot) }
 
         progress.note("rusd-compare: \(targets.map(\.name).joined(separator: ", ")); \(selected.count) workload(s), \(roundCount) round(s)\(quick ? ", quick" : "")")

@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 
 @main
@@ -44,4 +45,3 @@ struct ReportCommand: ParsableCommand {
     }
 }
 
-import Foundation

@@ -93,6 +93,10 @@ extension EtcdClient {
     func put(_ key: String, _ value: [UInt8], lease: Int64 = 0) async throws -> Int64 {
         try await put(key: Array(key.utf8), value: value, lease: lease)
     }
+    /// The store's current revision, from a count-only Range's header (needs only KV.Range).
+    func currentRevision() async throws -> Int64 {
+        try await range(key: [0], rangeEnd: [0], limit: 1, revision: 0, keysOnly: false, countOnly: true).revision
+    }
     func get(_ key: String) async throws -> RangeResult {
         try await range(key: Array(key.utf8), rangeEnd: [], limit: 1, revision: 0, keysOnly: false, countOnly: false)
     }

@@ -46,9 +46,21 @@ struct Etcdctl: Sendable {
         return (revision, dbSize, status["version"] as? String ?? "?")
     }
 
+    /// The current revision, from the header of a single-key Range.
+    func currentRevision() throws -> Int64 {
+        let out = try check(["-w", "json", "get", "/rusd-compare/revision-probe"])
+        guard let data = out.stdout.data(using: .utf8),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let header = object["header"] as? [String: Any],
+              let revision = (header["revision"] as? NSNumber)?.int64Value else {
+            throw SubprocessError(description: "cannot parse `etcdctl get -w json`: \(out.stdout.prefix(200))")
+        }
+        return revision
+    }
+
     /// Compacts to the current revision (physically) and defragments.
     func compactAndDefragment() throws {
-        let revision = try status().revision
+        let revision = try currentRevision()
         if revision > 1 {
             let out = try run(["compact", String(revision), "--physical"])
             // "required revision has been compacted" is fine: someone compacted already.

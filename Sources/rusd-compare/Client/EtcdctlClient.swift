@@ -93,8 +93,9 @@ struct EtcdctlClient: EtcdClient {
         var args = ["get"]
         if limit > 0 { args.append("--limit=\(limit)") }
         if revision > 0 { args.append("--rev=\(revision)") }
-        if keysOnly { args.append("--keys-only") }
-        if countOnly { args.append("--count-only") }
+        // etcdctl 3.4 has no --count-only; "count" is in every JSON answer anyway.
+        if keysOnly || countOnly { args.append("--keys-only") }
+        if countOnly && limit == 0 { args.append("--limit=1") }
         let r = try await json(args + ["--"] + rangeArguments(key, rangeEnd))
         let kvs = (r["kvs"] as? [[String: Any]] ?? []).map(Self.keyValue)
         return RangeResult(kvs: kvs, count: (r["count"] as? NSNumber)?.int64Value ?? Int64(kvs.count),

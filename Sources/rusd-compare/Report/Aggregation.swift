@@ -37,15 +37,16 @@ struct ReportIndex: Sendable {
         Spread(okRuns(workload, target).compactMap { $0.metrics[name] })
     }
     func metricNames(_ workload: String) -> [String] {
-        Set(report.measurements.filter { $0.workload == workload }.flatMap { $0.metrics.keys }).sorted()
+        Set(report.measurements.filter { $0.workload == workload }.flatMap { $0.metrics.keys }).sorted(by: Self.naturalOrder)
     }
     func latencyKinds(_ workload: String) -> [String] {
-        Set(report.measurements.filter { $0.workload == workload }.flatMap { $0.latency.keys }).sorted {
-            // Client levels in numeric order ("put c=16" after "put c=1").
-            let a = $0.split(separator: "="), b = $1.split(separator: "=")
-            if a.count == 2, b.count == 2, a[0] == b[0], let x = Int(a[1]), let y = Int(b[1]) { return x < y }
-            return $0 < $1
-        }
+        Set(report.measurements.filter { $0.workload == workload }.flatMap { $0.latency.keys }).sorted(by: Self.naturalOrder)
+    }
+    /// Alphabetical, except client levels in numeric order ("put c=16" after "put c=1").
+    static func naturalOrder(_ lhs: String, _ rhs: String) -> Bool {
+        let a = lhs.split(separator: "="), b = rhs.split(separator: "=")
+        if a.count == 2, b.count == 2, a[0] == b[0], let x = Int(a[1]), let y = Int(b[1]) { return x < y }
+        return lhs < rhs
     }
     func latency(_ workload: String, _ target: String, _ kind: String, _ field: KeyPath<LatencySummary, Double>) -> Spread? {
         Spread(okRuns(workload, target).compactMap { $0.latency[kind]?[keyPath: field] })
@@ -59,6 +60,6 @@ struct ReportIndex: Sendable {
     func problem(_ workload: String, _ target: String) -> String? {
         let all = runs(workload, target)
         if all.contains(where: { $0.status == .ok }) { return nil }
-        return all.first.map { "\($0.status.rawValue): \($0.note ?? "")" }
+        return all.first.map { "\($0.status.rawValue): " + ($0.note ?? "").split(separator: "\n").joined(separator: " / ") }
     }
 }

@@ -4,7 +4,7 @@ import Foundation
 enum SVGCharts {
     static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
     static let width = 720.0, height = 420.0
-    static let left = 80.0, right = 170.0, top = 40.0, bottom = 60.0
+    static let left = 80.0, right = 170.0, top = 40.0, bottom = 80.0
 
     struct Series { var name: String; var points: [(Double, Double)] }
 
@@ -127,7 +127,8 @@ enum SVGCharts {
                 s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"10\">",
                             x + barW / 2, py(v) - 3) + fmt(v) + "</text>\n"
             }
-            s += "<text x=\"\(gx + groupW * 0.4)\" y=\"\(top + plotH + 16)\" text-anchor=\"middle\">\(escape(category))</text>\n"
+            let lx = gx + groupW * 0.4, ly = top + plotH + 14
+            s += "<text transform=\"translate(\(lx),\(ly)) rotate(-25)\" text-anchor=\"end\">\(escape(category))</text>\n"
         }
         s += "<text transform=\"translate(18,\(top + plotH / 2)) rotate(-90)\" text-anchor=\"middle\">\(escape(yLabel))</text>\n"
         s += legend(series.map(\.0))

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// `etcdctl check perf` load tiers, reimplemented over the persistent client so that each tier
 /// can be shorter than etcdctl's fixed 60 s: puts of 256-byte keys and 1 KiB values under the
@@ -88,10 +87,4 @@ struct CheckPerfWorkload: Workload {
         }
         return (merged, secondsSince(start), total)
     }
-}
-
-/// A counter shared by worker tasks: each `takeNext()` returns a distinct index, from 0.
-final class SharedCounter: Sendable {
-    private let value = Atomic<Int>(0)
-    func takeNext() -> Int { value.add(1, ordering: .relaxed).oldValue }
 }

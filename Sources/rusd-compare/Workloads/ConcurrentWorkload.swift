@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// Closed-loop load with 1, 16, 64 and 256 concurrent clients, as etcd's `benchmark` tool:
 /// 8-byte keys drawn from a key space, 256-byte values (or 100 KiB for `put-large`), clients
@@ -24,7 +23,7 @@ struct ConcurrentWorkload: Workload {
 
     func run(_ context: WorkloadContext) async throws -> WorkloadResult {
         let levels = kind == .putLarge ? [1, 16] : [1, 16, 64, 256]
-        let seconds = context.quick ? 1.5 : 10.0
+        let seconds = context.quick ? 1.0 : 10.0
         let valueSize = kind == .putLarge ? 100 * 1024 : 256
         let value = [UInt8]((0..<valueSize).map { UInt8(0x61 + $0 % 26) })
         let keySpace = context.quick ? 1_000 : Self.keySpace
@@ -121,23 +120,5 @@ struct ConcurrentWorkload: Workload {
             }
             try await group.waitForAll()
         }
-    }
-}
-
-/// An 8-byte big-endian key, as etcd's benchmark uses 8-byte keys.
-func eightByteKey(_ i: Int) -> [UInt8] {
-    withUnsafeBytes(of: UInt64(i).bigEndian) { Array($0) }
-}
-
-/// A small, fast, seedable random generator (not for cryptography).
-struct SplitMix64: Sendable {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E3779B97F4A7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        return z ^ (z >> 31)
     }
 }

@@ -117,7 +117,7 @@ struct KubeObjectStore: Sendable {
     mutating func compactStep(previousRevision: inout Int64, compactKeyVersion: inout Int64) async throws {
         let client = self.client
         let key = Array("compact_rev_key".utf8)
-        let current = try await client.status().revision
+        let current = try await client.currentRevision()
         let result = try await timed("compact-txn") {
             try await client.txn(compares: [.version(key: key, equals: compactKeyVersion)],
                                  success: [.put(key: key, value: Array(String(current).utf8), lease: 0)],
@@ -129,51 +129,5 @@ struct KubeObjectStore: Sendable {
             try await timed("compact") { try await client.compact(revision: target, physical: false) }
         }
         previousRevision = current
-    }
-}
-
-/// A Kubernetes-looking object: JSON of about `size` bytes.
-func kubeObject(kind: String, name: String, generation: Int, size: Int = 1_200) -> [UInt8] {
-    let head = "{\"kind\":\"\(kind)\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":\"\(name)\",\"generation\":\(generation),\"uid\":\"\(UUID().uuidString)\"},\"spec\":{\"data\":\""
-    let tail = "\"}}"
-    let filler = max(0, size - head.utf8.count - tail.utf8.count)
-    return Array((head + String(repeating: "x", count: filler) + tail).utf8)
-}
-
-/// Watchers on resource prefixes that count events until cancelled.
-final class PrefixWatchers: Sendable {
-    private let handles: [WatchHandle]
-    private let counters: [Task<(events: Int, lastRevision: Int64), Error>]
-
-    init(client: any EtcdClient, prefixes: [String], fromRevision: Int64) async throws {
-        var handles: [WatchHandle] = []
-        var counters: [Task<(events: Int, lastRevision: Int64), Error>] = []
-        for prefix in prefixes {
-            let p = Array(prefix.utf8)
-            let handle = try await client.watch(key: p, rangeEnd: prefixEnd(p), startRevision: fromRevision, prevKV: true)
-            handles.append(handle)
-            counters.append(Task {
-                var events = 0
-                var last: Int64 = 0
-                for try await batch in handle.events {
-                    events += batch.count
-                    if let rev = batch.last?.kv.modRevision { last = rev }
-                }
-                return (events, last)
-            })
-        }
-        self.handles = handles
-        self.counters = counters
-    }
-
-    /// Cancels every watch and returns the number of events received.
-    func stop(graceSeconds: Double) async -> Int {
-        try? await Task.sleep(nanoseconds: UInt64(graceSeconds * 1e9))
-        for handle in handles { await handle.cancel() }
-        var total = 0
-        for counter in counters {
-            if let (events, _) = try? await counter.value { total += events }
-        }
-        return total
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 
 /// Sustained churn: tens of thousands of Pods (20,000; 1,000 quick) created, bound, marked
 /// running and deleted by 16 concurrent "controllers", each step with an Event on a shared lease,
-/// watchers on the pods and events prefixes, and the compaction step every 5 s (1 s quick).
+/// watchers on the pods and events prefixes, and the compaction step every 5 s (0.5 s quick).
 struct KubernetesChurnWorkload: Workload {
     let name = "k8s-churn"
     let summary = "20,000 Pods (1,000 quick) created/updated x2/deleted by 16 workers with events on a lease, watchers, compaction"
@@ -13,11 +13,11 @@ struct KubernetesChurnWorkload: Workload {
         let workers = 16
         let connections = try await context.connect(count: 4)
         let watchClient = try await context.connect()
-        let startRevision = try await connections[0].status().revision
+        let startRevision = try await connections[0].currentRevision()
         let watchers = try await PrefixWatchers(client: watchClient, prefixes: ["/registry/pods/", "/registry/events/"],
                                                 fromRevision: startRevision + 1)
         let lease = try await connections[0].leaseGrant(ttl: 3_600)
-        let compactor = Compactor(client: try await context.connect(), intervalSeconds: context.quick ? 1 : 5)
+        let compactor = Compactor(client: try await context.connect(), intervalSeconds: context.quick ? 0.5 : 5)
         let compactorTask = Task { try await compactor.run() }
         let progress = context.progress
         progress.begin("  \(name) on \(context.spec.name)", total: objects)

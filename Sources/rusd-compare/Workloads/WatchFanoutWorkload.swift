@@ -15,7 +15,7 @@ struct WatchFanoutWorkload: Workload {
         let prefix = Array("/fanout/".utf8)
         let watchConnections = try await context.connect(count: 10)
         let writer = try await context.connect()
-        let startRevision = try await writer.status().revision
+        let startRevision = try await writer.currentRevision()
         var handles: [WatchHandle] = []
         for i in 0..<watcherCount {
             handles.append(try await watchConnections[i % watchConnections.count]

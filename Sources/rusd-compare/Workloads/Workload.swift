@@ -13,11 +13,14 @@ protocol Workload: Sendable {
     var needsPersistentClient: Bool { get }
     /// True when the workload starts and stops servers itself (startup time).
     var managesOwnServer: Bool { get }
+    /// False for workloads too long for a `--quick` smoke run (reported as skipped there).
+    var runsInQuickMode: Bool { get }
     func run(_ context: WorkloadContext) async throws -> WorkloadResult
 }
 
 extension Workload {
     var managesOwnServer: Bool { false }
+    var runsInQuickMode: Bool { true }
 }
 
 struct WorkloadContext: Sendable {
@@ -75,20 +78,23 @@ enum WorkloadCatalog {
         KubernetesChurnWorkload(),
         WatchFanoutWorkload(),
         CheckPerfWorkload(),
+        EtcdctlCheckPerfWorkload(),
         StartupWorkload(),
     ]
 
     static func named(_ name: String) -> (any Workload)? { all.first { $0.name == name } }
 }
 
-/// The server-side measurement baseline of one run.
+/// The server-side measurement baseline of one run: process stats and the fsync counter.
 final class MeasurementWindow: Sendable {
     let pid: pid_t?
-    private let baseline: Mutex<ProcessStats?>
+    let endpoint: String?
+    private let baseline: Mutex<(stats: ProcessStats?, fsyncs: Double?)>
 
-    init(pid: pid_t?) {
+    init(pid: pid_t?, endpoint: String? = nil) {
         self.pid = pid
-        baseline = Mutex(nil)
+        self.endpoint = endpoint
+        baseline = Mutex((nil, nil))
         restart()
     }
 
@@ -97,8 +103,10 @@ final class MeasurementWindow: Sendable {
         guard let pid else { return }
         ProcessStats.resetPeakRSS(pid: pid)
         let stats = ProcessStats.read(pid: pid)
-        baseline.withLock { $0 = stats }
+        let fsyncs = endpoint.flatMap { FsyncCounter.read(endpoint: $0) }
+        baseline.withLock { $0 = (stats, fsyncs) }
     }
 
-    var start: ProcessStats? { baseline.withLock { $0 } }
+    var start: ProcessStats? { baseline.withLock { $0.stats } }
+    var startFsyncs: Double? { baseline.withLock { $0.fsyncs } }
 }
