@@ -90,14 +90,21 @@ final class Block: @unchecked Sendable {
     /// Bytes charged to the block cache.
     let charge: Int
 
-    /// Decodes block contents; nil when they are malformed.
-    init?(_ raw: UnsafeRawBufferPointer) {
-        guard raw.count >= 4 else { return nil }
-        let restartCount = Int(loadFixed32(raw, raw.count - 4))
-        guard restartCount >= 1, restartCount * 4 + 4 <= raw.count else { return nil }
-        let limit = raw.count - 4 - restartCount * 4
+    /// Decodes (a copy of) block contents; nil when they are malformed.
+    convenience init?(_ raw: UnsafeRawBufferPointer) {
         let contents = UnsafeMutableRawBufferPointer.allocate(byteCount: max(raw.count, 1), alignment: 8)
         if raw.count > 0 { contents.copyMemory(from: raw) }
+        self.init(adopting: contents, count: raw.count)
+    }
+
+    /// Decodes the first `count` bytes of `contents`, taking ownership of the buffer (it is
+    /// deallocated with the block, or at once when the contents are malformed).
+    init?(adopting contents: UnsafeMutableRawBufferPointer, count rawCount: Int) {
+        let raw = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(contents)[0..<rawCount])
+        guard raw.count >= 4 else { contents.deallocate(); return nil }
+        let restartCount = Int(loadFixed32(raw, raw.count - 4))
+        guard restartCount >= 1, restartCount * 4 + 4 <= raw.count else { contents.deallocate(); return nil }
+        let limit = raw.count - 4 - restartCount * 4
         var keyBytes: [UInt8] = []
         keyBytes.reserveCapacity(limit)
         var keyOffsets: [Int32] = [0]
