@@ -121,7 +121,13 @@ final class Block: @unchecked Sendable {
             guard r.bytes(Int(truncatingIfNeeded: vlen)) != nil else { ok = false; break }
             let start = keyBytes.count
             if shared > 0 {
-                for i in 0..<Int(shared) { keyBytes.append(keyBytes[lastStart + i]) }
+                let n = Int(shared)
+                keyBytes.append(contentsOf: repeatElement(0, count: n))
+                let from = lastStart
+                keyBytes.withUnsafeMutableBufferPointer { kb in
+                    // The previous key ends at or before `start`: the ranges do not overlap.
+                    (kb.baseAddress! + start).update(from: kb.baseAddress! + from, count: n)
+                }
             }
             keyBytes.append(contentsOf: delta)
             guard keyBytes.count - start >= 8 else { ok = false; break }
