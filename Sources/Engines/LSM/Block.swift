@@ -107,9 +107,14 @@ final class Block: @unchecked Sendable {
         let limit = raw.count - 4 - restartCount * 4
         var keyBytes: [UInt8] = []
         keyBytes.reserveCapacity(limit)
+        // Every restart point begins at most `restartInterval` entries.
+        let expected = min(restartCount * BlockBuilder.restartInterval, limit / 3 + 1)
         var keyOffsets: [Int32] = [0]
         var valueOffsets: [Int32] = []
         var valueLengths: [Int32] = []
+        keyOffsets.reserveCapacity(expected + 1)
+        valueOffsets.reserveCapacity(expected)
+        valueLengths.reserveCapacity(expected)
         var r = ByteReader(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(contents)[0..<limit]))
         var lastStart = 0
         var ok = true
