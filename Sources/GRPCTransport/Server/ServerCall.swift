@@ -23,7 +23,6 @@ final class ServerCall: @unchecked Sendable {
 
     // Request headers.
     var path = ""
-    var httpMethod = ""
     var contentType = ""
     var encoding: String?
     var timeout: String?
@@ -171,11 +170,17 @@ final class ServerCall: @unchecked Sendable {
         if pending.readableBytes == 0 {
             if let status = trailerStatus {
                 flags.pointee |= H2.eof | H2.noEndStream
-                var trailers = [("grpc-status", String(status.code.rawValue))]
-                if !status.message.isEmpty {
-                    trailers.append(("grpc-message", GRPCStatus.percentEncode(status.message)))
+                let rv: Int32
+                if status.code == .ok && status.message.isEmpty {
+                    let ok = StaticHeaderList.okTrailers
+                    rv = nghttp2_submit_trailer(session, streamID, ok.pointer, ok.count)
+                } else {
+                    var trailers = [("grpc-status", String(status.code.rawValue))]
+                    if !status.message.isEmpty {
+                        trailers.append(("grpc-message", GRPCStatus.percentEncode(status.message)))
+                    }
+                    rv = withHeaderList(trailers) { nghttp2_submit_trailer(session, streamID, $0, $1) }
                 }
-                let rv = withHeaderList(trailers) { nghttp2_submit_trailer(session, streamID, $0, $1) }
                 if rv != 0 { return Int(H2.callbackFailure) }
             } else if count == 0 {
                 deferred = true

@@ -205,9 +205,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
         var provider = nghttp2_data_provider(
             source: nghttp2_data_source(ptr: Unmanaged.passUnretained(call).toOpaque()),
             read_callback: serverDataSourceRead)
-        _ = withHeaderList([(":status", "200"), ("content-type", "application/grpc")]) {
-            nghttp2_submit_response(session, call.streamID, $0, $1, &provider)
-        }
+        let headers = StaticHeaderList.grpcResponse
+        nghttp2_submit_response(session, call.streamID, headers.pointer, headers.count, &provider)
     }
 
     func submitTrailersOnly(_ call: ServerCall, status: GRPCStatus, httpStatus: Int = 200) {
