@@ -53,7 +53,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-        ], path: "Sources/GRPCTransport"),
+        ], path: "Sources/GRPCTransport", exclude: ["README.md"]),
         // Echo server for the transport's compatibility tests (Tests/compat/test_transport.py).
         .executableTarget(name: "grpc-test-server", dependencies: [
             "GRPCTransport",
