@@ -143,9 +143,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
 
     /// Serializes frames from the session into the channel while it is writable.
     func produceOutput() {
-        guard let session, let context, !producing else { return }
+        guard self.session != nil, let context, !producing else { return }
         producing = true
-        while context.channel.isWritable {
+        // Re-check the session each round: a failed write can close the channel and tear it down.
+        while let session = self.session, context.channel.isWritable {
             var out = context.channel.allocator.buffer(capacity: 16 * 1024)
             while out.readableBytes < 256 * 1024 {
                 var pointer: UnsafePointer<UInt8>?
@@ -164,7 +165,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
         }
         producing = false
         notifyDrained()
-        if self.session != nil && nghttp2_session_want_read(session) == 0
+        if let session = self.session, nghttp2_session_want_read(session) == 0
             && nghttp2_session_want_write(session) == 0 {
             closeAfterFlush = true
         }
@@ -307,6 +308,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
                 call.requestReceived = true
                 handle(message, call)
             case .bidirectional:
+                guard !call.finished else { return }
                 call.inbound?.onMessage(message)
             }
         }
@@ -325,7 +327,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
                 reject(call, GRPCStatus(.internalError, "grpc: request stream ended without a request message"))
             }
         case .bidirectional:
-            call.inbound?.onEnd()
+            if !call.finished { call.inbound?.onEnd() }
         }
     }
 
