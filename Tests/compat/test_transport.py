@@ -268,6 +268,19 @@ def test_http1_on_same_port(server):
     assert err.value.code == 404
 
 
+@pytest.mark.skipif(shutil.which("nghttp") is None, reason="nghttp not installed")
+def test_plain_http_over_http2_goes_to_http_handler(server):
+    # A Go/Prometheus client talking h2 to /metrics or /health: non-gRPC requests over HTTP/2
+    # are served by the HTTP handler, like etcd's.
+    out = subprocess.run(["nghttp", "-v", f"http://127.0.0.1:{server.port}/health"],
+                         capture_output=True, text=True, timeout=30).stdout
+    assert ":status: 200" in out, out
+    assert '{"health":"true","reason":""}' in out, out
+    out = subprocess.run(["nghttp", "-v", f"http://127.0.0.1:{server.port}/nothing"],
+                         capture_output=True, text=True, timeout=30).stdout
+    assert ":status: 404" in out, out
+
+
 # ---------------------------------------------------------------- load and flow control
 
 def test_thousands_of_concurrent_streams(server, stubs):

@@ -236,6 +236,12 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
 
     func startCall(_ call: ServerCall) {
         guard call.contentType.hasPrefix("application/grpc") else {
+            if configuration.http1Handler != nil {
+                // Plain HTTP over HTTP/2 (e.g. an https scrape of /metrics that negotiated h2):
+                // collect the body and answer from the HTTP handler at end of stream.
+                call.plainHTTP = true
+                return
+            }
             call.discardInput = true
             call.finished = true
             call.headersSubmitted = true
@@ -316,6 +322,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
 
     func receivedEndOfStream(_ call: ServerCall) {
         call.inputEnded = true
+        if call.plainHTTP {
+            servePlainHTTP(call)
+            return
+        }
         guard !call.discardInput, let handler = call.handler, !call.closed else { return }
         if !call.deframer.isEmpty {
             reject(call, GRPCStatus(.internalError, "grpc: request stream ended inside a message"))
@@ -328,6 +338,39 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
             }
         case .bidirectional:
             if !call.finished { call.inbound?.onEnd() }
+        }
+    }
+
+    private func servePlainHTTP(_ call: ServerCall) {
+        guard let handler = configuration.http1Handler, !call.closed else { return }
+        var headers = call.metadata.map { ($0.key, $0.value) }
+        if !call.contentType.isEmpty { headers.append(("content-type", call.contentType)) }
+        var body = call.deframer.buffer
+        let request = HTTP1Request(method: call.httpMethod, uri: call.path, headers: headers,
+                                   body: body.readBytes(length: body.readableBytes) ?? [])
+        let loop = eventLoop!
+        if call.plainBodyTooLarge {
+            call.respondPlain(HTTP1Response(status: 413, body: "request body too large\n"))
+            return
+        }
+        handler(request, loop).hop(to: loop).whenComplete { result in
+            call.respondPlain((try? result.get()) ?? HTTP1Response(status: 500, body: "internal server error\n"))
+        }
+    }
+
+    func submitPlainResponse(_ call: ServerCall, _ response: HTTP1Response) {
+        guard let session else { return }
+        var headers = [(":status", String(response.status)), ("content-type", response.contentType),
+                       ("content-length", String(response.body.count))]
+        for (name, value) in response.headers { headers.append((name.lowercased(), value)) }
+        var provider = nghttp2_data_provider(
+            source: nghttp2_data_source(ptr: Unmanaged.passUnretained(call).toOpaque()),
+            read_callback: serverDataSourceRead)
+        _ = withHeaderList(headers) { nva, count in
+            if response.body.isEmpty {
+                return nghttp2_submit_response(session, call.streamID, nva, count, nil)
+            }
+            return nghttp2_submit_response(session, call.streamID, nva, count, &provider)
         }
     }
 

@@ -61,7 +61,11 @@ private func serverOnHeader(_ session: OpaquePointer?, _ frame: UnsafePointer<ng
         String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
     }
     if nameLength > 0 && name![0] == UInt8(ascii: ":") {
-        if bytesEqual(name, nameLength, ":path") { call.path = text(value, valueLength) }
+        if bytesEqual(name, nameLength, ":path") {
+            call.path = text(value, valueLength)
+        } else if bytesEqual(name, nameLength, ":method") {
+            call.httpMethod = text(value, valueLength)
+        }
         return 0
     }
     if bytesEqual(name, nameLength, "content-type") {
@@ -114,6 +118,10 @@ private func serverOnDataChunkRecv(_ session: OpaquePointer?, _ flags: UInt8, _ 
                                    _ data: UnsafePointer<UInt8>?, _ length: Int,
                                    _ userData: UnsafeMutableRawPointer?) -> Int32 {
     guard let call = connection(userData).calls[streamID], !call.discardInput else { return 0 }
+    if call.plainHTTP && call.deframer.buffer.readableBytes + length > 1 << 20 {
+        call.plainBodyTooLarge = true  // plain HTTP bodies are capped at 1 MiB
+        return 0
+    }
     call.deframer.append(UnsafeRawBufferPointer(start: data, count: length))
     return 0
 }
