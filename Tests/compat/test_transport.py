@@ -532,6 +532,25 @@ def test_graceful_shutdown_drains_calls(stubs):
         s.stop()
 
 
+def test_shutdown_closes_idle_connections_without_waiting(stubs):
+    # Idle HTTP/1.1 keep-alive and idle HTTP/2 connections must not hold shutdown for the
+    # whole grace period (5 s in grpc-test-server).
+    import http.client
+    pb, rpc = stubs
+    s = Server("--listen", "http://127.0.0.1:0")
+    try:
+        http1 = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
+        http1.request("GET", "/health")
+        assert http1.getresponse().read() == b'{"health":"true","reason":""}'
+        with channel(s.port) as ch:
+            assert rpc.EchoStub(ch).Unary(pb.EchoRequest(payload=b"x")).payload == b"x"
+            s.proc.send_signal(signal.SIGTERM)
+            assert s.proc.wait(timeout=4) == 0
+        http1.close()
+    finally:
+        s.stop()
+
+
 @pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load not installed")
 def test_h2load_smoke(server, stubs):
     pb, _ = stubs
