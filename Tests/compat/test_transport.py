@@ -215,6 +215,16 @@ def test_unknown_service_and_method(server, stubs):
         assert err.value.details() == "unknown service no.Such"
 
 
+@pytest.mark.skipif(shutil.which("etcdctl") is None, reason="etcdctl not installed")
+def test_grpc_go_client_reads_status(server):
+    # etcdctl 3.4 is a grpc-go client: it must parse our trailers-only UNIMPLEMENTED answer.
+    out = subprocess.run(["etcdctl", "--endpoints", f"127.0.0.1:{server.port}", "--command-timeout", "5s",
+                          "get", "foo"], capture_output=True, text=True, timeout=30,
+                         env={**os.environ, "ETCDCTL_API": "3"})
+    assert out.returncode != 0
+    assert "Error: rpc error: code = Unimplemented desc = unknown service etcdserverpb.KV" in out.stderr, out.stderr
+
+
 def test_malformed_protobuf_is_internal(server, stubs):
     with channel(server.port) as ch:
         with pytest.raises(grpc.RpcError) as err:
