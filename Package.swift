@@ -92,7 +92,9 @@ let package = Package(
         .testTarget(name: "LSMTests", dependencies: ["EngineAPI", "LSMEngine"], path: "Tests/LSMTests"),
         .testTarget(name: "GRPCTransportTests", dependencies: [
             "GRPCTransport",
+            .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], path: "Tests/GRPCTransportTests"),
         .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Engines"], path: "Tests/MVCCTests"),
