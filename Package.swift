@@ -54,7 +54,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-        ], path: "Sources/GRPCTransport"),
+        ], path: "Sources/GRPCTransport", exclude: ["README.md"]),
         // Echo server for the transport's compatibility tests (Tests/compat/test_transport.py).
         .executableTarget(name: "grpc-test-server", dependencies: [
             "GRPCTransport",
@@ -98,7 +98,9 @@ let package = Package(
         .testTarget(name: "LSMTests", dependencies: ["EngineAPI", "LSMEngine"], path: "Tests/LSMTests"),
         .testTarget(name: "GRPCTransportTests", dependencies: [
             "GRPCTransport",
+            .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], path: "Tests/GRPCTransportTests"),
         // In-memory StorageEngine for the MVCC and server unit tests.

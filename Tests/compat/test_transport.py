@@ -215,6 +215,16 @@ def test_unknown_service_and_method(server, stubs):
         assert err.value.details() == "unknown service no.Such"
 
 
+@pytest.mark.skipif(shutil.which("etcdctl") is None, reason="etcdctl not installed")
+def test_grpc_go_client_reads_status(server):
+    # etcdctl 3.4 is a grpc-go client: it must parse our trailers-only UNIMPLEMENTED answer.
+    out = subprocess.run(["etcdctl", "--endpoints", f"127.0.0.1:{server.port}", "--command-timeout", "5s",
+                          "get", "foo"], capture_output=True, text=True, timeout=30,
+                         env={**os.environ, "ETCDCTL_API": "3"})
+    assert out.returncode != 0
+    assert "Error: rpc error: code = Unimplemented desc = unknown service etcdserverpb.KV" in out.stderr, out.stderr
+
+
 def test_malformed_protobuf_is_internal(server, stubs):
     with channel(server.port) as ch:
         with pytest.raises(grpc.RpcError) as err:
@@ -266,6 +276,19 @@ def test_http1_on_same_port(server):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(f"http://127.0.0.1:{server.port}/missing", timeout=5)
     assert err.value.code == 404
+
+
+@pytest.mark.skipif(shutil.which("nghttp") is None, reason="nghttp not installed")
+def test_plain_http_over_http2_goes_to_http_handler(server):
+    # A Go/Prometheus client talking h2 to /metrics or /health: non-gRPC requests over HTTP/2
+    # are served by the HTTP handler, like etcd's.
+    out = subprocess.run(["nghttp", "-v", f"http://127.0.0.1:{server.port}/health"],
+                         capture_output=True, text=True, timeout=30).stdout
+    assert ":status: 200" in out, out
+    assert '{"health":"true","reason":""}' in out, out
+    out = subprocess.run(["nghttp", "-v", f"http://127.0.0.1:{server.port}/nothing"],
+                         capture_output=True, text=True, timeout=30).stdout
+    assert ":status: 404" in out, out
 
 
 # ---------------------------------------------------------------- load and flow control
@@ -515,6 +538,25 @@ def test_graceful_shutdown_drains_calls(stubs):
             s.proc.send_signal(signal.SIGTERM)
             assert pending.result(timeout=10).payload == b"drained"
         assert s.proc.wait(timeout=10) == 0
+    finally:
+        s.stop()
+
+
+def test_shutdown_closes_idle_connections_without_waiting(stubs):
+    # Idle HTTP/1.1 keep-alive and idle HTTP/2 connections must not hold shutdown for the
+    # whole grace period (5 s in grpc-test-server).
+    import http.client
+    pb, rpc = stubs
+    s = Server("--listen", "http://127.0.0.1:0")
+    try:
+        http1 = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
+        http1.request("GET", "/health")
+        assert http1.getresponse().read() == b'{"health":"true","reason":""}'
+        with channel(s.port) as ch:
+            assert rpc.EchoStub(ch).Unary(pb.EchoRequest(payload=b"x")).payload == b"x"
+            s.proc.send_signal(signal.SIGTERM)
+            assert s.proc.wait(timeout=4) == 0
+        http1.close()
     finally:
         s.stop()
 

@@ -90,19 +90,31 @@ final class Block: @unchecked Sendable {
     /// Bytes charged to the block cache.
     let charge: Int
 
-    /// Decodes block contents; nil when they are malformed.
-    init?(_ raw: UnsafeRawBufferPointer) {
-        guard raw.count >= 4 else { return nil }
-        let restartCount = Int(loadFixed32(raw, raw.count - 4))
-        guard restartCount >= 1, restartCount * 4 + 4 <= raw.count else { return nil }
-        let limit = raw.count - 4 - restartCount * 4
+    /// Decodes (a copy of) block contents; nil when they are malformed.
+    convenience init?(_ raw: UnsafeRawBufferPointer) {
         let contents = UnsafeMutableRawBufferPointer.allocate(byteCount: max(raw.count, 1), alignment: 8)
         if raw.count > 0 { contents.copyMemory(from: raw) }
+        self.init(adopting: contents, count: raw.count)
+    }
+
+    /// Decodes the first `count` bytes of `contents`, taking ownership of the buffer (it is
+    /// deallocated with the block, or at once when the contents are malformed).
+    init?(adopting contents: UnsafeMutableRawBufferPointer, count rawCount: Int) {
+        let raw = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(contents)[0..<rawCount])
+        guard raw.count >= 4 else { contents.deallocate(); return nil }
+        let restartCount = Int(loadFixed32(raw, raw.count - 4))
+        guard restartCount >= 1, restartCount * 4 + 4 <= raw.count else { contents.deallocate(); return nil }
+        let limit = raw.count - 4 - restartCount * 4
         var keyBytes: [UInt8] = []
         keyBytes.reserveCapacity(limit)
+        // Every restart point begins at most `restartInterval` entries.
+        let expected = min(restartCount * BlockBuilder.restartInterval, limit / 3 + 1)
         var keyOffsets: [Int32] = [0]
         var valueOffsets: [Int32] = []
         var valueLengths: [Int32] = []
+        keyOffsets.reserveCapacity(expected + 1)
+        valueOffsets.reserveCapacity(expected)
+        valueLengths.reserveCapacity(expected)
         var r = ByteReader(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(contents)[0..<limit]))
         var lastStart = 0
         var ok = true
@@ -114,7 +126,13 @@ final class Block: @unchecked Sendable {
             guard r.bytes(Int(truncatingIfNeeded: vlen)) != nil else { ok = false; break }
             let start = keyBytes.count
             if shared > 0 {
-                for i in 0..<Int(shared) { keyBytes.append(keyBytes[lastStart + i]) }
+                let n = Int(shared)
+                keyBytes.append(contentsOf: repeatElement(0, count: n))
+                let from = lastStart
+                keyBytes.withUnsafeMutableBufferPointer { kb in
+                    // The previous key ends at or before `start`: the ranges do not overlap.
+                    (kb.baseAddress! + start).update(from: kb.baseAddress! + from, count: n)
+                }
             }
             keyBytes.append(contentsOf: delta)
             guard keyBytes.count - start >= 8 else { ok = false; break }

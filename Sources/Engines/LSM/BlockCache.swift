@@ -1,10 +1,13 @@
-/// An LRU cache of decoded blocks, bounded by bytes (EngineOptions.cacheBytes), sharded to
-/// keep lock hold times short.
+/// A cache of decoded blocks bounded by bytes (EngineOptions.cacheBytes), sharded to keep lock
+/// hold times short. Eviction is LRU approximated by CLOCK (second chance): a hit only sets a
+/// flag, so hits do not relink list nodes; the eviction scan moves flagged blocks back to the
+/// front once before evicting them.
 final class BlockCache: @unchecked Sendable {
     private final class Node {
         let key: UInt64
         let fileNumber: UInt64
         let block: Block
+        var referenced = false
         var prev: Node?
         var next: Node?
         init(key: UInt64, fileNumber: UInt64, block: Block) {
@@ -62,10 +65,7 @@ final class BlockCache: @unchecked Sendable {
         defer { s.lock.unlock() }
         guard let n = s.map[k], n.fileNumber == file else { s.misses += 1; return nil }
         s.hits += 1
-        if s.head !== n {
-            s.unlink(n)
-            s.pushFront(n)
-        }
+        n.referenced = true
         return n.block
     }
 
@@ -85,6 +85,11 @@ final class BlockCache: @unchecked Sendable {
         s.bytes += block.charge
         while s.bytes > capacityPerShard, let t = s.tail, t !== n {
             s.unlink(t)
+            if t.referenced {
+                t.referenced = false
+                s.pushFront(t)
+                continue
+            }
             s.map[t.key] = nil
             s.bytes -= t.block.charge
         }

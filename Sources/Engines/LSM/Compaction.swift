@@ -16,7 +16,9 @@ import EngineAPI
 // Triggers: level 0 reaches 4 files; or level L (1 <= L < deepest non-empty level D) holds more
 // than target(L) = max(base, bytes(D) / 10^(D-L)) bytes. Level 0 compacts into the shallowest
 // non-empty level (or the bottom), one file of level L into level L+1 (a trivial move when it
-// overlaps nothing there). `reclaimSpace` merges every table into the bottom level.
+// overlaps nothing there). When no level is over its size, a file made mostly of tombstones
+// that still has data below it is pushed down one level, so bulk deletes reclaim space on their
+// own. `reclaimSpace` merges every table into the bottom level.
 
 struct CompactionPlan {
     var level: Int
@@ -56,7 +58,28 @@ extension LSMEngine {
                 }
             }
         }
-        guard bestLevel >= 0 else { return nil }
+        if bestLevel < 0 {
+            // No level is over its size: push down a file of mostly tombstones that still has
+            // data below it (MVCC compaction's bulk deletes), so space is reclaimed without
+            // waiting for reclaimSpace.
+            for l in 1..<Version.bottomLevel {
+                for (i, f) in v.levels[l].enumerated() where f.meta.isTombstoneHeavy {
+                    let below = f.meta.smallest.withUnsafeBytes { s in f.meta.largest.withUnsafeBytes { lg in
+                        (l + 1..<Version.levelCount).contains { v.overlaps(level: $0, smallestUser: userKey(s), largestUser: userKey(lg)) }
+                    } }
+                    if below {
+                        let overlap = f.meta.smallest.withUnsafeBytes { s in f.meta.largest.withUnsafeBytes { lg in
+                            v.overlapping(level: l + 1, smallestUser: userKey(s), largestUser: userKey(lg))
+                        } }
+                        var inputs = [(level: l, file: v.levels[l][i])]
+                        inputs += overlap.map { (level: l + 1, file: v.levels[l + 1][$0]) }
+                        return CompactionPlan(level: l, outputLevel: l + 1, inputs: inputs,
+                                              trivialMove: overlap.isEmpty, full: false)
+                    }
+                }
+            }
+            return nil
+        }
         if bestLevel == 0 {
             let inputs0 = v.levels[0]
             var shallowest = Version.levelCount
@@ -207,8 +230,11 @@ extension LSMEngine {
             guard let b = builder else { return }
             let summary = try b.finish()
             let table = try Table(path: b.path, number: builderNumber, cache: cache)
-            outputs.append((FileMetadata(number: builderNumber, size: summary.fileSize,
-                                         smallest: summary.smallest, largest: summary.largest), table))
+            var meta = FileMetadata(number: builderNumber, size: summary.fileSize,
+                                    smallest: summary.smallest, largest: summary.largest)
+            meta.entries = UInt64(summary.entries)
+            meta.deletions = UInt64(summary.deletions)
+            outputs.append((meta, table))
             builder = nil
             // Let a waiting memtable flush run between output files (it goes to level 0).
             mu.lock()

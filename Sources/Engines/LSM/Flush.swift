@@ -15,7 +15,9 @@ enum Flush {
         }
         let summary = try builder.finish()
         let table = try Table(path: path, number: number, cache: cache)
-        let meta = FileMetadata(number: number, size: summary.fileSize, smallest: summary.smallest, largest: summary.largest)
+        var meta = FileMetadata(number: number, size: summary.fileSize, smallest: summary.smallest, largest: summary.largest)
+        meta.entries = UInt64(summary.entries)
+        meta.deletions = UInt64(summary.deletions)
         return (meta, table)
     }
 

@@ -22,6 +22,9 @@ import EngineAPI
 /// A full memtable becomes immutable and a background thread writes it to a table; compaction
 /// runs on the same thread (see Compaction.swift for the leveled policy and why).
 ///
+/// Lifetime: call `close()`. The background thread holds the engine until then (an engine
+/// dropped without `close()` keeps its thread and files open).
+///
 /// Options used: `createIfMissing`, `writeBufferBytes` (memtable size), `cacheBytes` (block
 /// cache), `maxSizeBytes` (writes fail with `.full` past it), `paranoidChecks` (blocks are
 /// always CRC-checked, so it changes nothing).

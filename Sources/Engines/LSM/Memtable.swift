@@ -63,6 +63,9 @@ final class Memtable: @unchecked Sendable {
     private var height = 1
     private var random: UInt64 = 0x2545_F491_4F6C_DD1D
     private var _bytes = 0
+    /// Smallest and largest user keys held, to skip searches for keys outside them.
+    private var smallestUser: [UInt8] = []
+    private var largestUser: [UInt8] = []
     private var _count = 0
     /// The WAL file whose records this memtable holds (recovery replays from it).
     let logNumber: UInt64
@@ -174,6 +177,14 @@ final class Memtable: @unchecked Sendable {
                 links[pl] = Int32(index)
             }
         }
+        if _count == 0 || smallestUser.withUnsafeBytes({ compareBytes(k, $0) < 0 }) {
+            smallestUser.removeAll(keepingCapacity: true)
+            smallestUser.append(contentsOf: k)
+        }
+        if _count == 0 || largestUser.withUnsafeBytes({ compareBytes(k, $0) > 0 }) {
+            largestUser.removeAll(keepingCapacity: true)
+            largestUser.append(contentsOf: k)
+        }
         _bytes += total + 48
         _count += 1
     }
@@ -185,6 +196,11 @@ final class Memtable: @unchecked Sendable {
         return target.withUnsafeBytes { t in
             lock.lock()
             defer { lock.unlock() }
+            guard _count > 0 else { return .notFound }
+            let u = userKey(t)
+            let outside = smallestUser.withUnsafeBytes { compareBytes(u, $0) < 0 }
+                || largestUser.withUnsafeBytes { compareBytes(u, $0) > 0 }
+            if outside { return .notFound }
             let n = findGreaterOrEqual(t, prev: nil)
             guard n >= 0 else { return .notFound }
             let node = nodes[n]

@@ -93,12 +93,31 @@ final class Table: @unchecked Sendable {
         return raw
     }
 
-    /// The data block at `handle`, from the cache or the file.
+    /// The data block at `handle`, from the cache or the file (read straight into the block's
+    /// own buffer, CRC-checked, decoded).
     func block(_ handle: BlockHandle, fillCache: Bool = true) throws -> Block {
         if let b = cache.get(file: number, offset: handle.offset) { return b }
-        let raw = try Table.readRaw(fd: fd, path: path, handle: handle, fileSize: Int(fileSize))
-        guard let b = raw.withUnsafeBytes({ Block($0) }) else {
-            throw FileSystem.corruption(path, "read block", offset: Int(handle.offset), "malformed data block")
+        let offset = Int(handle.offset), size = Int(handle.size)
+        guard handle.offset <= fileSize, handle.size <= fileSize, UInt64(offset + size + 4) <= fileSize else {
+            throw FileSystem.corruption(path, "read block", offset: offset, "block handle past end of file")
+        }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size + 4, alignment: 8)
+        let n: Int
+        do {
+            n = try FileSystem.pread(fd: fd, path: path, into: buffer, offset: offset)
+        } catch {
+            buffer.deallocate()
+            throw error
+        }
+        let raw = UnsafeRawBufferPointer(buffer)
+        guard n == size + 4,
+              CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<size])) == loadFixed32(raw, size) else {
+            buffer.deallocate()
+            throw FileSystem.corruption(path, "read block", offset: offset,
+                                        n == size + 4 ? "block checksum mismatch" : "short block read")
+        }
+        guard let b = Block(adopting: buffer, count: size) else {
+            throw FileSystem.corruption(path, "read block", offset: offset, "malformed data block")
         }
         if fillCache { cache.insert(file: number, offset: handle.offset, block: b) }
         return b

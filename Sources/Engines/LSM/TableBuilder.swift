@@ -10,6 +10,7 @@ struct TableSummary {
     var smallest: [UInt8]
     var largest: [UInt8]
     var entries: Int
+    var deletions: Int
 }
 
 /// Writes one sorted table file. Keys must be added in increasing internal-key order.
@@ -25,6 +26,7 @@ final class TableBuilder {
     private var lastKey: [UInt8] = []
     private var smallest: [UInt8] = []
     private(set) var entries = 0
+    private(set) var deletions = 0
     private var finished = false
 
     init(path: String) throws {
@@ -54,6 +56,7 @@ final class TableBuilder {
         lastKey.removeAll(keepingCapacity: true)
         lastKey.append(contentsOf: key)
         entries += 1
+        if trailer(key) & 0xFF == UInt64(ValueKind.deletion.rawValue) { deletions += 1 }
         if data.estimatedSize >= TableFormat.blockSize { try flushDataBlock() }
     }
 
@@ -97,7 +100,8 @@ final class TableBuilder {
         try drain()
         try FileSystem.dataSync(fd: fd, path: path)
         finished = true
-        return TableSummary(fileSize: UInt64(fileOffset), smallest: smallest, largest: lastKey, entries: entries)
+        return TableSummary(fileSize: UInt64(fileOffset), smallest: smallest, largest: lastKey, entries: entries,
+                            deletions: deletions)
     }
 
     /// Abandons the table: the file is removed.

@@ -7,6 +7,12 @@ struct FileMetadata {
     /// Smallest and largest internal keys.
     var smallest: [UInt8]
     var largest: [UInt8]
+    /// Entries and deletion markers (tombstones) in the file.
+    var entries: UInt64 = 0
+    var deletions: UInt64 = 0
+
+    /// Mostly tombstones: worth pushing down so they meet (and drop) what they delete.
+    var isTombstoneHeavy: Bool { entries > 0 && deletions * 2 >= entries }
 }
 
 /// One manifest record: a change from one version to the next.
@@ -14,7 +20,8 @@ struct FileMetadata {
 /// Encoding: a sequence of (tag varint, fields):
 ///   1 logNumber, 2 nextFileNumber, 3 lastSequence (varints);
 ///   4 deleted file: level, number;
-///   5 new file: level, number, size, smallest (length-prefixed), largest (length-prefixed).
+///   5 new file: level, number, size, smallest (length-prefixed), largest (length-prefixed);
+///   6 new file as 5, followed by entries and deletions (varints).
 struct VersionEdit {
     var logNumber: UInt64?
     var nextFileNumber: UInt64?
@@ -31,10 +38,12 @@ struct VersionEdit {
             out.appendVarint(4); out.appendVarint(UInt64(d.level)); out.appendVarint(d.number)
         }
         for a in added {
-            out.appendVarint(5); out.appendVarint(UInt64(a.level)); out.appendVarint(a.file.number)
+            out.appendVarint(6); out.appendVarint(UInt64(a.level)); out.appendVarint(a.file.number)
             out.appendVarint(a.file.size)
             out.appendLengthPrefixed(a.file.smallest)
             out.appendLengthPrefixed(a.file.largest)
+            out.appendVarint(a.file.entries)
+            out.appendVarint(a.file.deletions)
         }
         return out
     }
@@ -54,11 +63,17 @@ struct VersionEdit {
             case 4:
                 guard let l = r.varint(), l < UInt64(Version.levelCount), let n = r.varint() else { throw bad() }
                 e.deleted.append((Int(l), n))
-            case 5:
+            case 5, 6:
                 guard let l = r.varint(), l < UInt64(Version.levelCount), let n = r.varint(), let s = r.varint(),
                       let small = r.lengthPrefixed(), let large = r.lengthPrefixed(),
                       small.count >= 8, large.count >= 8 else { throw bad() }
-                e.added.append((Int(l), FileMetadata(number: n, size: s, smallest: Array(small), largest: Array(large))))
+                var meta = FileMetadata(number: n, size: s, smallest: Array(small), largest: Array(large))
+                if tag == 6 {
+                    guard let entries = r.varint(), let deletions = r.varint() else { throw bad() }
+                    meta.entries = entries
+                    meta.deletions = deletions
+                }
+                e.added.append((Int(l), meta))
             default:
                 throw bad()
             }

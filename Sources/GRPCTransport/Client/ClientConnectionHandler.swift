@@ -159,10 +159,11 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     }
 
     func produceOutput() {
-        guard let session, let context, !producing else { return }
+        guard self.session != nil, let context, !producing else { return }
         producing = true
         var fatal = false
-        while context.channel.isWritable {
+        // Re-check the session each round: a failed write can close the channel and tear it down.
+        while let session = self.session, context.channel.isWritable {
             var out = context.channel.allocator.buffer(capacity: 16 * 1024)
             while out.readableBytes < 256 * 1024 {
                 var pointer: UnsafePointer<UInt8>?
@@ -177,8 +178,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
             if fatal { break }
         }
         producing = false
-        if fatal || (self.session != nil && nghttp2_session_want_read(session) == 0
-                     && nghttp2_session_want_write(session) == 0) {
+        let finished = self.session.map {
+            nghttp2_session_want_read($0) == 0 && nghttp2_session_want_write($0) == 0
+        } ?? false
+        if fatal || finished {
             flushIfNeeded()
             context.close(promise: nil)
         }

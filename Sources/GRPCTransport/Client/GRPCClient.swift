@@ -51,8 +51,12 @@ public final class GRPCClient: Sendable {
             .channelInitializer { channel in
                 do {
                     if let context {
+                        // SNI carries names only: an IP literal is verified against the
+                        // certificate's IP SANs instead.
+                        let name = serverHostname ?? host
+                        let isIPLiteral = (try? SocketAddress(ipAddress: name, port: 0)) != nil
                         try channel.pipeline.syncOperations.addHandler(
-                            NIOSSLClientHandler(context: context, serverHostname: serverHostname ?? host))
+                            NIOSSLClientHandler(context: context, serverHostname: isIPLiteral ? nil : name))
                     }
                     try channel.pipeline.syncOperations.addHandler(
                         ClientConnectionHandler(authority: authority, scheme: scheme))

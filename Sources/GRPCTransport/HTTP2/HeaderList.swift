@@ -1,4 +1,7 @@
 import CNghttp2
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Builds an `nghttp2_nv` array for a header list, valid during `body`.
 /// (nghttp2's submit functions copy names and values, so nothing must outlive the call.)
@@ -45,4 +48,40 @@ enum H2 {
     static let cancel = UInt32(NGHTTP2_CANCEL.rawValue)
     static let enhanceYourCalm = UInt32(NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
     static let requestCategory = NGHTTP2_HCAT_REQUEST
+}
+
+/// A header list built once and never freed, which nghttp2 may reference without copying
+/// (`NGHTTP2_NV_FLAG_NO_COPY_NAME | NO_COPY_VALUE`). Immutable after creation.
+struct StaticHeaderList: @unchecked Sendable {
+    let pointer: UnsafePointer<nghttp2_nv>
+    let count: Int
+
+    init(_ headers: [(String, String)]) {
+        let nvs = UnsafeMutablePointer<nghttp2_nv>.allocate(capacity: headers.count)
+        for (i, (name, value)) in headers.enumerated() {
+            func immortal(_ s: String) -> UnsafeMutablePointer<UInt8> {
+                let bytes = Array(s.utf8)
+                let p = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, bytes.count))
+                p.initialize(from: bytes, count: bytes.count)
+                return p
+            }
+            nvs[i] = nghttp2_nv(name: immortal(name), value: immortal(value),
+                                namelen: name.utf8.count, valuelen: value.utf8.count,
+                                flags: UInt8(NGHTTP2_NV_FLAG_NO_COPY_NAME.rawValue | NGHTTP2_NV_FLAG_NO_COPY_VALUE.rawValue))
+        }
+        pointer = UnsafePointer(nvs)
+        count = headers.count
+    }
+
+    /// `:status: 200`, `content-type: application/grpc`.
+    static let grpcResponse = StaticHeaderList([(":status", "200"), ("content-type", "application/grpc")])
+    /// `grpc-status: 0`.
+    static let okTrailers = StaticHeaderList([("grpc-status", "0")])
+}
+
+/// Whether the `length` bytes at `bytes` spell `literal` (ASCII).
+@inline(__always)
+func bytesEqual(_ bytes: UnsafePointer<UInt8>?, _ length: Int, _ literal: StaticString) -> Bool {
+    guard length == literal.utf8CodeUnitCount, let bytes else { return false }
+    return memcmp(bytes, literal.utf8Start, length) == 0
 }

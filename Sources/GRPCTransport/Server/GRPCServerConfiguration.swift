@@ -16,7 +16,8 @@ public struct GRPCServerConfiguration: Sendable {
     /// Response-stream backpressure thresholds (see `ServerStream`).
     public var streamHighWatermark = 1 << 20
     public var streamLowWatermark = 256 << 10
-    /// Serves HTTP/1.1 requests arriving on the same port (nil: answer 404 to everything).
+    /// Serves HTTP/1.1 requests arriving on the same port, and non-gRPC HTTP/2 requests
+    /// (nil: HTTP/1.1 gets 404, HTTP/2 gets 415).
     public var http1Handler: HTTP1Handler?
     /// TLS settings used by `https://` listeners.
     public var tls: GRPCServerTLS?

@@ -18,6 +18,14 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
         self.http1Handler = http1Handler
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is GracefulShutdownEvent {
+            context.close(promise: nil)  // nothing started on this connection yet
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = unwrapInboundIn(data)
         if buffered == nil {
@@ -60,9 +68,21 @@ final class HTTP1ServerHandler: ChannelInboundHandler {
     private let handler: HTTP1Handler?
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
+    private var responding = false
+    private var shuttingDown = false
 
     init(handler: HTTP1Handler?) {
         self.handler = handler
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is GracefulShutdownEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        // Finish the request in progress (answered with Connection: close), else close now.
+        shuttingDown = true
+        if head == nil && !responding { context.close(promise: nil) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -82,6 +102,7 @@ final class HTTP1ServerHandler: ChannelInboundHandler {
                                        body: body)
             let keepAlive = head.isKeepAlive
             let version = head.version
+            responding = true
             let future = handler?(request, context.eventLoop)
                 ?? context.eventLoop.makeSucceededFuture(HTTP1Response(status: 404, body: "404 page not found\n"))
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
@@ -89,7 +110,9 @@ final class HTTP1ServerHandler: ChannelInboundHandler {
                 let (handler, context) = bound.value
                 let response = (try? result.get())
                     ?? HTTP1Response(status: 500, body: "internal server error\n")
-                handler.write(response, version: version, keepAlive: keepAlive, context: context)
+                handler.responding = false
+                handler.write(response, version: version, keepAlive: keepAlive && !handler.shuttingDown,
+                              context: context)
             }
         }
     }

@@ -24,6 +24,10 @@ final class ServerCall: @unchecked Sendable {
     // Request headers.
     var path = ""
     var httpMethod = ""
+    /// A plain (non-gRPC) HTTP/2 request, served by the configured `HTTP1Handler`.
+    var plainHTTP = false
+    var plainResponse = false
+    var plainBodyTooLarge = false
     var contentType = ""
     var encoding: String?
     var timeout: String?
@@ -134,6 +138,17 @@ final class ServerCall: @unchecked Sendable {
         connection.scheduleFlush()
     }
 
+    /// Answers a plain HTTP request (on the event loop).
+    func respondPlain(_ response: HTTP1Response) {
+        guard !finished, !closed, let connection else { return }
+        finished = true
+        plainResponse = true
+        headersSubmitted = true
+        pending = ByteBuffer(bytes: response.body)
+        connection.submitPlainResponse(self, response)
+        connection.scheduleFlush()
+    }
+
     /// The stream closed (reset, completed or connection gone).
     func closedByTransport() {
         guard !closed else { return }
@@ -169,13 +184,21 @@ final class ServerCall: @unchecked Sendable {
             }
         }
         if pending.readableBytes == 0 {
-            if let status = trailerStatus {
+            if plainResponse {
+                flags.pointee |= H2.eof
+            } else if let status = trailerStatus {
                 flags.pointee |= H2.eof | H2.noEndStream
-                var trailers = [("grpc-status", String(status.code.rawValue))]
-                if !status.message.isEmpty {
-                    trailers.append(("grpc-message", GRPCStatus.percentEncode(status.message)))
+                let rv: Int32
+                if status.code == .ok && status.message.isEmpty {
+                    let ok = StaticHeaderList.okTrailers
+                    rv = nghttp2_submit_trailer(session, streamID, ok.pointer, ok.count)
+                } else {
+                    var trailers = [("grpc-status", String(status.code.rawValue))]
+                    if !status.message.isEmpty {
+                        trailers.append(("grpc-message", GRPCStatus.percentEncode(status.message)))
+                    }
+                    rv = withHeaderList(trailers) { nghttp2_submit_trailer(session, streamID, $0, $1) }
                 }
-                let rv = withHeaderList(trailers) { nghttp2_submit_trailer(session, streamID, $0, $1) }
                 if rv != 0 { return Int(H2.callbackFailure) }
             } else if count == 0 {
                 deferred = true

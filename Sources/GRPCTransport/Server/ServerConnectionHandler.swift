@@ -143,9 +143,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
 
     /// Serializes frames from the session into the channel while it is writable.
     func produceOutput() {
-        guard let session, let context, !producing else { return }
+        guard self.session != nil, let context, !producing else { return }
         producing = true
-        while context.channel.isWritable {
+        // Re-check the session each round: a failed write can close the channel and tear it down.
+        while let session = self.session, context.channel.isWritable {
             var out = context.channel.allocator.buffer(capacity: 16 * 1024)
             while out.readableBytes < 256 * 1024 {
                 var pointer: UnsafePointer<UInt8>?
@@ -164,7 +165,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
         }
         producing = false
         notifyDrained()
-        if self.session != nil && nghttp2_session_want_read(session) == 0
+        if let session = self.session, nghttp2_session_want_read(session) == 0
             && nghttp2_session_want_write(session) == 0 {
             closeAfterFlush = true
         }
@@ -205,9 +206,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
         var provider = nghttp2_data_provider(
             source: nghttp2_data_source(ptr: Unmanaged.passUnretained(call).toOpaque()),
             read_callback: serverDataSourceRead)
-        _ = withHeaderList([(":status", "200"), ("content-type", "application/grpc")]) {
-            nghttp2_submit_response(session, call.streamID, $0, $1, &provider)
-        }
+        let headers = StaticHeaderList.grpcResponse
+        nghttp2_submit_response(session, call.streamID, headers.pointer, headers.count, &provider)
     }
 
     func submitTrailersOnly(_ call: ServerCall, status: GRPCStatus, httpStatus: Int = 200) {
@@ -236,6 +236,12 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
 
     func startCall(_ call: ServerCall) {
         guard call.contentType.hasPrefix("application/grpc") else {
+            if configuration.http1Handler != nil {
+                // Plain HTTP over HTTP/2 (e.g. an https scrape of /metrics that negotiated h2):
+                // collect the body and answer from the HTTP handler at end of stream.
+                call.plainHTTP = true
+                return
+            }
             call.discardInput = true
             call.finished = true
             call.headersSubmitted = true
@@ -308,6 +314,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
                 call.requestReceived = true
                 handle(message, call)
             case .bidirectional:
+                guard !call.finished else { return }
                 call.inbound?.onMessage(message)
             }
         }
@@ -315,6 +322,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
 
     func receivedEndOfStream(_ call: ServerCall) {
         call.inputEnded = true
+        if call.plainHTTP {
+            servePlainHTTP(call)
+            return
+        }
         guard !call.discardInput, let handler = call.handler, !call.closed else { return }
         if !call.deframer.isEmpty {
             reject(call, GRPCStatus(.internalError, "grpc: request stream ended inside a message"))
@@ -326,7 +337,40 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
                 reject(call, GRPCStatus(.internalError, "grpc: request stream ended without a request message"))
             }
         case .bidirectional:
-            call.inbound?.onEnd()
+            if !call.finished { call.inbound?.onEnd() }
+        }
+    }
+
+    private func servePlainHTTP(_ call: ServerCall) {
+        guard let handler = configuration.http1Handler, !call.closed else { return }
+        var headers = call.metadata.map { ($0.key, $0.value) }
+        if !call.contentType.isEmpty { headers.append(("content-type", call.contentType)) }
+        var body = call.deframer.buffer
+        let request = HTTP1Request(method: call.httpMethod, uri: call.path, headers: headers,
+                                   body: body.readBytes(length: body.readableBytes) ?? [])
+        let loop = eventLoop!
+        if call.plainBodyTooLarge {
+            call.respondPlain(HTTP1Response(status: 413, body: "request body too large\n"))
+            return
+        }
+        handler(request, loop).hop(to: loop).whenComplete { result in
+            call.respondPlain((try? result.get()) ?? HTTP1Response(status: 500, body: "internal server error\n"))
+        }
+    }
+
+    func submitPlainResponse(_ call: ServerCall, _ response: HTTP1Response) {
+        guard let session else { return }
+        var headers = [(":status", String(response.status)), ("content-type", response.contentType),
+                       ("content-length", String(response.body.count))]
+        for (name, value) in response.headers { headers.append((name.lowercased(), value)) }
+        var provider = nghttp2_data_provider(
+            source: nghttp2_data_source(ptr: Unmanaged.passUnretained(call).toOpaque()),
+            read_callback: serverDataSourceRead)
+        _ = withHeaderList(headers) { nva, count in
+            if response.body.isEmpty {
+                return nghttp2_submit_response(session, call.streamID, nva, count, nil)
+            }
+            return nghttp2_submit_response(session, call.streamID, nva, count, &provider)
         }
     }
 

@@ -57,21 +57,33 @@ private func serverOnHeader(_ session: OpaquePointer?, _ frame: UnsafePointer<ng
     let frame = frame!.pointee
     guard frame.hd.type == H2.headers, frame.headers.cat == H2.requestCategory,
           let call = connection(userData).calls[frame.hd.stream_id] else { return 0 }
-    let name = String(decoding: UnsafeBufferPointer(start: name, count: nameLength), as: UTF8.self)
-    let value = String(decoding: UnsafeBufferPointer(start: value, count: valueLength), as: UTF8.self)
-    switch name {
-    case ":path": call.path = value
-    case ":method": call.httpMethod = value
-    case "content-type": call.contentType = value
-    case "grpc-timeout": call.timeout = value
-    case "grpc-encoding": call.encoding = value
-    case "te", "grpc-accept-encoding": break
-    default:
-        if name.hasPrefix(":") { break }
-        if let existing = call.metadata[name] {
-            call.metadata[name] = existing + "," + value
+    func text(_ p: UnsafePointer<UInt8>?, _ n: Int) -> String {
+        String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
+    }
+    if nameLength > 0 && name![0] == UInt8(ascii: ":") {
+        if bytesEqual(name, nameLength, ":path") {
+            call.path = text(value, valueLength)
+        } else if bytesEqual(name, nameLength, ":method") {
+            call.httpMethod = text(value, valueLength)
+        }
+        return 0
+    }
+    if bytesEqual(name, nameLength, "content-type") {
+        call.contentType = text(value, valueLength)
+    } else if bytesEqual(name, nameLength, "te") || bytesEqual(name, nameLength, "content-length")
+                || bytesEqual(name, nameLength, "grpc-accept-encoding") {
+        return 0
+    } else if bytesEqual(name, nameLength, "grpc-timeout") {
+        call.timeout = text(value, valueLength)
+    } else if bytesEqual(name, nameLength, "grpc-encoding") {
+        call.encoding = text(value, valueLength)
+    } else {
+        let key = text(name, nameLength)
+        let value = text(value, valueLength)
+        if let existing = call.metadata[key] {
+            call.metadata[key] = existing + "," + value
         } else {
-            call.metadata[name] = value
+            call.metadata[key] = value
         }
     }
     return 0
@@ -106,6 +118,10 @@ private func serverOnDataChunkRecv(_ session: OpaquePointer?, _ flags: UInt8, _ 
                                    _ data: UnsafePointer<UInt8>?, _ length: Int,
                                    _ userData: UnsafeMutableRawPointer?) -> Int32 {
     guard let call = connection(userData).calls[streamID], !call.discardInput else { return 0 }
+    if call.plainHTTP && call.deframer.buffer.readableBytes + length > 1 << 20 {
+        call.plainBodyTooLarge = true  // plain HTTP bodies are capped at 1 MiB
+        return 0
+    }
     call.deframer.append(UnsafeRawBufferPointer(start: data, count: length))
     return 0
 }
