@@ -96,7 +96,7 @@ struct RunCommand: AsyncParsableCommand {
         let rusdPath = Self.findRusd(rusd)
         if let rusd, rusdPath == nil { throw ValidationError("--rusd \(rusd): not an executable") }
         if let rusdPath {
-            let version = MachineProbe.firstLine(of: rusdPath, ["--version"])
+            let version = MachineProbe.firstLine(of: rusdPath, ["--version"])?.replacingOccurrences(of: "rusd Version: ", with: "")
             var selectedEngines = engineList
             if engines == nil, let builtIn = Self.enginesBuiltInto(rusdPath) {
                 let missing = selectedEngines.filter { !builtIn.contains($0) }
