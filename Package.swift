@@ -67,11 +67,11 @@ let package = Package(
         ], path: "Sources/EtcdProto"),
 
         // MARK: MVCC boundary and the server
-        .target(name: "MVCC", dependencies: ["EngineAPI"], path: "Sources/Server/MVCC"),
+        .target(name: "MVCC", dependencies: ["EngineAPI"], path: "Sources/Server/MVCC", exclude: ["README.md"]),
         .target(name: "EtcdServer", dependencies: [
             "EngineAPI", "MVCC", "EtcdProto",
             .product(name: "Logging", package: "swift-log"),
-        ], path: "Sources/Server/EtcdServer"),
+        ], path: "Sources/Server/EtcdServer", exclude: ["README.md"]),
         .target(name: "EtcdAPI", dependencies: [
             "EtcdServer", "EtcdProto", "GRPCTransport",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -134,7 +134,7 @@ final class LMDBEngineTests: XCTestCase {
         XCTAssertLessThanOrEqual(try engine.stats().details["readers.slots.used"] ?? 9999, 1024)
     }
 
-    /// reclaimSpace writes a compacted generation, switches CURRENT, keeps the old one for the
+    /// reclaimSpace writes a compacted generation, switches GENERATION, keeps the old one for the
     /// view still reading it and deletes it when that view ends. mdb_stat (lmdb-utils) reads
     /// the new generation independently.
     func testReclaimSpaceSwapsGenerationsAndShrinks() throws {
@@ -151,7 +151,7 @@ final class LMDBEngineTests: XCTestCase {
         let before = try engine.stats()
         var view: (any ReadView)? = try engine.readView()
         try engine.reclaimSpace()
-        XCTAssertEqual(String(decoding: try PosixFiles.readFile(directory + "/CURRENT"), as: UTF8.self), "gen-000002\n")
+        XCTAssertEqual(String(decoding: try PosixFiles.readFile(directory + "/GENERATION"), as: UTF8.self), "gen-000002\n")
         XCTAssertTrue(PosixFiles.isDirectory(directory + "/gen-000001"), "the old generation must stay while a view reads it")
         XCTAssertEqual(try view!.entries(.all).count, 40)
         view = nil

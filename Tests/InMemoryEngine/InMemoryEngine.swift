@@ -1,5 +1,8 @@
 import EngineAPI
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A `StorageEngine` in memory for unit tests of the layers above the engines: a sorted array
 /// under a lock. Counts writes and synced writes so tests can check group commit. `failWrites`
@@ -14,6 +17,7 @@ public final class InMemoryEngine: StorageEngine {
         var writes = 0
         var syncedWrites = 0
         var failWrites = false
+        var syncDelayMicroseconds: UInt32 = 0
         var closed = false
     }
     let state = Mutex(State())
@@ -25,16 +29,31 @@ public final class InMemoryEngine: StorageEngine {
     public var writeCount: Int { state.withLock { $0.writes } }
     public var syncedWriteCount: Int { state.withLock { $0.syncedWrites } }
     public func setFailWrites(_ fail: Bool) { state.withLock { $0.failWrites = fail } }
+    /// Makes every synced write take this long (a stand-in for fsync latency).
+    public func setSyncDelay(microseconds: UInt32) { state.withLock { $0.syncDelayMicroseconds = microseconds } }
     /// Number of stored entries whose key starts with `prefix`.
     public func count(prefix: [UInt8]) -> Int {
         state.withLock { $0.keys.filter { $0.starts(with: prefix) }.count }
+    }
+
+    static func less(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                let n = min(pa.count, pb.count)
+                if n > 0 {
+                    let c = memcmp(pa.baseAddress!, pb.baseAddress!, n)
+                    if c != 0 { return c < 0 }
+                }
+                return pa.count < pb.count
+            }
+        }
     }
 
     static func lowerBound(_ keys: [[UInt8]], _ key: [UInt8]) -> Int {
         var lo = 0, hi = keys.count
         while lo < hi {
             let mid = (lo + hi) / 2
-            if keys[mid].lexicographicallyPrecedes(key) { lo = mid + 1 } else { hi = mid }
+            if less(keys[mid], key) { lo = mid + 1 } else { hi = mid }
         }
         return lo
     }
@@ -59,6 +78,8 @@ public final class InMemoryEngine: StorageEngine {
     }
 
     public func write(_ batch: WriteBatch, sync: Bool) throws {
+        let delay = state.withLock { $0.syncDelayMicroseconds }
+        if sync && delay > 0 { usleep(delay) }
         try state.withLock { s in
             if s.closed { throw error("write") }
             if s.failWrites {

@@ -52,8 +52,11 @@ class PairManager:
 
     def get(self, fresh: bool, args: tuple = ()) -> Pair:
         if self.start_error is not None:
-            raise self.start_error
-        if fresh or self.dirty or self.pair is None or args != self.args:
+            raise servers.ServerStartError(
+                f"{self.target} did not start earlier in this session (first error: "
+                f"{str(self.start_error).splitlines()[0]})")
+        pristine = self.pair is not None and not self.pair.rpcs_called
+        if (fresh and not pristine) or self.dirty or self.pair is None or args != self.args:
             self.restart(args)
         return self.pair
 

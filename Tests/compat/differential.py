@@ -7,6 +7,7 @@ gRPC error (code + details) — into a plain dict, applies normalize.RULES, and 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import os
 import pprint
@@ -28,8 +29,35 @@ class Difference(AssertionError):
     """The candidate answered differently from etcd."""
 
 
+class ReferenceCrashed(RuntimeError):
+    """The reference etcd exited: its answers mean nothing from here on."""
+
+
+def _short(value: Any) -> Any:
+    """Long strings cut (for the COMPAT_LOG file)."""
+    if isinstance(value, dict):
+        return {k: _short(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_short(v) for v in value[:50]]
+    if isinstance(value, str) and len(value) > 200:
+        return value[:200] + f"...({len(value)} chars)"
+    return value
+
+
+def _digest_long(value: Any) -> Any:
+    """Long strings shown as a prefix, their length and a digest (diffs stay readable)."""
+    if isinstance(value, dict):
+        return {k: _digest_long(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_digest_long(v) for v in value]
+    if isinstance(value, str) and len(value) > 300:
+        digest = hashlib.sha1(value.encode(errors="replace")).hexdigest()[:12]
+        return f"{value[:60]}...<{len(value)} chars, sha1 {digest}>"
+    return value
+
+
 def render(value: Any) -> list[str]:
-    return pprint.pformat(value, width=100, sort_dicts=True).splitlines()
+    return pprint.pformat(_digest_long(value), width=100, sort_dicts=True).splitlines()
 
 
 def diff_text(what: str, ref_name: str, cand_name: str, ref: Any, cand: Any) -> str:
@@ -68,6 +96,12 @@ class Endpoint:
     def close(self):
         self.channel.close()
 
+    def reopen(self):
+        """A new channel (after a server restart); normalization state is kept."""
+        self.channel.close()
+        self._callables.clear()
+        self.__post_init__()
+
 
 Request = dict | Callable[["Endpoint"], dict]
 
@@ -90,6 +124,15 @@ class Pair:
     def close(self):
         for e in self.endpoints:
             e.close()
+
+    def restart_servers(self) -> None:
+        """Restarts both servers on their data dirs (concurrently) and reconnects."""
+        import concurrent.futures as cf
+        with cf.ThreadPoolExecutor(2) as pool:
+            for f in [pool.submit(ep.server.restart) for ep in self.endpoints]:
+                f.result()
+        for ep in self.endpoints:
+            ep.reopen()
 
     # -- unary calls -------------------------------------------------------------------------
     def send(self, rpc: str, request: Request | None = None, *, metadata=None,
@@ -117,8 +160,8 @@ class Pair:
         if LOG_PATH:
             with open(LOG_PATH, "a") as log:
                 shown = json.dumps(reqs[0], default=repr)[:300]
-                log.write(json.dumps({"rpc": rpc, "request": shown, "etcd": outcomes[0],
-                                      self.target: outcomes[1]}, default=repr)[:3000] + "\n")
+                log.write(json.dumps({"rpc": rpc, "request": shown, "etcd": _short(outcomes[0]),
+                                      self.target: _short(outcomes[1])}, default=repr) + "\n")
         return outcomes[0], outcomes[1], raws[0], raws[1]
 
     def call(self, rpc: str, request: Request | None = None, *, metadata=None,
@@ -128,10 +171,22 @@ class Pair:
         self.compare(rpc, ref, cand, request if not callable(request) else None, fields)
         return Answer(ref, cand, ref_raw, cand_raw)
 
+    def check_alive(self) -> None:
+        """Raises ReferenceCrashed if the reference etcd exited (with its log's tail)."""
+        proc = self.ref.server.proc
+        if proc is not None and proc.poll() is not None:
+            raise ReferenceCrashed(f"the reference etcd exited with {proc.returncode}:\n"
+                                   f"{self.ref.server.log_tail(12)}")
+
     def compare(self, what: str, ref: Any, cand: Any, request=None, fields=None) -> None:
         if ref == cand:
             return
+        self.check_alive()
         text = diff_text(what, "etcd", self.target, ref, cand)
+        proc = self.cand.server.proc
+        if proc is not None and proc.poll() is not None:
+            text += (f"\n\n{self.target} exited with {proc.returncode}; its log ends:\n"
+                     f"{self.cand.server.log_tail(12)}")
         if request or fields:
             shown = json.dumps({**(request or {}), **(fields or {})}, default=repr)
             text = f"request: {shown[:600]}\n" + text

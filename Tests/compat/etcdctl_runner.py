@@ -70,7 +70,7 @@ GRANTED = re.compile(r"lease ([0-9a-f]+) granted")
 
 def _hide_lease_hex(text: str, state: TargetState) -> str:
     for lid, token in state.lease_ids.items():
-        text = re.sub(rf"\b{lid:x}\b", token, text)
+        text = re.sub(rf"\b0*{lid:x}\b", token, text)
     return text
 
 

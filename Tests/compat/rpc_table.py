@@ -55,4 +55,7 @@ class RPCTable:
             f.write(self.markdown())
             if self.failures():
                 f.write("\nFailing cases:\n" + self.failures() + "\n")
+            from normalize import describe
+            f.write("\nNormalizations applied before comparing (Tests/compat/normalize.py):\n"
+                    + describe() + "\n")
         return path

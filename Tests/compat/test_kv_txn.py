@@ -156,3 +156,15 @@ def test_errors_inside_txn(pair, seeded):
 def test_txn_too_large(pair, ns):
     pair.call("KV.Txn", success=[put(f"{ns}{i}", b"v" * 200_000) for i in range(8)])
     pair.call("KV.Txn", success=[put(f"{ns}{i}", b"v" * 200_000) for i in range(7)])
+
+
+@pytest.mark.rpc("KV.Txn")
+def test_from_key_delete_is_not_a_duplicate(pair, seeded):
+    """etcd's duplicate-key check does not see a from-key DeleteRange (range_end "\\0"): the
+    ops simply apply in order."""
+    ns = seeded
+    pair.call("KV.Txn", success=[delete(ns + "b", range_end=b"\0", prev_kv=True),
+                                 put(ns + "c", "again", prev_kv=True)])
+    pair.call("KV.Range", key=ns, range_end=prefix_end(ns))
+    pair.call("KV.Txn", success=[put(ns + "c", "x"), delete(ns + "c", range_end=b"\0")])
+    pair.call("KV.Range", key=ns, range_end=prefix_end(ns))

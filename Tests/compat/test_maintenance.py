@@ -68,3 +68,11 @@ def test_compaction_errors_and_reads(pair, ns):
         pair.call("KV.Range", key=ns + "k", revision=rev)
     pair.call("KV.Txn", success=[{"request_range": {"key": ns + "k", "revision": revs[1]}}])
     pair.call("KV.Range", key=ns, range_end=prefix_end(ns), revision=revs[3], count_only=True)
+
+
+@pytest.mark.rpc("Maintenance.MoveLeader")
+def test_move_leader_single_member(pair):
+    status = pair.call("Maintenance.Status")
+    pair.call("Maintenance.MoveLeader", lambda ep: {"targetID": status.raw(ep).header.member_id})
+    pair.call("Maintenance.MoveLeader", targetID=12345)
+    pair.call("Maintenance.MoveLeader", targetID=0)

@@ -1,6 +1,7 @@
 """Seeded random operation sequences against both servers, every answer compared.
 
-COMPAT_OPS (default 10000) operations per target; COMPAT_SEED fixes the seed (else a random
+COMPAT_OPS (default 10000) operations per target; COMPAT_RANDOM_KINDS restricts the kinds
+(comma separated among put,delete,range,txn,compact,watch,lease; default all); COMPAT_SEED fixes the seed (else a random
 one, printed); COMPAT_SHRINK_SECONDS (default 120) bounds the shrinking of a failing
 sequence; COMPAT_REPLAY=file.json replays a saved sequence instead of generating one.
 """
@@ -17,6 +18,8 @@ from differential import Difference
 
 OPS = int(os.environ.get("COMPAT_OPS", "10000"))
 SHRINK_SECONDS = float(os.environ.get("COMPAT_SHRINK_SECONDS", "120"))
+KINDS = tuple(k for k in os.environ.get("COMPAT_RANDOM_KINDS", ",".join(random_ops.KINDS))
+              .split(",") if k)
 
 
 def shrink(pair_manager, ops: list[dict]) -> tuple[list[dict], str]:
@@ -60,7 +63,7 @@ def test_random_operations(pair, pair_manager, target):
             if result:
                 raise Difference(result[1])
         else:
-            random_ops.run_sequence(pair, seed, OPS, ops)
+            random_ops.run_sequence(pair, seed, OPS, ops, KINDS)
     except Difference as first:
         failing = ops[:]  # ends with the op that differed
         small, diff = shrink(pair_manager, failing)
@@ -68,10 +71,12 @@ def test_random_operations(pair, pair_manager, target):
         with open(path, "w") as f:
             json.dump(small, f, indent=1)
         shown = random_ops.dumps(small)
-        pytest.fail(f"random ops differ (seed {seed}, op {len(failing)} of {OPS}, {target}).\n"
+        pytest.fail(f"random ops differ (seed {seed}, op {len(failing)} of {OPS}, {target}; rerun: "
+                    f"COMPAT_SEED={seed} COMPAT_RANDOM_KINDS={','.join(KINDS)}).\n"
                     f"Shrunk to {len(small)} ops, saved to {path} "
                     f"(replay: COMPAT_REPLAY={path} COMPAT_TARGETS={target} pytest "
                     f"Tests/compat/test_random_ops.py)\n"
                     f"{shown[:4000]}\n\nfirst difference:\n{diff or first}", pytrace=False)
     elapsed = time.monotonic() - started
-    print(f"\nrandom ops: seed {seed}, {len(ops)} ops on {target} vs etcd in {elapsed:.1f}s")
+    print(f"\nrandom ops: seed {seed}, {len(ops)} ops ({','.join(KINDS)}) on {target} vs etcd "
+          f"in {elapsed:.1f}s")

@@ -51,7 +51,7 @@ extension EngineConformance {
                         child.waitForExit()
                         throw fail(check, "round \(round): the writer did not become ready within 20 s; it printed \(lines + child.drainLines())")
                     }
-                    lines += child.readLines(until: monotonicMilliseconds() + Double(5 + rng.next() % 120))
+                    lines += child.readLines(until: monotonicMilliseconds() + Double(5 + rng.next() % 70))
                 }
                 child.killHard()
                 child.waitForExit()

@@ -11,6 +11,19 @@ import Darwin
 /// Each check works in its own temporary directory, which it removes afterwards. No check
 /// depends on XCTest; expected results come from a plain in-memory model (a dictionary), never
 /// from the engine under test.
+///
+/// Use from an engine's tests (see Tests/EngineTests/LMDBConformanceTests.swift):
+///
+///     let suite = EngineConformance(engine: "lsm", corruptionDetection: .checksums,
+///                                   killWriterExecutable: pathOfEngineKillWriter) { dir, options in
+///         try Engines.registry.open("lsm", directory: dir, options: options)
+///     }
+///     func testScans() throws { try suite.checkScans() }      // one line per check, or
+///     func testAll() throws { try suite.runAll() }             // one line for everything
+///
+/// The hard-kill check spawns `engine-kill-writer ENGINE DIR`, which opens the engine through
+/// `Engines.registry`: an engine must be registered there to be kill-tested. Set
+/// RUSD_CONFORMANCE_SEED to repeat a run's data.
 public struct EngineConformance: Sendable {
     public typealias Opener = @Sendable (_ directory: String, _ options: EngineOptions) throws -> any StorageEngine
 

@@ -8,9 +8,9 @@ import Glibc
 ///
 /// On disk (`directory`):
 ///   LOCK                 flock held while open: one engine instance per directory
-///   CURRENT              names the live generation ("gen-000001")
+///   GENERATION           names the live generation ("gen-000001")
 ///   gen-NNNNNN/data.mdb  the LMDB environment (lock.mdb beside it); `mdb_stat <dir>/gen-NNNNNN`
-/// `reclaimSpace` writes a compacted copy as the next generation and switches CURRENT.
+/// `reclaimSpace` writes a compacted copy as the next generation and switches GENERATION.
 ///
 /// - Map size: starts at max(256 MiB, 2 x the data file) and doubles inside `write` whenever
 ///   LMDB reports MDB_MAP_FULL (the failed transaction is retried after the remap), up to
@@ -31,12 +31,16 @@ import Glibc
 /// - Corruption: LMDB keeps no checksums. A data file that is not LMDB's, or shorter than its
 ///   meta page says, is refused at open with `.corruption`; a flipped byte inside a page is not
 ///   detectable and would be served.
+/// - Do not call `write` from inside a scan's visitor: a write that must grow the map waits
+///   for reads in progress, including that scan.
 /// - `options.cacheBytes`, `writeBufferBytes`, `paranoidChecks` do not apply (the OS page
 ///   cache holds the map; there is no write buffer; no checksums exist).
 public final class LMDBEngine: StorageEngine, @unchecked Sendable {
     public static let engineName = "lmdb"
     static let initialMapSize = 256 << 20
     static let generationPrefix = "gen-"
+    /// The file naming the live generation.
+    static let pointerFileName = "GENERATION"
 
     public var name: String { Self.engineName }
     public let directory: String
@@ -98,8 +102,8 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
             mapSize = (mapSize + 4095) / 4096 * 4096
             if let maxMapSize { mapSize = min(mapSize, maxMapSize) }
             let environment = try LMDBEnvironment.open(path: path, generation: generation, mapSize: mapSize)
-            if !PosixFiles.exists(directory + "/CURRENT") {
-                try PosixFiles.replaceFileDurably(directory + "/CURRENT", with: Array("\(generationName(generation))\n".utf8))
+            if !PosixFiles.exists(directory + "/" + pointerFileName) {
+                try PosixFiles.replaceFileDurably(directory + "/" + pointerFileName, with: Array("\(generationName(generation))\n".utf8))
             }
             return LMDBEngine(directory: directory, maxMapSize: maxMapSize, environment: environment, lock: lock)
         } catch let e as PosixError {
@@ -118,17 +122,24 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
         directory + "/" + generationName(generation)
     }
 
-    /// The generation CURRENT names; a new store gets generation 1 (CURRENT is written once its
+    /// The generation GENERATION names; a new store gets generation 1 (GENERATION is written once its
     /// environment exists).
     private static func currentGeneration(directory: String, createIfMissing: Bool) throws -> Int {
-        let currentPath = directory + "/CURRENT"
+        let currentPath = directory + "/" + pointerFileName
         guard PosixFiles.exists(currentPath) else {
             guard createIfMissing else {
                 throw EngineError(.notFound, engine: engineName, path: directory, operation: "open",
-                                  message: "no CURRENT file: not an lmdb engine store, and createIfMissing is false")
+                                  message: "no GENERATION file: not an lmdb engine store, and createIfMissing is false")
+            }
+            let foreign = try PosixFiles.directoryNames(directory).filter {
+                $0 != "LOCK" && !$0.hasPrefix(generationPrefix) && !$0.hasPrefix(pointerFileName)
+            }
+            if !foreign.isEmpty {
+                throw EngineError(.invalidArgument, engine: engineName, path: directory, operation: "open",
+                                  message: "the directory holds files that are not an lmdb engine store (\(foreign.prefix(5).joined(separator: ", "))); refusing to create a new store over them")
             }
             let path = generationPath(directory, 1)
-            try PosixFiles.removeTree(path)  // leftovers of a creation that crashed before CURRENT
+            try PosixFiles.removeTree(path)  // leftovers of a creation that crashed before GENERATION
             try PosixFiles.makeDirectories(path)
             return 1
         }
@@ -137,12 +148,12 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
         guard name.hasPrefix(generationPrefix), let generation = Int(name.dropFirst(generationPrefix.count)),
               generation > 0 else {
             throw EngineError(.corruption, engine: engineName, path: currentPath, operation: "open",
-                              message: "CURRENT does not name a generation (\"gen-NNNNNN\"): \(String(text.prefix(40)).debugDescription)")
+                              message: "GENERATION does not name a generation (\"gen-NNNNNN\"): \(String(text.prefix(40)).debugDescription)")
         }
         let dataPath = generationPath(directory, generation) + "/" + LMDBEnvironment.dataFileName
         guard PosixFiles.exists(dataPath) else {
             throw EngineError(.corruption, engine: engineName, path: dataPath, operation: "open",
-                              message: "CURRENT names \(name) but its data file is missing")
+                              message: "GENERATION names \(name) but its data file is missing")
         }
         return generation
     }
@@ -154,7 +165,7 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
         for name in try PosixFiles.directoryNames(directory) where name.hasPrefix(generationPrefix) && name != keep {
             try PosixFiles.removeTree(directory + "/" + name)
         }
-        try PosixFiles.removeTree(directory + "/CURRENT.tmp")
+        try PosixFiles.removeTree(directory + "/" + pointerFileName + ".tmp")
     }
 
     // MARK: StorageEngine
@@ -228,12 +239,18 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
                 let copied = try PosixFiles.fileSize(dataPath)
                 state.withLock { $0.bytesWritten += copied }
                 let fresh = try LMDBEnvironment.open(path: path, generation: generation, mapSize: old.mapSize)
+                let currentText = Array("\(Self.generationName(generation))\n".utf8)
+                var switchError: (any Error)?
                 do {
-                    try PosixFiles.replaceFileDurably(directory + "/CURRENT",
-                                                      with: Array("\(Self.generationName(generation))\n".utf8))
+                    try PosixFiles.replaceFileDurably(directory + "/" + Self.pointerFileName, with: currentText)
                 } catch {
-                    fresh.shutdown()
-                    throw error
+                    // If the rename happened (only the directory fsync failed), GENERATION already
+                    // names the new generation: adopt it, then report the error.
+                    guard (try? PosixFiles.readFile(directory + "/" + Self.pointerFileName)) == currentText else {
+                        fresh.shutdown()
+                        throw error
+                    }
+                    switchError = error
                 }
                 old.retire()
                 state.withLock {
@@ -242,6 +259,7 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
                     $0.retired.append(WeakEnvironment(environment: old))
                     $0.reclaims += 1
                 }
+                if let switchError { throw switchError }
             } catch {
                 if state.withLock({ $0.current }) === old { try? PosixFiles.removeTree(path) }
                 if let e = error as? PosixError { throw LMDBErrors.posix(e, operation: "reclaimSpace") }

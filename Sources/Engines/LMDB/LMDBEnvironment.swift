@@ -34,7 +34,13 @@ final class LMDBEnvironment: @unchecked Sendable {
     private(set) var mapSize: Int
     /// Whether MDB_NOMETASYNC is currently set (writer only).
     private var metaSyncDeferred = false
+    /// Whether a `sync: false` commit happened since the last synced one (writer and shutdown).
+    private var hasUnsyncedCommits = false
     private let transactions = EngineLocked<[ObjectIdentifier: LMDBReadTransaction]>([:])
+    /// Reset read transactions kept for reuse by `withReadTransaction` (at most
+    /// `pooledTransactions`); aborted by `shutdown`.
+    private let shortTransactions = EngineLocked<[OpaquePointer]>([])
+    static let pooledTransactions = 8
     private let retiredFlag = EngineLocked(false)
     /// Dead readers' slots freed by mdb_reader_check at open.
     let staleReadersCleared: Int
@@ -133,14 +139,34 @@ final class LMDBEnvironment: @unchecked Sendable {
         }
     }
 
-    /// Runs `body` inside a short read transaction.
+    /// Runs `body` inside a short read transaction. Transactions are reused: after use they
+    /// are reset (mdb_txn_reset keeps the handle and, with MDB_NOTLS, its reader slot) and
+    /// renewed by the next call, which saves the allocation and the reader-table lock.
     func withReadTransaction<T>(operation: String, _ body: (OpaquePointer, MDB_dbi) throws -> T) throws -> T {
         try withMap(operation: operation) { env in
             var txn: OpaquePointer?
-            let rc = mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn)
-            guard rc == 0, let txn else { throw readBeginError(rc, operation: operation) }
-            defer { mdb_txn_abort(txn) }
-            return try body(txn, dbi)
+            if let pooled = shortTransactions.withLock({ $0.popLast() }) {
+                if mdb_txn_renew(pooled) == 0 {
+                    txn = pooled
+                } else {
+                    mdb_txn_abort(pooled)
+                }
+            }
+            if txn == nil {
+                let rc = mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn)
+                guard rc == 0 else { throw readBeginError(rc, operation: operation) }
+            }
+            let transaction = txn!
+            defer {
+                mdb_txn_reset(transaction)
+                let kept = shortTransactions.withLock { pool -> Bool in
+                    guard pool.count < Self.pooledTransactions else { return false }
+                    pool.append(transaction)
+                    return true
+                }
+                if !kept { mdb_txn_abort(transaction) }
+            }
+            return try body(transaction, dbi)
         }
     }
 
@@ -239,6 +265,7 @@ final class LMDBEnvironment: @unchecked Sendable {
             rc = mdb_txn_commit(txn)  // frees txn on failure too
             if rc == MDB_MAP_FULL { throw LMDBMapFull() }
             guard rc == 0 else { throw LMDBErrors.error(rc, path: dataPath, operation: operation, context: "mdb_txn_commit") }
+            hasUnsyncedCommits = !sync
         }
     }
 
@@ -277,6 +304,12 @@ final class LMDBEnvironment: @unchecked Sendable {
                 return all
             }
             for handle in live { handle.end() }
+            for txn in shortTransactions.withLock({ p -> [OpaquePointer] in defer { p.removeAll() }; return p }) {
+                mdb_txn_abort(txn)
+            }
+            // A clean close makes `sync: false` commits durable too (their meta page was not
+            // synced). Best effort: close cannot report an error from here.
+            if hasUnsyncedCommits { _ = mdb_env_sync(env, 1) }
             mdb_env_close(env)
             self.env = nil
         }

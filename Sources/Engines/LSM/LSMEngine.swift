@@ -26,7 +26,9 @@ import EngineAPI
 /// cache), `maxSizeBytes` (writes fail with `.full` past it), `paranoidChecks` (blocks are
 /// always CRC-checked, so it changes nothing).
 public final class LSMEngine: StorageEngine, @unchecked Sendable {
-    public let name = "lsm"
+    /// The registry name, `--engine=lsm`.
+    public static let engineName = "lsm"
+    public let name = LSMEngine.engineName
     public let directory: String
     let options: EngineOptions
     let cache: BlockCache
@@ -423,6 +425,6 @@ public final class LSMEngine: StorageEngine, @unchecked Sendable {
         defer {
             Glibc.close(lockFD)
         }
-        try log.sync()
+        try log.finish()
     }
 }

@@ -125,4 +125,13 @@ final class LogWriter: @unchecked Sendable {
     func sync() throws {
         try FileSystem.dataSync(fd: fd, path: path)
     }
+
+    /// Gives back the preallocated space past the last record and syncs (on close).
+    func finish() throws {
+        if preallocated > offset && preallocated != Int.max {
+            if ftruncate(fd, off_t(offset)) != 0 { throw FileSystem.ioError(path, "truncate log") }
+            preallocated = offset
+        }
+        try FileSystem.dataSync(fd: fd, path: path)
+    }
 }

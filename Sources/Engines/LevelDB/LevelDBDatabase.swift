@@ -18,6 +18,8 @@ final class LevelDBDatabase: @unchecked Sendable {
     let syncWrite: OpaquePointer
     let asyncWrite: OpaquePointer
     private let snapshots = EngineLocked<[ObjectIdentifier: LevelDBSnapshot]>([:])
+    /// Whether a `sync: false` write happened since open (close then syncs the log once).
+    let unsyncedWrites = EngineLocked(false)
     let verifyChecksums: Bool
 
     init(path: String, options engineOptions: EngineOptions) throws {
@@ -80,6 +82,16 @@ final class LevelDBDatabase: @unchecked Sendable {
                 return Array(s.values)
             }
             for snapshot in live { snapshot.release(db) }
+            if unsyncedWrites.withLock({ $0 }) {
+                // A clean close makes `sync: false` writes durable: an empty synced batch fsyncs
+                // the log behind them. Best effort (close reports no error).
+                if let empty = leveldb_writebatch_create() {
+                    var err: UnsafeMutablePointer<CChar>?
+                    leveldb_write(db, syncWrite, empty, &err)
+                    if let err { leveldb_free(err) }
+                    leveldb_writebatch_destroy(empty)
+                }
+            }
             leveldb_close(db)
             self.db = nil
             destroyOptions()
@@ -114,6 +126,22 @@ final class LevelDBDatabase: @unchecked Sendable {
             }
             return try body(db, readOptions)
         }
+    }
+
+    // MARK: Errors
+
+    /// LevelDB's corruption messages do not name the file: add the table file(s) whose key
+    /// range holds `key` (from "leveldb.sstables"), and make the error's path the file when
+    /// there is one candidate.
+    func locateCorruption(_ error: EngineError, key: [UInt8]?) -> EngineError {
+        guard error.kind == .corruption, let key,
+              let sstables = try? property("leveldb.sstables") else { return error }
+        let names = LevelDBTableCheck.tables(containing: key, sstables: sstables).map { LevelDBTableCheck.fileName($0, ".ldb") }
+        guard !names.isEmpty else { return error }
+        var located = error
+        if names.count == 1 { located.path = path + "/" + names[0] }
+        located.message += " (reading a key held by table file\(names.count == 1 ? "" : "s") \(names.joined(separator: ", ")))"
+        return located
     }
 
     // MARK: Properties

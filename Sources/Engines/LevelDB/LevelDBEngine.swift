@@ -57,6 +57,15 @@ public final class LevelDBEngine: StorageEngine, @unchecked Sendable {
         } catch let e as PosixError {
             throw EngineError(.io, engine: engineName, path: e.path, operation: "open", message: e.message)
         }
+        // Without CURRENT only what LevelDB leaves behind a creation cut short (LOCK, LOG,
+        // MANIFEST-000001, 000001.dbtmp) may be here; anything else is someone's data.
+        func leftOfCreation(_ name: String) -> Bool {
+            ["LOCK", "LOG", "LOG.old"].contains(name) || name.hasPrefix("MANIFEST-") || name.hasSuffix(".dbtmp")
+        }
+        if !hasStore, let foreign = files.first(where: { !leftOfCreation($0.name) }) {
+            throw EngineError(.invalidArgument, engine: engineName, path: directory, operation: "open",
+                              message: "the directory holds files that are not a LevelDB store, or one that lost its CURRENT file (\(foreign.name)); refusing to create a new store over them")
+        }
         let baseline = files.compactMap { LevelDBWriteAccounting.tableNumber($0.name) }.max() ?? 0
         let database = try LevelDBDatabase(path: directory, options: options)
         if options.paranoidChecks {
@@ -74,8 +83,12 @@ public final class LevelDBEngine: StorageEngine, @unchecked Sendable {
     }
 
     public func get(_ key: [UInt8]) throws -> [UInt8]? {
-        try database.withDatabase(operation: "get") { db in
-            try LevelDBReads.get(db, database.readOptions, key, path: directory)
+        do {
+            return try database.withDatabase(operation: "get") { db in
+                try LevelDBReads.get(db, database.readOptions, key, path: directory)
+            }
+        } catch let error as EngineError {
+            throw database.locateCorruption(error, key: key)
         }
     }
 
@@ -102,10 +115,8 @@ public final class LevelDBEngine: StorageEngine, @unchecked Sendable {
             var err: UnsafeMutablePointer<CChar>?
             leveldb_write(db, sync ? database.syncWrite : database.asyncWrite, writeBatch, &err)
             if let error = LevelDBErrors.take(err, path: directory, operation: "write") { throw error }
-            accounting.withLock {
-                $0.writes.recordBatch(batch)
-                $0.bytesSinceDiskScan += LevelDBWriteAccounting.logBytes(of: batch)
-            }
+            accounting.withLock { $0.bytesSinceDiskScan += $0.writes.recordBatch(batch) }
+            if !sync { database.unsyncedWrites.withLock { $0 = true } }
         }
     }
 

@@ -3,8 +3,8 @@ import EngineAPI
 /// Estimates of what LevelDB writes to disk, since LevelDB does not count it as a whole.
 ///
 /// - Log (WAL): computed from the log format for each batch: the WriteBatch record (12-byte
-///   header; per op a tag, varint lengths, key, value) plus a 7-byte header per 32 KiB block
-///   fragment.
+///   header; per op a tag, varint lengths, key, value) cut into fragments with 7-byte headers
+///   at 32 KiB block boundaries, block tails padded (as log::Writer does).
 /// - Tables (memtable flushes and compactions): the larger of the per-level "Write(MB)" column
 ///   of "leveldb.stats" (kept by LevelDB since open, 1 MB resolution) and the sizes of the table
 ///   files numbered above those present at open (observed whenever `stats()` runs).
@@ -19,9 +19,38 @@ struct LevelDBWriteAccounting {
 
     init(baselineFileNumber: UInt64) { self.baselineFileNumber = baselineFileNumber }
 
-    mutating func recordBatch(_ batch: WriteBatch) {
-        walBytes += Self.logBytes(of: batch)
+    /// Position inside the current 32 KiB log block (LevelDB starts a new log file at each
+    /// open and memtable switch; switches are not visible here, so after one the block
+    /// padding estimate may be off by a few bytes per block).
+    private var logBlockOffset = 0
+
+    /// Accounts one batch; returns the log bytes it adds.
+    @discardableResult
+    mutating func recordBatch(_ batch: WriteBatch) -> UInt64 {
+        let bytes = appendLogRecord(of: Self.recordLength(of: batch))
+        walBytes += bytes
         userBytes += UInt64(batch.byteCount)
+        return bytes
+    }
+
+    /// LevelDB's log::Writer::AddRecord: fragments with 7-byte headers, a block tail shorter
+    /// than a header padded with zeros.
+    private mutating func appendLogRecord(of length: Int) -> UInt64 {
+        let blockSize = 32768, headerSize = 7
+        var left = length
+        var written = 0
+        repeat {
+            let leftover = blockSize - logBlockOffset
+            if leftover < headerSize {
+                written += leftover
+                logBlockOffset = 0
+            }
+            let fragment = min(left, blockSize - logBlockOffset - headerSize)
+            written += headerSize + fragment
+            logBlockOffset += headerSize + fragment
+            left -= fragment
+        } while left > 0
+        return UInt64(written)
     }
 
     mutating func observeTables(_ files: [FileEntry]) {
@@ -40,7 +69,8 @@ struct LevelDBWriteAccounting {
         return nil
     }
 
-    static func logBytes(of batch: WriteBatch) -> UInt64 {
+    /// Length of the WriteBatch record LevelDB logs for `batch`.
+    static func recordLength(of batch: WriteBatch) -> Int {
         var record = 12
         for op in batch.operations {
             switch op {
@@ -50,8 +80,7 @@ struct LevelDBWriteAccounting {
                 record += 1 + varintLength(key.count) + key.count
             }
         }
-        let fragments = record / (32768 - 7) + 1
-        return UInt64(record + 7 * fragments)
+        return record
     }
 
     static func varintLength(_ n: Int) -> Int {

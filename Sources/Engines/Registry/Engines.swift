@@ -1,6 +1,7 @@
 import EngineAPI
 import LMDBEngine
 import LevelDBEngine
+import LSMEngine
 
 /// Every storage engine built into rusd, by the name `--engine` takes. The first is the default.
 /// Adding an engine is one line here (and its target in `Engines`' dependencies).
@@ -8,6 +9,7 @@ public enum Engines {
     public static let registry = EngineRegistry([
         (name: LMDBEngine.engineName, open: { @Sendable directory, options in try LMDBEngine.open(directory: directory, options: options) }),
         (name: LevelDBEngine.engineName, open: { @Sendable directory, options in try LevelDBEngine.open(directory: directory, options: options) }),
+        (name: LSMEngine.engineName, open: { @Sendable directory, options in try LSMEngine.open(directory: directory, options: options) }),
     ])
 
     /// The engine `rusd` uses when `--engine` is not given.

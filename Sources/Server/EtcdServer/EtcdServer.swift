@@ -1,6 +1,9 @@
 import EngineAPI
 import EtcdProto
+import Foundation
 import MVCC
+import Dispatch
+import Synchronization
 
 /// etcd's server state machine on the MVCC store, independent of the transport.
 ///
@@ -26,23 +29,47 @@ public final class EtcdServer: Sendable {
     public let store: MVCCStore
     private let applier: Applier
     private let machine: StateMachine
+    /// Leases (read by keep-alive / time-to-live on any thread).
+    let lessor: Lessor
+    private let expiryTimer: TimerBox
 
     /// Opens the store on `engine` (rebuilding its index) and starts the applier. The engine
     /// stays owned by the caller: close it after `close()`.
     public init(engine: any StorageEngine, config: EtcdServerConfig) throws(EtcdError) {
         self.config = config
         do { store = try MVCCStore(engine: engine) } catch { throw EtcdError(error) }
-        let leases = LeaseAttachments()
-        store.read().forEachLeasedKey { key, lease in leases.attach(key, to: lease) }
-        machine = StateMachine(store: store, leases: leases)
+        lessor = Lessor(minTTL: config.minLeaseTTL)
+        try lessor.reload(from: store)
+        machine = StateMachine(store: store, leases: lessor)
         applier = Applier(machine: machine, firstIndex: store.appliedIndex + 1,
                           maxEntriesPerCommit: config.maxEntriesPerCommit)
+        expiryTimer = TimerBox(DispatchSource.makeTimerSource(queue: DispatchQueue(label: "rusd.lease-expiry")))
+        let interval = DispatchTimeInterval.milliseconds(max(10, config.leaseExpiryCheckMilliseconds))
+        expiryTimer.timer.schedule(deadline: .now() + interval, repeating: interval)
+        expiryTimer.timer.setEventHandler { [weak self] in self?.revokeExpiredLeases() }
+        expiryTimer.timer.resume()
+    }
+
+    deinit {
+        expiryTimer.timer.cancel()
+    }
+
+    /// Submits a revoke entry for every expired lease (etcd's leader does the same through raft).
+    private func revokeExpiredLeases() {
+        for id in lessor.takeExpired(limit: 1000) {
+            var r = Etcdserverpb_LeaseRevokeRequest()
+            r.id = id
+            applier.submit(.leaseRevoke(r)) { [lessor] result in
+                if case .failure(let e) = result, e != .leaseNotFound { lessor.revocationFailed(id) }
+            }
+        }
     }
 
     /// Stops accepting writes (they fail with "etcdserver: server stopped"), finishes the
     /// accepted ones and pending physical compactions. Reads keep working until the engine is
     /// closed. Idempotent.
     public func close() {
+        expiryTimer.timer.cancel()
         applier.stop()
         store.close()
     }
@@ -70,7 +97,15 @@ public final class EtcdServer: Sendable {
     public func range(_ r: Etcdserverpb_RangeRequest) throws(EtcdError) -> Etcdserverpb_RangeResponse {
         try RequestValidation.check(r)
         var resp: Etcdserverpb_RangeResponse
-        do { resp = try RangeExecution.run(r, on: store.read()) } catch { throw EtcdError(error) }
+        do {
+            resp = try RangeExecution.run(r, on: store.read())
+        } catch .compacted where r.revision <= 0 {
+            // A physical compaction removed a record between taking the snapshot and reading
+            // it; a current read is never compacted: read again from a fresh snapshot.
+            do { resp = try RangeExecution.run(r, on: store.read()) } catch { throw EtcdError(error) }
+        } catch {
+            throw EtcdError(error)
+        }
         resp.header = header(revision: resp.header.revision)
         return resp
     }
@@ -84,7 +119,7 @@ public final class EtcdServer: Sendable {
         } catch {
             return completion(.failure(error))
         }
-        applier.submit(.put(r)) { [self] result in
+        applier.submit(.put(r), size: RequestValidation.size(r)) { [self] result in
             completion(result.map { response in
                 guard case .put(var p) = response else { preconditionFailure("put answered with \(response)") }
                 p.header = header(revision: p.header.revision)
@@ -102,7 +137,7 @@ public final class EtcdServer: Sendable {
         } catch {
             return completion(.failure(error))
         }
-        applier.submit(.deleteRange(r)) { [self] result in
+        applier.submit(.deleteRange(r), size: RequestValidation.size(r)) { [self] result in
             completion(result.map { response in
                 guard case .deleteRange(var d) = response else { preconditionFailure("deleteRange answered with \(response)") }
                 d.header = header(revision: d.header.revision)
@@ -126,7 +161,7 @@ public final class EtcdServer: Sendable {
         } catch {
             return completion(.failure(error))
         }
-        applier.submit(.txn(r)) { [self] result in
+        applier.submit(.txn(r), size: RequestValidation.size(r)) { [self] result in
             completion(result.map { response in
                 guard case .txn(var t) = response else { preconditionFailure("txn answered with \(response)") }
                 t.header = header(revision: t.header.revision)
@@ -148,4 +183,79 @@ public final class EtcdServer: Sendable {
             })
         }
     }
+
+    // MARK: Lease
+
+    /// Lease.LeaseGrant. ID 0 → the server picks one. TTL below the minimum is raised to it;
+    /// above etcd's maximum → "etcdserver: too large lease TTL"; an existing ID → "etcdserver:
+    /// lease already exists". Completes once the grant is durable.
+    public func leaseGrant(_ r: Etcdserverpb_LeaseGrantRequest,
+                           completion: @escaping @Sendable (Result<Etcdserverpb_LeaseGrantResponse, EtcdError>) -> Void) {
+        var r = r
+        if r.id == 0 { r.id = Int64.random(in: 1 ... Int64.max) }
+        applier.submit(.leaseGrant(r)) { [self] result in
+            completion(result.map { response in
+                guard case .leaseGrant(var g) = response else { preconditionFailure("leaseGrant answered with \(response)") }
+                g.header = header(revision: g.header.revision)
+                return g
+            })
+        }
+    }
+
+    /// Lease.LeaseRevoke: deletes every attached key in ONE revision, then the lease.
+    /// Unknown lease → "etcdserver: requested lease not found". Completes once durable.
+    public func leaseRevoke(_ r: Etcdserverpb_LeaseRevokeRequest,
+                            completion: @escaping @Sendable (Result<Etcdserverpb_LeaseRevokeResponse, EtcdError>) -> Void) {
+        applier.submit(.leaseRevoke(r)) { [self] result in
+            completion(result.map { response in
+                guard case .leaseRevoke(var v) = response else { preconditionFailure("leaseRevoke answered with \(response)") }
+                v.header = header(revision: v.header.revision)
+                return v
+            })
+        }
+    }
+
+    /// One LeaseKeepAlive request of the stream, answered on the caller's thread: the deadline
+    /// becomes now + TTL and the response carries the TTL; an unknown or expired lease gets
+    /// TTL 0 (as etcd answers on the stream).
+    public func leaseKeepAlive(_ r: Etcdserverpb_LeaseKeepAliveRequest) -> Etcdserverpb_LeaseKeepAliveResponse {
+        var resp = Etcdserverpb_LeaseKeepAliveResponse()
+        resp.id = r.id
+        resp.ttl = lessor.renew(r.id) ?? 0
+        resp.header = header(revision: store.currentRevision)
+        return resp
+    }
+
+    /// Lease.LeaseTimeToLive, answered on the caller's thread. Unknown lease → TTL -1 (etcd).
+    public func leaseTimeToLive(_ r: Etcdserverpb_LeaseTimeToLiveRequest) -> Etcdserverpb_LeaseTimeToLiveResponse {
+        var resp = Etcdserverpb_LeaseTimeToLiveResponse()
+        resp.header = header(revision: store.currentRevision)
+        resp.id = r.id
+        guard let t = lessor.timeToLive(r.id) else {
+            resp.ttl = -1
+            return resp
+        }
+        resp.ttl = t.remaining
+        resp.grantedTtl = t.granted
+        if r.keys { resp.keys = t.keys.map { Data($0) } }
+        return resp
+    }
+
+    /// Lease.LeaseLeases, answered on the caller's thread.
+    public func leaseLeases(_ r: Etcdserverpb_LeaseLeasesRequest) -> Etcdserverpb_LeaseLeasesResponse {
+        var resp = Etcdserverpb_LeaseLeasesResponse()
+        resp.header = header(revision: store.currentRevision)
+        resp.leases = lessor.ids.map { id in
+            var s = Etcdserverpb_LeaseStatus()
+            s.id = id
+            return s
+        }
+        return resp
+    }
+}
+
+/// A dispatch timer owned by one object; DispatchSource methods are thread-safe.
+final class TimerBox: @unchecked Sendable {
+    let timer: DispatchSourceTimer
+    init(_ t: DispatchSourceTimer) { timer = t }
 }

@@ -10,6 +10,11 @@ public struct EtcdServerConfig: Sendable {
     public var maxRequestBytes: Int = 1_572_864
     /// --max-txn-ops (etcd default 128).
     public var maxTxnOps: Int = 128
+    /// Smallest lease TTL granted, in seconds (etcd: 1.5 × election timeout, rounded up: 2 s
+    /// with the default 1 s election timeout). Shorter requested TTLs are raised to it.
+    public var minLeaseTTL: Int64 = 2
+    /// How often expired leases are looked for (each found one is revoked through the log).
+    public var leaseExpiryCheckMilliseconds: Int = 500
     /// Most log entries applied in one group commit (bounds latency and memory of a group).
     public var maxEntriesPerCommit: Int = 4096
 

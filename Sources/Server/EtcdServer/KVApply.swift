@@ -8,14 +8,14 @@ import MVCC
 enum KVApply {
     /// Checks that must pass before a put changes anything: the key must exist for
     /// ignore_value / ignore_lease, and the lease must exist.
-    static func precheck(_ p: Etcdserverpb_PutRequest, _ reader: some KVReader, _ leases: LeaseAttachments?) throws(EtcdError) {
+    static func precheck(_ p: Etcdserverpb_PutRequest, _ reader: some KVReader, _ leases: Lessor?) throws(EtcdError) {
         if p.ignoreValue || p.ignoreLease {
             if reader.latestMetadata(Array(p.key)) == nil { throw .keyNotFound }
         }
         if p.lease != 0 && !(leases?.exists(p.lease) ?? false) { throw .leaseNotFound }
     }
 
-    static func put(_ p: Etcdserverpb_PutRequest, _ writer: StoreWriter, _ leases: LeaseAttachments?) throws(EtcdError) -> Etcdserverpb_PutResponse {
+    static func put(_ p: Etcdserverpb_PutRequest, _ writer: StoreWriter, _ leases: Lessor?) throws(EtcdError) -> Etcdserverpb_PutResponse {
         let key = Array(p.key)
         var value = Array(p.value)
         var lease = p.lease
@@ -47,7 +47,7 @@ enum KVApply {
         return resp
     }
 
-    static func deleteRange(_ d: Etcdserverpb_DeleteRangeRequest, _ writer: StoreWriter, _ leases: LeaseAttachments?) throws(EtcdError) -> Etcdserverpb_DeleteRangeResponse {
+    static func deleteRange(_ d: Etcdserverpb_DeleteRangeRequest, _ writer: StoreWriter, _ leases: Lessor?) throws(EtcdError) -> Etcdserverpb_DeleteRangeResponse {
         let deleted: [KeyValue]
         do {
             deleted = try writer.deleteRange(KeySpan.etcd(key: Array(d.key), rangeEnd: Array(d.rangeEnd)), wantPrevious: d.prevKv)

@@ -8,6 +8,9 @@ public enum ApplyRequest: Sendable {
     case deleteRange(Etcdserverpb_DeleteRangeRequest)
     case txn(Etcdserverpb_TxnRequest)
     case compact(Etcdserverpb_CompactionRequest)
+    /// The ID is chosen before the entry is appended (never 0 here), so applying is deterministic.
+    case leaseGrant(Etcdserverpb_LeaseGrantRequest)
+    case leaseRevoke(Etcdserverpb_LeaseRevokeRequest)
 }
 
 /// The result of applying an entry.
@@ -16,6 +19,8 @@ public enum ApplyResponse: Sendable {
     case deleteRange(Etcdserverpb_DeleteRangeResponse)
     case txn(Etcdserverpb_TxnResponse)
     case compact(Etcdserverpb_CompactionResponse)
+    case leaseGrant(Etcdserverpb_LeaseGrantResponse)
+    case leaseRevoke(Etcdserverpb_LeaseRevokeResponse)
 }
 
 /// One log entry: its position (1, 2, …; persisted with the store as the applied index) and

@@ -4,14 +4,19 @@ import MVCC
 /// Applies log entries to the store. Confined to the applier (one thread at a time).
 final class StateMachine: @unchecked Sendable {
     let store: MVCCStore
-    let leases: LeaseAttachments
+    let leases: Lessor
 
-    init(store: MVCCStore, leases: LeaseAttachments) {
+    init(store: MVCCStore, leases: Lessor) {
         self.store = store
         self.leases = leases
     }
 
     var writer: StoreWriter { store.writer }
+
+    /// Brings derived in-memory state back to the committed store after a failed group.
+    func resyncAfterRollback() {
+        try? leases.reload(from: store)
+    }
 
     /// Set when an entry failed after it began changing the store (a store failure, not a
     /// request error): the applier must roll the whole group back and fail it.
@@ -60,6 +65,28 @@ final class StateMachine: @unchecked Sendable {
                 }
                 resp.header.revision = writer.endTxn()
                 return .success(.txn(resp))
+
+            case .leaseGrant(let g):
+                if g.ttl > Lessor.maxTTL { throw .leaseTTLTooLarge }
+                var resp = Etcdserverpb_LeaseGrantResponse()
+                resp.ttl = try leases.grant(g.id, ttl: g.ttl, writer: writer)
+                resp.id = g.id
+                resp.header.revision = writer.currentRevision
+                return .success(.leaseGrant(resp))
+
+            case .leaseRevoke(let r):
+                let keys = try leases.revoke(r.id, writer: writer)
+                writer.beginTxn()
+                do {
+                    for k in keys { try writer.deleteRange(.single(k)) }
+                } catch {
+                    writer.endTxn()
+                    groupFailure = EtcdError(error)
+                    throw EtcdError(error)
+                }
+                var resp = Etcdserverpb_LeaseRevokeResponse()
+                resp.header.revision = writer.endTxn()
+                return .success(.leaseRevoke(resp))
 
             case .compact(let c):
                 do {

@@ -122,7 +122,7 @@ enum TxnExecution {
     /// Executes the branch chosen by `path` (consumed depth first). Writes go to `writer`,
     /// which must be inside a store transaction when the txn writes.
     static func execute(_ t: Etcdserverpb_TxnRequest, _ path: inout ArraySlice<Bool>, reader: some KVReader,
-                        writer: StoreWriter?, leases: LeaseAttachments?) throws(EtcdError) -> Etcdserverpb_TxnResponse {
+                        writer: StoreWriter?, leases: Lessor?) throws(EtcdError) -> Etcdserverpb_TxnResponse {
         let ok = path.removeFirst()
         var resp = Etcdserverpb_TxnResponse()
         resp.header = Etcdserverpb_ResponseHeader()   // etcd sends an empty header in nested txns
