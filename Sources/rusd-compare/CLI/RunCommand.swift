@@ -86,6 +86,13 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         ChildProcessRegistry.shared.installSignalHandlers()
+        // Fail now, not after an hour of benchmarks, when the report cannot be written.
+        do {
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        } catch {
+            throw ValidationError("--out \(out): cannot create the report folder: \(error.localizedDescription)")
+        }
+        guard access(out, W_OK) == 0 else { throw ValidationError("--out \(out): not writable") }
         let progress = ProgressReporter()
         let startedAt = Date()
         guard let etcdctlPath = Subprocess.resolveExecutable(etcdctl) else {
