@@ -7,6 +7,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Path to the rusd binary (default: next to this tool, then PATH).")
     var rusd: String?
 
+    @Flag(help: "Do not start rusd even when one is found.")
+    var noRusd = false
+
     @Option(help: "Comma-separated rusd engines to compare (default: those of lmdb,leveldb,lsm that `rusd --version` lists).")
     var engines: String?
 
@@ -100,8 +103,8 @@ struct RunCommand: AsyncParsableCommand {
         }
         var notes: [String] = []
         var targets: [TargetSpec] = []
-        let rusdPath = Self.findRusd(rusd)
-        if let rusd, rusdPath == nil { throw ValidationError("--rusd \(rusd): not an executable") }
+        let rusdPath = noRusd ? nil : Self.findRusd(rusd)
+        if let rusd, !noRusd, rusdPath == nil { throw ValidationError("--rusd \(rusd): not an executable") }
         if let rusdPath {
             let version = MachineProbe.firstLine(of: rusdPath, ["--version"])?.replacingOccurrences(of: "rusd Version: ", with: "")
             var selectedEngines = engineList
@@ -121,7 +124,7 @@ struct RunCommand: AsyncParsableCommand {
                                                            endpoint: nil, durability: unsafeNoFsync ? "unsafe-no-fsync" : "fsync"),
                                           launch: .rusd(binary: rusdPath, engine: engine), unsafeNoFsync: unsafeNoFsync))
             }
-        } else {
+        } else if !noRusd {
             notes.append("rusd not found (no --rusd, none next to this tool or on PATH): only etcd and endpoints were compared.")
         }
         let etcdPath = noEtcd ? nil : Subprocess.resolveExecutable(etcd)
