@@ -7,8 +7,11 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Path to the rusd binary (default: next to this tool, then PATH).")
     var rusd: String?
 
-    @Option(help: "Comma-separated rusd engines to compare.")
-    var engines: String = "lmdb,leveldb,lsm"
+    @Flag(help: "Do not start rusd even when one is found.")
+    var noRusd = false
+
+    @Option(help: "Comma-separated rusd engines to compare (default: those of lmdb,leveldb,lsm that `rusd --version` lists).")
+    var engines: String?
 
     @Option(help: "Path to etcd (default: etcd on PATH).")
     var etcd: String = "etcd"
@@ -61,7 +64,19 @@ struct RunCommand: AsyncParsableCommand {
         }
     }
 
-    var engineList: [String] { engines.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+    var engineList: [String] {
+        (engines ?? Self.knownEngines.joined(separator: ",")).split(separator: ",")
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    /// Engines named on the "Engines: a, b" line of `rusd --version`, if any.
+    static func enginesBuiltInto(_ rusd: String) -> [String]? {
+        guard let out = try? Subprocess.run(rusd, ["--version"]), out.succeeded else { return nil }
+        for line in out.stdout.split(separator: "\n") where line.hasPrefix("Engines:") {
+            return line.dropFirst("Engines:".count).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        }
+        return nil
+    }
 
     static func parseEndpoint(_ text: String) throws -> (String, String) {
         let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
@@ -74,6 +89,13 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         ChildProcessRegistry.shared.installSignalHandlers()
+        // Fail now, not after an hour of benchmarks, when the report cannot be written.
+        do {
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        } catch {
+            throw ValidationError("--out \(out): cannot create the report folder: \(error.localizedDescription)")
+        }
+        guard access(out, W_OK) == 0 else { throw ValidationError("--out \(out): not writable") }
         let progress = ProgressReporter()
         let startedAt = Date()
         guard let etcdctlPath = Subprocess.resolveExecutable(etcdctl) else {
@@ -81,17 +103,28 @@ struct RunCommand: AsyncParsableCommand {
         }
         var notes: [String] = []
         var targets: [TargetSpec] = []
-        let rusdPath = Self.findRusd(rusd)
-        if let rusd, rusdPath == nil { throw ValidationError("--rusd \(rusd): not an executable") }
+        let rusdPath = noRusd ? nil : Self.findRusd(rusd)
+        if let rusd, !noRusd, rusdPath == nil { throw ValidationError("--rusd \(rusd): not an executable") }
         if let rusdPath {
-            let version = MachineProbe.firstLine(of: rusdPath, ["--version"])
-            for engine in engineList {
+            let version = MachineProbe.firstLine(of: rusdPath, ["--version"])?.replacingOccurrences(of: "rusd Version: ", with: "")
+            var selectedEngines = engineList
+            if engines == nil, let builtIn = Self.enginesBuiltInto(rusdPath) {
+                let missing = selectedEngines.filter { !builtIn.contains($0) }
+                if !missing.isEmpty {
+                    notes.append("This rusd has no \(missing.joined(separator: ", ")) engine (`rusd --version` lists \(builtIn.joined(separator: ", "))): not compared.")
+                }
+                selectedEngines = selectedEngines.filter { builtIn.contains($0) }
+            }
+            if rusdPath.contains("/debug/") {
+                notes.append("The rusd binary (\(rusdPath)) is a debug build: its numbers are not representative.")
+            }
+            for engine in selectedEngines {
                 targets.append(TargetSpec(info: TargetInfo(name: "rusd-\(engine)", kind: .rusd, binary: rusdPath,
                                                            binarySizeBytes: fileSize(rusdPath), version: version, engine: engine,
                                                            endpoint: nil, durability: unsafeNoFsync ? "unsafe-no-fsync" : "fsync"),
                                           launch: .rusd(binary: rusdPath, engine: engine), unsafeNoFsync: unsafeNoFsync))
             }
-        } else {
+        } else if !noRusd {
             notes.append("rusd not found (no --rusd, none next to this tool or on PATH): only etcd and endpoints were compared.")
         }
         let etcdPath = noEtcd ? nil : Subprocess.resolveExecutable(etcd)

@@ -77,13 +77,17 @@ struct ServerLauncher: Sendable {
                 ChildProcessRegistry.shared.remove(pid)
                 throw SubprocessError(description: "\(spec.name) exited with status \(status) before serving; last log lines:\n\(tail(of: logPath))")
             }
-            let attempt = try etcdctl.run(["get", "/rusd-compare/ready", "--dial-timeout=200ms"])
-            if attempt.succeeded { break }
+            // Only ask once the port accepts connections: a refused first dial would put etcdctl's
+            // gRPC into a 1 s reconnect backoff and quantize the measured start-up time.
+            if loopbackPortAccepts(clientPort) {
+                let attempt = try etcdctl.run(["get", "/rusd-compare/ready", "--command-timeout=5s"])
+                if attempt.succeeded { break }
+            }
             if monotonicNanos() > deadline {
                 stop(server)
                 throw SubprocessError(description: "\(spec.name) did not serve a request within \(Int(readyTimeoutSeconds)) s; last log lines:\n\(tail(of: logPath))")
             }
-            usleep(10_000)
+            usleep(2_000)
         }
         let readyNanos = monotonicNanos() - spawnedAt
         // Subtract what one etcdctl call costs against the now-running server.

@@ -51,7 +51,7 @@ struct KubernetesChurnWorkload: Workload {
         let seconds = secondsSince(started)
         compactorTask.cancel()
         let compactions = (try? await compactorTask.value) ?? 0
-        let delivered = await watchers.stop(graceSeconds: 1)
+        let (delivered, watchError) = await watchers.stop(graceSeconds: 1)
         await compactor.close()
         for c in connections { await c.close() }
         await watchClient.close()
@@ -74,6 +74,7 @@ struct KubernetesChurnWorkload: Workload {
         result.metrics["watch_events_expected"] = Double(mutations)
         result.metrics["watch_events_delivered"] = Double(delivered)
         result.metrics["compactions"] = Double(compactions)
+        result.note = watchError
         progress.finish(String(format: "%.0f requests/s, %d/%d watch events, %d compactions",
                                result.metrics[MetricName.throughput] ?? 0, delivered, mutations, compactions))
         return result

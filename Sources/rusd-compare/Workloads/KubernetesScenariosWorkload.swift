@@ -110,7 +110,7 @@ struct KubernetesScenariosWorkload: Workload {
         let seconds = secondsSince(started)
         compactorTask.cancel()
         let compactions = (try? await compactorTask.value) ?? 0
-        let delivered = await watchers.stop(graceSeconds: 0.5)
+        let (delivered, watchError) = await watchers.stop(graceSeconds: 0.5)
         await compactor.close()
         await client.close()
         await watchClient.close()
@@ -124,6 +124,7 @@ struct KubernetesScenariosWorkload: Workload {
         result.metrics["watch_events_expected"] = Double(store.mutations)
         result.metrics["watch_events_delivered"] = Double(delivered)
         result.metrics["compactions"] = Double(compactions)
+        result.note = watchError
         context.progress.finish(String(format: "%.0f ms total, %d requests, %d/%d watch events", seconds * 1000,
                                        store.operations, delivered, store.mutations))
         return result

@@ -23,19 +23,23 @@ struct WatchFanoutWorkload: Workload {
         }
         let expected = puts
         let readers = handles.map { handle in
-            Task { () -> (LatencyHistogram, Int) in
+            Task { () -> (LatencyHistogram, Int, String?) in
                 var histogram = LatencyHistogram()
                 var received = 0
-                for try await batch in handle.events {
-                    let now = monotonicNanos()
-                    for event in batch where event.kv.value.count >= 8 {
-                        let sent = event.kv.value.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-                        histogram.record(nanos: now &- sent)
-                        received += 1
+                do {
+                    for try await batch in handle.events {
+                        let now = monotonicNanos()
+                        for event in batch where event.kv.value.count >= 8 {
+                            let sent = event.kv.value.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                            histogram.record(nanos: now &- sent)
+                            received += 1
+                        }
+                        if received >= expected { break }
                     }
-                    if received >= expected { break }
+                    return (histogram, received, nil)
+                } catch {
+                    return (histogram, received, "\(error)")
                 }
-                return (histogram, received)
             }
         }
         context.progress.begin("  \(name) on \(context.spec.name)", total: puts)
@@ -52,26 +56,33 @@ struct WatchFanoutWorkload: Workload {
         let waitDeadline = monotonicNanos() + 30_000_000_000
         var delivery = LatencyHistogram()
         var delivered = 0
-        let collector = Task { () -> (LatencyHistogram, Int) in
+        let collector = Task { () -> (LatencyHistogram, Int, String?) in
             var all = LatencyHistogram()
             var count = 0
+            var firstError: String?
             for reader in readers {
-                if let (h, n) = try? await reader.value { all.merge(h); count += n }
+                let (h, n, error) = await reader.value
+                all.merge(h)
+                count += n
+                if firstError == nil { firstError = error }
             }
-            return (all, count)
+            return (all, count, firstError)
         }
         let timeout = Task {
             while monotonicNanos() < waitDeadline { try await Task.sleep(nanoseconds: 50_000_000) }
             for handle in handles { await handle.cancel() }
         }
-        (delivery, delivered) = await collector.value
+        let watchError: String?
+        (delivery, delivered, watchError) = await collector.value
         let seconds = secondsSince(started)
         timeout.cancel()
         for handle in handles { await handle.cancel() }
         for c in watchConnections { await c.close() }
         await writer.close()
 
+        if delivered == 0, let watchError { throw SubprocessError(description: watchError) }
         var result = WorkloadResult()
+        result.note = watchError
         result.latency["event delivery"] = delivery.summary()
         result.latency["put"] = putLatency.summary()
         result.operations = puts
