@@ -41,7 +41,11 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     transport.keepalive.interval = TimeAmount(config.keepaliveInterval)
     transport.keepalive.timeout = TimeAmount(config.keepaliveTimeout)
     transport.keepalive.minClientPingInterval = TimeAmount(config.keepaliveMinTime)
-    let http = HTTPEndpoints(server: etcd)
+    let member = LocalMember(name: config.name, peerURLs: config.advertisePeerURLs.map(\.description),
+                             clientURLs: config.advertiseClientURLs.map(\.description),
+                             quotaBackendBytes: config.quotaBackendBytes)
+    let http = HTTPEndpoints(server: etcd, member: member)
+    let quota = QuotaMonitor(server: etcd, member: member)
     transport.http1Handler = { request, loop in loop.makeSucceededFuture(http.respond(to: request)) }
     if !config.certFile.isEmpty {
         transport.tls = GRPCServerTLS(certificateChainFile: config.certFile, privateKeyFile: config.keyFile,
@@ -49,7 +53,7 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
                                       requireClientCertificate: config.clientCertAuth)
     }
     let health = HealthService()
-    let grpc = GRPCServer(services: EtcdServices.all(etcd) + [health.service], configuration: transport, group: group)
+    let grpc = GRPCServer(services: EtcdServices.all(etcd, member: member) + [health.service], configuration: transport, group: group)
 
     for url in config.listenClientURLs {
         do {
@@ -78,6 +82,7 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     shutdown.wait()
     logger.info("received a termination signal; shutting down")
     health.setStatus(.notServing)
+    quota.stop()
     try? grpc.shutdown(gracePeriod: .seconds(5)).wait()
     etcd.close()
     do {
