@@ -65,9 +65,8 @@ public enum MaintenanceService {
                     let result: Result<Etcdserverpb_DefragmentResponse, EtcdError>
                     do {
                         try server.store.engine.reclaimSpace()
-                        var resp = Etcdserverpb_DefragmentResponse()
-                        resp.header = server.header(revision: server.currentRevision)
-                        result = .success(resp)
+                        // etcd answers without a header.
+                        result = .success(Etcdserverpb_DefragmentResponse())
                     } catch {
                         result = .failure(EtcdError(.unknown, "\(error)"))
                     }
@@ -81,9 +80,7 @@ public enum MaintenanceService {
                 guard request.targetID == server.config.memberID else {
                     return responder.fail(GRPCStatus(.failedPrecondition, "etcdserver: bad leader transferee"))
                 }
-                var resp = Etcdserverpb_MoveLeaderResponse()
-                resp.header = server.header(revision: server.currentRevision)
-                responder.succeed(resp)
+                responder.succeed(Etcdserverpb_MoveLeaderResponse())  // etcd answers without a header
             },
             .unary("Downgrade") { (request: Etcdserverpb_DowngradeRequest, _, responder: UnaryResponder<Etcdserverpb_DowngradeResponse>) in
                 responder.complete(now: downgrade(request, server))
@@ -111,8 +108,7 @@ public enum MaintenanceService {
     /// etcd's alarm semantics: GET lists the alarms of the requested type (NONE: all);
     /// ACTIVATE / DEACTIVATE answer with the alarm they changed, or none.
     static func alarm(_ request: Etcdserverpb_AlarmRequest, _ server: EtcdServer, _ member: LocalMember) -> Etcdserverpb_AlarmResponse {
-        var resp = Etcdserverpb_AlarmResponse()
-        resp.header = server.header(revision: server.currentRevision)
+        var resp = Etcdserverpb_AlarmResponse()  // etcd answers without a header
         switch request.action {
         case .get:
             resp.alarms = member.alarms.get(request.alarm)

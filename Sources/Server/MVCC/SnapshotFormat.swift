@@ -115,7 +115,7 @@ public struct SnapshotFile {
         }
         let stored = try reader.read(at: body, count: 32)
         guard sha.finalize() == stored else {
-            throw fail("SHA-256 mismatch: the trailer at offset \(body) does not match the data (corrupt or truncated snapshot)", offset: body)
+            throw fail("SHA-256 mismatch: the 32-byte trailer does not match the data before it (corrupt or truncated snapshot)", offset: body)
         }
         return try parse(reader, body: body) { _, _ in }
     }
@@ -142,7 +142,7 @@ public struct SnapshotFile {
     }
 
     private func fail(_ message: String, offset: Int) -> SnapshotFormat.Failure {
-        SnapshotFormat.Failure(description: "snapshot \(path): \(message) (offset \(offset))")
+        SnapshotFormat.Failure(description: "snapshot \(path), offset \(offset): \(message)")
     }
 
     /// Parses the records of the verified body [0, body).

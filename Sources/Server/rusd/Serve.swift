@@ -7,6 +7,7 @@ import EtcdAPI
 import EtcdServer
 import GRPCTransport
 import Logging
+import MVCC
 import NIOCore
 import NIOPosix
 
@@ -25,6 +26,9 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
 
     let etcd: EtcdServer
     do {
+        let record = "{\"id\":\"\(String(identity.memberID, radix: 16))\",\"name\":\"\(config.name)\","
+            + "\"peerURLs\":[\(config.advertisePeerURLs.map { "\"\($0)\"" }.joined(separator: ","))]}"
+        try StoreBootstrap.bootstrapIfNew(engine, memberID: identity.memberID, memberRecord: Array(record.utf8))
         etcd = try EtcdServer(engine: engine, config: serverConfig)
     } catch {
         fail("cannot start the server on \(config.dataDirectory): \(error)")
