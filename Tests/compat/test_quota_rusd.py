@@ -56,7 +56,7 @@ def test_nospace_alarm_blocks_puts_until_disarmed():
         assert health(server) == (503, {"health": "false", "reason": "ALARM NOSPACE"})
         # Reads, deletes and compaction keep working; txns with a put fail too.
         assert etcdctl(server, "get", "big").returncode == 0
-        txn = subprocess.run(["etcdctl", f"--endpoints={server.endpoint}", "txn"], input="\nput t 1\n\n",
+        txn = subprocess.run(["etcdctl", f"--endpoints={server.endpoint}", "txn"], input="\nput t 1\n\n\n",
                              capture_output=True, text=True, env=dict(os.environ, ETCDCTL_API="3"), timeout=30)
         assert NOSPACE in txn.stderr, txn.stdout + txn.stderr
         assert etcdctl(server, "del", "big").returncode == 0
