@@ -72,6 +72,20 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
             fail("listen tcp \(url.host):\(url.port): \(bindErrorText(error))")
         }
     }
+    // --listen-metrics-urls: the HTTP endpoints (/metrics, /health, ...) without the etcd API
+    // (gRPC calls there answer UNIMPLEMENTED).
+    var metricsTransport = GRPCServerConfiguration()
+    metricsTransport.http1Handler = transport.http1Handler
+    metricsTransport.tls = transport.tls
+    let metrics = GRPCServer(services: [], configuration: metricsTransport, group: group)
+    for url in config.listenMetricsURLs {
+        do {
+            let address = try metrics.bind(url.description).wait()
+            logger.info("serving metrics on \(address.ipAddress ?? url.host):\(address.port ?? url.port)")
+        } catch {
+            fail("listen tcp \(url.host):\(url.port): \(bindErrorText(error))")
+        }
+    }
     logger.info("ready to serve client requests", metadata: ["engine": "\(config.engine)"])
 
     let shutdown = DispatchSemaphore(value: 0)
@@ -88,6 +102,7 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     health.setStatus(.notServing)
     quota.stop()
     try? grpc.shutdown(gracePeriod: .seconds(5)).wait()
+    try? metrics.shutdown(gracePeriod: .seconds(1)).wait()
     etcd.close()
     do {
         try engine.close()
