@@ -112,7 +112,7 @@ final class SnapshotFormatTests: XCTestCase {
         let engine = try Engines.registry.open(Engines.registry.names[0], directory: dir.path + "/src")
         let store = try MVCCStore(engine: engine)
         _ = try applyHistory(store, steps: 20, compactAt: nil)
-        let good = try saveSnapshot(store, to: dir.path + "/good")
+        let good = try saveSnapshot(store, to: dir.path + "/good", chunkSize: 512)
         store.close()
         try engine.close()
         XCTAssertNoThrow(try SnapshotFile(path: dir.path + "/good").verify())
