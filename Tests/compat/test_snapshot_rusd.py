@@ -50,6 +50,7 @@ class DataDirServer(Server):
         self._wait_ready(cmd)
 
     def stop_keep(self) -> None:
+        """Kills the process, keeping the temp root (its log) for the next start."""
         import signal
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
@@ -132,7 +133,7 @@ def test_snapshot_round_trip_through_every_engine(workdir):
             snap = os.path.join(workdir, f"snap{step}.db")
             save_snapshot(restored, snap)
         finally:
-            restored.stop_keep()
+            restored.stop()  # removes its own temp root; the restored data dir is in workdir
 
 
 def test_corrupt_snapshot_is_refused_and_writes_nothing(workdir):
