@@ -73,12 +73,12 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/Server/EtcdServer", exclude: ["README.md"]),
         .target(name: "EtcdAPI", dependencies: [
-            "EtcdServer", "EtcdProto", "GRPCTransport",
+            "EtcdServer", "EtcdProto", "GRPCTransport", "MVCC", "EngineAPI",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/Server/API"),
         .executableTarget(name: "rusd", dependencies: [
-            "Engines", "EtcdServer", "EtcdAPI", "GRPCTransport",
+            "Engines", "EtcdServer", "EtcdAPI", "GRPCTransport", "MVCC",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -106,7 +106,7 @@ let package = Package(
         // In-memory StorageEngine for the MVCC and server unit tests.
         .target(name: "InMemoryEngine", dependencies: ["EngineAPI"], path: "Tests/InMemoryEngine"),
         .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Engines", "InMemoryEngine"], path: "Tests/MVCCTests"),
-        .testTarget(name: "ServerTests", dependencies: ["EtcdServer", "EtcdAPI", "Engines", "InMemoryEngine"],
+        .testTarget(name: "ServerTests", dependencies: ["EtcdServer", "EtcdAPI", "MVCC", "Engines", "InMemoryEngine"],
                     path: "Tests/ServerTests"),
     ],
     swiftLanguageModes: [.v6]

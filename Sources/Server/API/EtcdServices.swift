@@ -5,8 +5,16 @@ import GRPCTransport
 /// UNIMPLEMENTED (the transport's answer for unknown services and methods), which clients such
 /// as kube-apiserver treat as "not supported" (e.g. KV.RangeStream from etcd 3.7).
 public enum EtcdServices {
-    public static func all(_ server: EtcdServer) -> [Service] {
-        [KVService.make(server), LeaseService.make(server)]
+    /// `member` describes this member to Maintenance and Cluster (nil: a member named
+    /// "default" without URLs, for tests).
+    public static func all(_ server: EtcdServer, member: LocalMember? = nil) -> [Service] {
+        let member = member ?? LocalMember(name: "default", peerURLs: [], clientURLs: [])
+        return [
+            KVService.make(server, alarms: member.alarms),
+            LeaseService.make(server),
+            MaintenanceService.make(server, member: member),
+            ClusterService.make(server, member: member),
+        ]
     }
 }
 

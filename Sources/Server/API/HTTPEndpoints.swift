@@ -3,11 +3,17 @@ import GRPCTransport
 
 /// The HTTP/1.1 endpoints etcd serves on its client port: /health, /livez, /readyz, /version,
 /// /metrics.
+///
+/// /health answers `{"health":"true","reason":""}`; while an alarm is active it answers 503
+/// with `{"health":"false","reason":"ALARM NOSPACE"}` (etcd 3.5's shape), unless the alarm is
+/// excluded with `?exclude=NOSPACE`. /metrics: see `PrometheusMetrics`.
 public struct HTTPEndpoints: Sendable {
     let server: EtcdServer
+    let member: LocalMember
 
-    public init(server: EtcdServer) {
+    public init(server: EtcdServer, member: LocalMember? = nil) {
         self.server = server
+        self.member = member ?? LocalMember(name: "default", peerURLs: [], clientURLs: [])
     }
 
     public func respond(to request: HTTP1Request) -> HTTP1Response {
@@ -16,31 +22,36 @@ public struct HTTPEndpoints: Sendable {
         }
         switch request.path {
         case "/health":
-            return HTTP1Response(status: 200, contentType: "application/json", body: "{\"health\":\"true\",\"reason\":\"\"}")
+            return health(excluding: Self.queryValues(request.uri, "exclude"))
         case "/livez", "/readyz":
             return HTTP1Response(status: 200, body: "ok")
         case "/version":
             return HTTP1Response(status: 200, contentType: "application/json",
                                  body: "{\"etcdserver\":\"\(ReportedVersion.server)\",\"etcdcluster\":\"\(ReportedVersion.cluster)\"}")
         case "/metrics":
-            return HTTP1Response(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metricsText())
+            return HTTP1Response(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                                 body: PrometheusMetrics(server: server, member: member).text())
         default:
             return HTTP1Response(status: 404, body: "404 page not found\n")
         }
     }
 
-    private func metricsText() -> String {
-        """
-        # HELP etcd_server_has_leader Whether or not a leader exists. 1 is existence, 0 is not.
-        # TYPE etcd_server_has_leader gauge
-        etcd_server_has_leader 1
-        # HELP etcd_server_is_leader Whether or not this member is a leader. 1 if is, 0 otherwise.
-        # TYPE etcd_server_is_leader gauge
-        etcd_server_is_leader 1
-        # HELP etcd_debugging_mvcc_current_revision The current revision of store.
-        # TYPE etcd_debugging_mvcc_current_revision gauge
-        etcd_debugging_mvcc_current_revision \(server.currentRevision)
+    private func health(excluding excluded: [String]) -> HTTP1Response {
+        for alarm in member.alarms.get() {
+            let name = AlarmList.name(alarm.alarm)
+            if excluded.contains(name) { continue }
+            return HTTP1Response(status: 503, contentType: "application/json",
+                                 body: "{\"health\":\"false\",\"reason\":\"ALARM \(name)\"}")
+        }
+        return HTTP1Response(status: 200, contentType: "application/json", body: "{\"health\":\"true\",\"reason\":\"\"}")
+    }
 
-        """
+    /// The values of query parameter `name` in `uri` (no percent-decoding: alarm names need none).
+    static func queryValues(_ uri: String, _ name: String) -> [String] {
+        guard let q = uri.firstIndex(of: "?") else { return [] }
+        return uri[uri.index(after: q)...].split(separator: "&").compactMap { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            return parts.count == 2 && parts[0] == name ? String(parts[1]) : nil
+        }
     }
 }

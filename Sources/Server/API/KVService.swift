@@ -7,8 +7,11 @@ import GRPCTransport
 /// Range is answered on the connection's event loop, synchronously (no thread hop). Writes are
 /// handed to the server's ordered log; their responses are written from the event loop once the
 /// write is durable.
+///
+/// While `alarms` has NOSPACE, Put and Txns with puts fail with "etcdserver: mvcc: database
+/// space exceeded" (see `SpaceQuota`).
 public enum KVService {
-    public static func make(_ server: EtcdServer) -> Service {
+    public static func make(_ server: EtcdServer, alarms: AlarmList? = nil) -> Service {
         Service(name: "etcdserverpb.KV", methods: [
             .unary("Range") { (request: Etcdserverpb_RangeRequest, _, responder: UnaryResponder<Etcdserverpb_RangeResponse>) in
                 do throws(EtcdError) {
@@ -18,12 +21,14 @@ public enum KVService {
                 }
             },
             .unary("Put") { (request: Etcdserverpb_PutRequest, context, responder: UnaryResponder<Etcdserverpb_PutResponse>) in
+                if alarms?.noSpace == true { return responder.fail(GRPCStatus(EtcdError.noSpace)) }
                 server.put(request) { responder.complete($0, on: context) }
             },
             .unary("DeleteRange") { (request: Etcdserverpb_DeleteRangeRequest, context, responder: UnaryResponder<Etcdserverpb_DeleteRangeResponse>) in
                 server.deleteRange(request) { responder.complete($0, on: context) }
             },
             .unary("Txn") { (request: Etcdserverpb_TxnRequest, context, responder: UnaryResponder<Etcdserverpb_TxnResponse>) in
+                if alarms?.noSpace == true && SpaceQuota.adds(request) { return responder.fail(GRPCStatus(EtcdError.noSpace)) }
                 server.txn(request) { responder.complete($0, on: context) }
             },
             .unary("Compact") { (request: Etcdserverpb_CompactionRequest, context, responder: UnaryResponder<Etcdserverpb_CompactionResponse>) in

@@ -7,6 +7,7 @@ import EtcdAPI
 import EtcdServer
 import GRPCTransport
 import Logging
+import MVCC
 import NIOCore
 import NIOPosix
 
@@ -25,6 +26,9 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
 
     let etcd: EtcdServer
     do {
+        let record = "{\"id\":\"\(String(identity.memberID, radix: 16))\",\"name\":\"\(config.name)\","
+            + "\"peerURLs\":[\(config.advertisePeerURLs.map { "\"\($0)\"" }.joined(separator: ","))]}"
+        try StoreBootstrap.bootstrapIfNew(engine, memberID: identity.memberID, memberRecord: Array(record.utf8))
         etcd = try EtcdServer(engine: engine, config: serverConfig)
     } catch {
         fail("cannot start the server on \(config.dataDirectory): \(error)")
@@ -41,7 +45,11 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     transport.keepalive.interval = TimeAmount(config.keepaliveInterval)
     transport.keepalive.timeout = TimeAmount(config.keepaliveTimeout)
     transport.keepalive.minClientPingInterval = TimeAmount(config.keepaliveMinTime)
-    let http = HTTPEndpoints(server: etcd)
+    let member = LocalMember(name: config.name, peerURLs: config.advertisePeerURLs.map(\.description),
+                             clientURLs: config.advertiseClientURLs.map(\.description),
+                             quotaBackendBytes: config.quotaBackendBytes)
+    let http = HTTPEndpoints(server: etcd, member: member)
+    let quota = QuotaMonitor(server: etcd, member: member)
     transport.http1Handler = { request, loop in loop.makeSucceededFuture(http.respond(to: request)) }
     if !config.certFile.isEmpty {
         transport.tls = GRPCServerTLS(certificateChainFile: config.certFile, privateKeyFile: config.keyFile,
@@ -49,7 +57,7 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
                                       requireClientCertificate: config.clientCertAuth)
     }
     let health = HealthService()
-    let grpc = GRPCServer(services: EtcdServices.all(etcd) + [health.service], configuration: transport, group: group)
+    let grpc = GRPCServer(services: EtcdServices.all(etcd, member: member) + [health.service], configuration: transport, group: group)
 
     for url in config.listenClientURLs {
         do {
@@ -60,6 +68,20 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
             } else {
                 logger.warning("serving insecure client requests on \(hostPort), this is strongly discouraged!", metadata: ["address": "\(hostPort)"])
             }
+        } catch {
+            fail("listen tcp \(url.host):\(url.port): \(bindErrorText(error))")
+        }
+    }
+    // --listen-metrics-urls: the HTTP endpoints (/metrics, /health, ...) without the etcd API
+    // (gRPC calls there answer UNIMPLEMENTED).
+    var metricsTransport = GRPCServerConfiguration()
+    metricsTransport.http1Handler = transport.http1Handler
+    metricsTransport.tls = transport.tls
+    let metrics = GRPCServer(services: [], configuration: metricsTransport, group: group)
+    for url in config.listenMetricsURLs {
+        do {
+            let address = try metrics.bind(url.description).wait()
+            logger.info("serving metrics on \(address.ipAddress ?? url.host):\(address.port ?? url.port)")
         } catch {
             fail("listen tcp \(url.host):\(url.port): \(bindErrorText(error))")
         }
@@ -78,7 +100,9 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     shutdown.wait()
     logger.info("received a termination signal; shutting down")
     health.setStatus(.notServing)
+    quota.stop()
     try? grpc.shutdown(gracePeriod: .seconds(5)).wait()
+    try? metrics.shutdown(gracePeriod: .seconds(1)).wait()
     etcd.close()
     do {
         try engine.close()

@@ -13,6 +13,7 @@ func fail(_ message: String, code: Int32 = 1) -> Never {
 }
 
 let arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.first == "snapshot" { SnapshotCommand.run(Array(arguments.dropFirst())) }
 let environment: [String: String] = {
     var env: [String: String] = [:]
     var cursor = environ

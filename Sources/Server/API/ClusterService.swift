@@ -1,0 +1,71 @@
+import EtcdProto
+import EtcdServer
+import GRPCTransport
+
+/// etcd's `etcdserverpb.Cluster` service for a single member without peers.
+///
+/// MemberList returns this member (ID from `EtcdServerConfig.memberID`, name and URLs from
+/// `LocalMember`). Membership changes answer as a single-member etcd with
+/// --strict-reconfig-check does (checked against etcd 3.4.23):
+/// - MemberRemove / MemberPromote / MemberUpdate of an unknown ID: NOT_FOUND
+///   "etcdserver: member not found".
+/// - MemberRemove of this member: "etcdserver: re-configuration failed due to not enough
+///   started members"; MemberPromote of it: "etcdserver: can only promote a learner member".
+/// - MemberUpdate of this member: accepted (peer URLs kept in memory, see `LocalMember`).
+/// - MemberAdd with this member's peer URLs: "etcdserver: Peer URLs already exists".
+/// - MemberAdd otherwise: deliberate difference. etcd accepts a second member on a
+///   one-member cluster and then has no quorum until it starts; rusd has no peer transport, so
+///   the new member could never start: it refuses with etcd's "re-configuration failed due to
+///   not enough started members" (FAILED_PRECONDITION) instead of losing quorum.
+public enum ClusterService {
+    static let memberNotFound = EtcdError(.notFound, "etcdserver: member not found")
+    static let notEnoughStarted = EtcdError(.failedPrecondition, "etcdserver: re-configuration failed due to not enough started members")
+    static let notLearner = EtcdError(.failedPrecondition, "etcdserver: can only promote a learner member")
+    static let peerURLExists = EtcdError(.failedPrecondition, "etcdserver: Peer URLs already exists")
+
+    public static func make(_ server: EtcdServer, member: LocalMember) -> Service {
+        @Sendable func members() -> [Etcdserverpb_Member] {
+            var m = Etcdserverpb_Member()
+            m.id = server.config.memberID
+            m.name = member.name
+            m.peerUrls = member.peerURLs
+            m.clientUrls = member.clientURLs
+            m.isLearner = false
+            return [m]
+        }
+        @Sendable func header() -> Etcdserverpb_ResponseHeader {
+            var h = server.header(revision: 0)
+            h.revision = 0
+            return h
+        }
+        return Service(name: "etcdserverpb.Cluster", methods: [
+            .unary("MemberList") { (_: Etcdserverpb_MemberListRequest, _, responder: UnaryResponder<Etcdserverpb_MemberListResponse>) in
+                var resp = Etcdserverpb_MemberListResponse()
+                resp.header = header()
+                resp.members = members()
+                responder.succeed(resp)
+            },
+            .unary("MemberAdd") { (request: Etcdserverpb_MemberAddRequest, _, responder: UnaryResponder<Etcdserverpb_MemberAddResponse>) in
+                let ours = Set(member.peerURLs)
+                if request.peerUrls.contains(where: ours.contains) {
+                    return responder.fail(GRPCStatus(peerURLExists))
+                }
+                responder.fail(GRPCStatus(notEnoughStarted))
+            },
+            .unary("MemberRemove") { (request: Etcdserverpb_MemberRemoveRequest, _, responder: UnaryResponder<Etcdserverpb_MemberRemoveResponse>) in
+                responder.fail(GRPCStatus(request.id == server.config.memberID ? notEnoughStarted : memberNotFound))
+            },
+            .unary("MemberUpdate") { (request: Etcdserverpb_MemberUpdateRequest, _, responder: UnaryResponder<Etcdserverpb_MemberUpdateResponse>) in
+                guard request.id == server.config.memberID else { return responder.fail(GRPCStatus(memberNotFound)) }
+                member.setPeerURLs(request.peerUrls)
+                var resp = Etcdserverpb_MemberUpdateResponse()
+                resp.header = header()
+                resp.members = members()
+                responder.succeed(resp)
+            },
+            .unary("MemberPromote") { (request: Etcdserverpb_MemberPromoteRequest, _, responder: UnaryResponder<Etcdserverpb_MemberPromoteResponse>) in
+                responder.fail(GRPCStatus(request.id == server.config.memberID ? notLearner : memberNotFound))
+            },
+        ])
+    }
+}

@@ -1,0 +1,192 @@
+import Dispatch
+import struct Foundation.Data
+import EngineAPI
+import EtcdProto
+import EtcdServer
+import GRPCTransport
+import MVCC
+import Synchronization
+
+/// etcd's `etcdserverpb.Maintenance` service for a single member that is its own leader.
+///
+/// - Status: version = `ReportedVersion.server`, dbSize / dbSizeInUse = the engine's disk and
+///   live bytes, leader = this member, raftIndex = raftAppliedIndex = the applied log index,
+///   errors = the active alarms.
+/// - Hash / HashKV: `MVCCStore.hashAll` / `hashKV` (numbers differ from etcd's: different
+///   storage layout; equal across rusd's engines for the same history).
+/// - Snapshot: `MVCCStore.writeSnapshot` streamed in 32 KiB messages from a background thread
+///   that waits while the stream is not writable (flow control); see `SnapshotFormat`.
+/// - Defragment: `StorageEngine.reclaimSpace()` off the event loop.
+/// - Alarm: GET / ACTIVATE / DEACTIVATE on the member's `AlarmList`.
+/// - MoveLeader: to itself succeeds, to any other ID "etcdserver: bad leader transferee".
+/// - Downgrade: as etcd 3.5 validates it; enabling a downgrade is refused (rusd cannot write an
+///   older storage format).
+/// Scans (hashes, snapshot, defragment) run on background threads, never on the event loop.
+public enum MaintenanceService {
+    static let snapshotChunkSize = 32 * 1024
+
+    public static func make(_ server: EtcdServer, member: LocalMember) -> Service {
+        Service(name: "etcdserverpb.Maintenance", methods: [
+            .unary("Status") { (_: Etcdserverpb_StatusRequest, _, responder: UnaryResponder<Etcdserverpb_StatusResponse>) in
+                responder.complete(now: status(server, member))
+            },
+            .unary("Alarm") { (request: Etcdserverpb_AlarmRequest, _, responder: UnaryResponder<Etcdserverpb_AlarmResponse>) in
+                responder.succeed(alarm(request, server, member))
+            },
+            .unary("Hash") { (_: Etcdserverpb_HashRequest, context, responder: UnaryResponder<Etcdserverpb_HashResponse>) in
+                DispatchQueue.global().async {
+                    let result = Result { () throws(MVCCError) in try server.store.hashAll() }
+                        .mapError { EtcdError($0) }
+                        .map { h in
+                            var resp = Etcdserverpb_HashResponse()
+                            resp.header = server.header(revision: h.currentRevision)
+                            resp.hash = h.hash
+                            return resp
+                        }
+                    responder.complete(result, on: context)
+                }
+            },
+            .unary("HashKV") { (request: Etcdserverpb_HashKVRequest, context, responder: UnaryResponder<Etcdserverpb_HashKVResponse>) in
+                DispatchQueue.global().async {
+                    let result = Result { () throws(MVCCError) in try server.store.hashKV(revision: request.revision) }
+                        .mapError { EtcdError($0) }
+                        .map { h in
+                            var resp = Etcdserverpb_HashKVResponse()
+                            resp.header = server.header(revision: h.currentRevision)
+                            resp.hash = h.hash
+                            resp.compactRevision = h.compactRevision
+                            return resp
+                        }
+                    responder.complete(result, on: context)
+                }
+            },
+            .unary("Defragment") { (_: Etcdserverpb_DefragmentRequest, context, responder: UnaryResponder<Etcdserverpb_DefragmentResponse>) in
+                DispatchQueue.global().async {
+                    let result: Result<Etcdserverpb_DefragmentResponse, EtcdError>
+                    do {
+                        try server.store.engine.reclaimSpace()
+                        // etcd answers without a header.
+                        result = .success(Etcdserverpb_DefragmentResponse())
+                    } catch {
+                        result = .failure(EtcdError(.unknown, "\(error)"))
+                    }
+                    responder.complete(result, on: context)
+                }
+            },
+            .serverStreaming("Snapshot") { (_: Etcdserverpb_SnapshotRequest, stream: ServerStream<Etcdserverpb_SnapshotResponse>) in
+                SnapshotSender(server: server, stream: stream).start()
+            },
+            .unary("MoveLeader") { (request: Etcdserverpb_MoveLeaderRequest, _, responder: UnaryResponder<Etcdserverpb_MoveLeaderResponse>) in
+                guard request.targetID == server.config.memberID else {
+                    return responder.fail(GRPCStatus(.failedPrecondition, "etcdserver: bad leader transferee"))
+                }
+                responder.succeed(Etcdserverpb_MoveLeaderResponse())  // etcd answers without a header
+            },
+            .unary("Downgrade") { (request: Etcdserverpb_DowngradeRequest, _, responder: UnaryResponder<Etcdserverpb_DowngradeResponse>) in
+                responder.complete(now: downgrade(request, server))
+            },
+        ])
+    }
+
+    static func status(_ server: EtcdServer, _ member: LocalMember) -> Result<Etcdserverpb_StatusResponse, EtcdError> {
+        let stats: EngineStats
+        do { stats = try server.store.engine.stats() } catch { return .failure(EtcdError(.unknown, "\(error)")) }
+        var resp = Etcdserverpb_StatusResponse()
+        resp.header = server.header(revision: server.currentRevision)
+        resp.version = ReportedVersion.server
+        resp.dbSize = Int64(clamping: stats.diskBytes)
+        resp.dbSizeInUse = Int64(clamping: stats.liveBytes)
+        resp.leader = server.config.memberID
+        resp.raftIndex = server.appliedIndex
+        resp.raftAppliedIndex = server.appliedIndex
+        resp.raftTerm = server.config.raftTerm
+        resp.isLearner = false
+        resp.errors = member.alarms.get().map(AlarmList.describe)
+        return .success(resp)
+    }
+
+    /// etcd's alarm semantics: GET lists the alarms of the requested type (NONE: all);
+    /// ACTIVATE / DEACTIVATE answer with the alarm they changed, or none.
+    static func alarm(_ request: Etcdserverpb_AlarmRequest, _ server: EtcdServer, _ member: LocalMember) -> Etcdserverpb_AlarmResponse {
+        var resp = Etcdserverpb_AlarmResponse()  // etcd answers without a header
+        switch request.action {
+        case .get:
+            resp.alarms = member.alarms.get(request.alarm)
+        case .activate:
+            if let m = member.alarms.activate(request.alarm, memberID: request.memberID) { resp.alarms = [m] }
+        case .deactivate:
+            if let m = member.alarms.deactivate(request.alarm, memberID: request.memberID) { resp.alarms = [m] }
+        case .UNRECOGNIZED:
+            break
+        }
+        return resp
+    }
+
+    /// etcd 3.5's Downgrade on a member that reports `ReportedVersion.cluster`: the target must
+    /// be one minor version below the cluster's.
+    static func downgrade(_ request: Etcdserverpb_DowngradeRequest, _ server: EtcdServer) -> Result<Etcdserverpb_DowngradeResponse, EtcdError> {
+        let cluster = ReportedVersion.cluster.split(separator: ".").compactMap { Int($0) }
+        var resp = Etcdserverpb_DowngradeResponse()
+        resp.header = server.header(revision: server.currentRevision)
+        resp.version = cluster.prefix(2).map(String.init).joined(separator: ".")
+        switch request.action {
+        case .cancel:
+            return .failure(EtcdError(.failedPrecondition, "etcdserver: no inflight downgrade job"))
+        case .validate, .enable:
+            let target = request.version.split(separator: ".").compactMap { Int($0) }
+            guard target.count >= 2, cluster.count >= 2, target[0] == cluster[0], target[1] == cluster[1] - 1 else {
+                return .failure(EtcdError(.invalidArgument, "etcdserver: invalid downgrade target version"))
+            }
+            if request.action == .enable {
+                return .failure(EtcdError(.failedPrecondition, "etcdserver: rusd cannot downgrade its storage to etcd \(request.version)"))
+            }
+            return .success(resp)
+        case .UNRECOGNIZED:
+            return .failure(EtcdError(.invalidArgument, "etcdserver: unknown downgrade action"))
+        }
+    }
+}
+
+/// Streams one snapshot: a background thread produces the chunks and waits whenever the
+/// stream is above its high watermark, so a slow client never makes the server buffer the
+/// whole store. Stops when the client cancels.
+final class SnapshotSender: Sendable {
+    let server: EtcdServer
+    let stream: ServerStream<Etcdserverpb_SnapshotResponse>
+    private let wake = DispatchSemaphore(value: 0)
+
+    init(server: EtcdServer, stream: ServerStream<Etcdserverpb_SnapshotResponse>) {
+        self.server = server
+        self.stream = stream
+    }
+
+    func start() {
+        stream.setOnWritable { [wake] in wake.signal() }
+        stream.setOnCancel { [wake] in wake.signal() }
+        DispatchQueue.global().async { self.run() }
+    }
+
+    private func run() {
+        let header = server.header(revision: server.currentRevision)
+        let estimate = (try? server.store.engine.stats().liveBytes).map { Int($0) } ?? 0
+        var sent = 0
+        do throws(MVCCError) {
+            try server.store.writeSnapshot(chunkSize: MaintenanceService.snapshotChunkSize) { chunk in
+                if stream.isCancelled { return false }
+                var resp = Etcdserverpb_SnapshotResponse()
+                resp.header = header
+                resp.blob = Data(chunk)
+                sent += chunk.count
+                resp.remainingBytes = UInt64(max(0, estimate - sent))
+                stream.send(resp)
+                while !stream.isWritable && !stream.isCancelled {
+                    _ = wake.wait(timeout: .now() + .milliseconds(200))
+                }
+                return !stream.isCancelled
+            }
+            stream.finish()
+        } catch {
+            stream.finish(GRPCStatus(EtcdError(error)))
+        }
+    }
+}

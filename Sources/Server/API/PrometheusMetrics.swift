@@ -1,0 +1,92 @@
+import EngineAPI
+import EtcdServer
+
+/// The /metrics page in Prometheus text format 0.0.4, generated from the server's current
+/// numbers at each scrape. Names are etcd's where they mean the same thing; rusd_* are rusd's
+/// own (engine and group-commit numbers).
+///
+/// Not yet exported (need timing hooks in the applier and transport): etcd_disk_wal_fsync_
+/// duration_seconds, etcd_disk_backend_commit_duration_seconds, grpc_server_handled_total,
+/// grpc_server_started_total.
+struct PrometheusMetrics {
+    let server: EtcdServer
+    let member: LocalMember
+
+    func text() -> String {
+        var out = ""
+        func family(_ name: String, _ type: String, _ help: String, _ samples: [(String, String)]) {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+            for (labels, value) in samples { out += "\(name)\(labels) \(value)\n" }
+        }
+        func one(_ name: String, _ type: String, _ help: String, _ value: String, labels: String = "") {
+            family(name, type, help, [(labels, value)])
+        }
+        let read = server.store.read()
+        let stats = try? server.store.engine.stats()
+        let engine = Self.escape(server.store.engine.name)
+
+        one("etcd_server_has_leader", "gauge", "Whether or not a leader exists. 1 is existence, 0 is not.", "1")
+        one("etcd_server_is_leader", "gauge", "Whether or not this member is a leader. 1 if is, 0 otherwise.", "1")
+        one("etcd_server_is_learner", "gauge", "Whether or not this member is a learner. 1 if is, 0 otherwise.", "0")
+        one("etcd_server_leader_changes_seen_total", "counter", "The number of leader changes seen.", "1")
+        one("etcd_server_id", "gauge", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.", "1",
+            labels: "{server_id=\"\(String(server.config.memberID, radix: 16))\"}")
+        one("etcd_server_version", "gauge", "Which version is running. 1 for 'server_version' label with current version.", "1",
+            labels: "{server_version=\"\(Self.escape(ReportedVersion.server))\"}")
+        one("etcd_cluster_version", "gauge", "Which version is running. 1 for 'cluster_version' label with current cluster version", "1",
+            labels: "{cluster_version=\"\(Self.escape(Self.majorMinor(ReportedVersion.cluster)))\"}")
+        one("etcd_server_proposals_committed_total", "gauge", "The total number of consensus proposals committed.", "\(read.appliedIndex)")
+        one("etcd_server_proposals_applied_total", "gauge", "The total number of consensus proposals applied.", "\(read.appliedIndex)")
+        one("etcd_server_proposals_pending", "gauge", "The current number of pending proposals to commit.", "0")
+        one("etcd_server_quota_backend_bytes", "gauge", "Current backend storage quota size in bytes.", "\(member.quotaBackendBytes)")
+        one("etcd_debugging_mvcc_keys_total", "gauge", "Total number of keys.", "\(read.indexedKeyCount)")
+        one("etcd_debugging_mvcc_current_revision", "gauge", "The current revision of store.", "\(read.revision)")
+        one("etcd_debugging_mvcc_compact_revision", "gauge", "The revision of the last compaction in store.", "\(read.compactRevision)")
+        if let stats {
+            one("etcd_mvcc_db_total_size_in_bytes", "gauge", "Total size of the underlying database physically allocated in bytes.", "\(stats.diskBytes)")
+            one("etcd_mvcc_db_total_size_in_use_in_bytes", "gauge", "Total size of the underlying database logically in use in bytes.", "\(stats.liveBytes)")
+            one("rusd_engine_bytes_written_total", "counter", "Bytes the storage engine wrote to its files since start (WAL, tables, pages).",
+                "\(stats.bytesWrittenSinceOpen)", labels: "{engine=\"\(engine)\"}")
+            one("rusd_engine_disk_bytes", "gauge", "Bytes of the storage engine's files on disk.", "\(stats.diskBytes)", labels: "{engine=\"\(engine)\"}")
+            one("rusd_engine_live_bytes", "gauge", "Bytes of live keys and values in the storage engine.", "\(stats.liveBytes)", labels: "{engine=\"\(engine)\"}")
+            if let entries = stats.entryCount {
+                one("rusd_engine_entries", "gauge", "Live entries in the storage engine.", "\(entries)", labels: "{engine=\"\(engine)\"}")
+            }
+            if !stats.details.isEmpty {
+                family("rusd_engine_detail", "gauge", "Engine-specific numbers (flushes, compactions, level sizes, stalls), by name.",
+                       stats.details.sorted { $0.key < $1.key }.map { ("{engine=\"\(engine)\",name=\"\(Self.escape($0.key))\"}", Self.number($0.value)) })
+            }
+        }
+        one("rusd_server_group_commits_total", "counter", "Synced engine writes of the applier (each commits a group of log entries).",
+            "\(server.groupCommitCount)")
+        family("rusd_server_alarms", "gauge", "Active alarms by type.",
+               ["NOSPACE", "CORRUPT"].map { name in
+                   ("{alarm=\"\(name)\"}", "\(member.alarms.get().filter { AlarmList.name($0.alarm) == name }.count)")
+               })
+        return out
+    }
+
+    static func escape(_ s: String) -> String {
+        var out = ""
+        for c in s {
+            switch c {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.append(c)
+            }
+        }
+        return out
+    }
+
+    static func number(_ v: Double) -> String {
+        if v.isNaN { return "NaN" }
+        if v.isInfinite { return v > 0 ? "+Inf" : "-Inf" }
+        if v == v.rounded(), abs(v) < 1e15 { return "\(Int64(v))" }
+        return "\(v)"
+    }
+
+    static func majorMinor(_ version: String) -> String {
+        version.split(separator: ".").prefix(2).joined(separator: ".")
+    }
+}
