@@ -6,7 +6,7 @@ import GRPCTransport
 /// as kube-apiserver treat as "not supported" (e.g. KV.RangeStream from etcd 3.7).
 public enum EtcdServices {
     public static func all(_ server: EtcdServer) -> [Service] {
-        [KVService.make(server), LeaseService.make(server)]
+        [KVService.make(server), LeaseService.make(server), AuthService.make(server)]
     }
 }
 
