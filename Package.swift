@@ -70,11 +70,11 @@ let package = Package(
         // Auth state, password hashing (bcrypt via libxcrypt) and tokens; no gRPC, no store.
         .systemLibrary(name: "CCrypt", path: "Sources/CCrypt", providers: [.apt(["libcrypt-dev"])]),
         .target(name: "Auth", dependencies: ["CCrypt"], path: "Sources/Server/Auth"),
-        .target(name: "MVCC", dependencies: ["EngineAPI"], path: "Sources/Server/MVCC"),
+        .target(name: "MVCC", dependencies: ["EngineAPI"], path: "Sources/Server/MVCC", exclude: ["README.md"]),
         .target(name: "EtcdServer", dependencies: [
             "EngineAPI", "MVCC", "EtcdProto", "Auth",
             .product(name: "Logging", package: "swift-log"),
-        ], path: "Sources/Server/EtcdServer"),
+        ], path: "Sources/Server/EtcdServer", exclude: ["README.md"]),
         .target(name: "EtcdAPI", dependencies: [
             "EtcdServer", "EtcdProto", "GRPCTransport", "Auth",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -92,3 +92,34 @@ final class LevelDBEngineTests: XCTestCase {
         XCTAssertEqual(tables.map(\.size), [1234, 99])
     }
 }
+
+extension LevelDBEngineTests {
+    func testTableKeyRangeLookup() {
+        let sstables = """
+        --- level 0 ---
+         7:500['a\\x00b' @ 3 : 1 .. 'c' @ 9 : 1]
+        --- level 1 ---
+         5:1234['b' @ 1 : 1 .. 'z\\xff' @ 2 : 1]
+        """
+        XCTAssertEqual(LevelDBTableCheck.tables(containing: [0x61, 0x00, 0x63], sstables: sstables), [7])
+        XCTAssertEqual(LevelDBTableCheck.tables(containing: Array("bb".utf8), sstables: sstables), [7, 5])
+        XCTAssertEqual(LevelDBTableCheck.tables(containing: [0x7A, 0xFF], sstables: sstables), [5])
+        XCTAssertEqual(LevelDBTableCheck.tables(containing: [0x7A, 0xFF, 0x00], sstables: sstables), [])
+    }
+}
+
+extension LevelDBEngineTests {
+    /// A creation killed between MANIFEST-000001 and CURRENT (found by the hard-kill check)
+    /// leaves a directory LevelDB can create its store in again.
+    func testCreationCutShortCanBeRedone() throws {
+        try PosixFiles.makeDirectories(directory)
+        try PosixFiles.write(Array("partial".utf8), to: directory + "/MANIFEST-000001", create: true)
+        try PosixFiles.write([], to: directory + "/LOCK", create: true)
+        let engine = try LevelDBEngine.open(directory: directory)
+        defer { try? engine.close() }
+        var batch = WriteBatch()
+        batch.put(Array("k".utf8), Array("v".utf8))
+        try engine.write(batch, sync: true)
+        XCTAssertEqual(try engine.get(Array("k".utf8)), Array("v".utf8))
+    }
+}

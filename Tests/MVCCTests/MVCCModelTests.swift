@@ -11,7 +11,7 @@ final class MVCCModelTests: XCTestCase {
 
     /// key → versions in revision order (value nil = deleted).
     var model: [[UInt8]: [Version]] = [:]
-    var revision: Int64 = 0
+    var revision: Int64 = 1      // a new store is at revision 1
     var compacted: Int64 = 0
 
     func modelGet(_ key: [UInt8], at rev: Int64) -> Version? {
@@ -82,7 +82,8 @@ final class MVCCModelTests: XCTestCase {
         let read = store.read()
         XCTAssertEqual(read.revision, revision)
         for _ in 0..<6 {
-            let at = compacted + Int64(g.next() % UInt64(revision - compacted + 1))
+            let low = max(compacted, 1)
+            let at = low + Int64(g.next() % UInt64(revision - low + 1))
             let all = try read.range(.range([0], nil), RangeOptions(revision: at))
             let expected = model.keys.filter { modelGet($0, at: at) != nil }.sorted { $0.lexicographicallyPrecedes($1) }
             XCTAssertEqual(all.kvs.map(\.key), expected, "seed \(seed) at \(at)")

@@ -30,32 +30,34 @@ final class MVCCStoreTests: XCTestCase {
     func testRevisionsAndVersionsFollowEtcd() throws {
         let store = try MVCCStore(engine: InMemoryEngine())
         let w = store.writer
-        XCTAssertEqual(try w.putNow("a", "1"), 1)
-        XCTAssertEqual(try w.putNow("a", "2"), 2)
-        XCTAssertEqual(try w.putNow("b", "x"), 3)
-        XCTAssertEqual(try w.deleteNow(.single(b("a"))), 4)
-        XCTAssertEqual(try w.putNow("a", "3"), 5)
+        // A new store is at revision 1; the first write gets 2 (as etcd).
+        XCTAssertEqual(store.currentRevision, 1)
+        XCTAssertEqual(try w.putNow("a", "1"), 2)
+        XCTAssertEqual(try w.putNow("a", "2"), 3)
+        XCTAssertEqual(try w.putNow("b", "x"), 4)
+        XCTAssertEqual(try w.deleteNow(.single(b("a"))), 5)
+        XCTAssertEqual(try w.putNow("a", "3"), 6)
 
         let r = try store.read().range(.range(b("a"), nil))
-        XCTAssertEqual(r.revision, 5)
+        XCTAssertEqual(r.revision, 6)
         XCTAssertEqual(r.count, 2)
-        // a was re-created at 5: create 5, mod 5, version 1; b: create 3, mod 3, version 1.
-        XCTAssertEqual(r.kvs.map { [$0.createRevision, $0.modRevision, $0.version] }, [[5, 5, 1], [3, 3, 1]])
+        // a was re-created at 6: create 6, mod 6, version 1; b: create 4, mod 4, version 1.
+        XCTAssertEqual(r.kvs.map { [$0.createRevision, $0.modRevision, $0.version] }, [[6, 6, 1], [4, 4, 1]])
         XCTAssertEqual(r.kvs.map { String(decoding: $0.value, as: UTF8.self) }, ["3", "x"])
 
         // Historical reads see the old versions; header revision stays current.
-        let at2 = try store.read().range(.single(b("a")), RangeOptions(revision: 2))
-        XCTAssertEqual(at2.kvs.first?.value, b("2"))
-        XCTAssertEqual(at2.kvs.first?.version, 2)
-        XCTAssertEqual(at2.kvs.first?.createRevision, 1)
-        XCTAssertEqual(at2.revision, 5)
-        XCTAssertEqual(try store.read().range(.single(b("a")), RangeOptions(revision: 4)).count, 0)
+        let at3 = try store.read().range(.single(b("a")), RangeOptions(revision: 3))
+        XCTAssertEqual(at3.kvs.first?.value, b("2"))
+        XCTAssertEqual(at3.kvs.first?.version, 2)
+        XCTAssertEqual(at3.kvs.first?.createRevision, 2)
+        XCTAssertEqual(at3.revision, 6)
+        XCTAssertEqual(try store.read().range(.single(b("a")), RangeOptions(revision: 5)).count, 0)
 
-        XCTAssertThrowsError(try store.read().range(.single(b("a")), RangeOptions(revision: 6))) {
+        XCTAssertThrowsError(try store.read().range(.single(b("a")), RangeOptions(revision: 7))) {
             XCTAssertEqual($0 as? MVCCError, .futureRevision)
         }
         // A delete of nothing costs no revision.
-        XCTAssertEqual(try w.deleteNow(.single(b("zzz"))), 5)
+        XCTAssertEqual(try w.deleteNow(.single(b("zzz"))), 6)
     }
 
     func testRangeSpansLimitAndCount() throws {
@@ -83,19 +85,19 @@ final class MVCCStoreTests: XCTestCase {
         let w = store.writer
         try w.putNow("x", "0")
         w.beginTxn()
-        XCTAssertEqual(w.txnReadRevision, 1)
+        XCTAssertEqual(w.txnReadRevision, 2)
         try w.put(b("x"), b("1"), lease: 0)
         try w.put(b("y"), b("1"), lease: 7)
-        XCTAssertEqual(w.txnReadRevision, 2)
+        XCTAssertEqual(w.txnReadRevision, 3)
         let inside = try w.range(.range(b("x"), b("z")))
-        XCTAssertEqual(inside.kvs.map(\.modRevision), [2, 2])
-        XCTAssertEqual(inside.revision, 2)
+        XCTAssertEqual(inside.kvs.map(\.modRevision), [3, 3])
+        XCTAssertEqual(inside.revision, 3)
         // Not visible to readers before commit.
         XCTAssertEqual(try store.read().range(.single(b("y"))).count, 0)
-        XCTAssertEqual(w.endTxn(), 2)
+        XCTAssertEqual(w.endTxn(), 3)
         // A read-only transaction costs no revision.
         w.beginTxn()
-        XCTAssertEqual(w.endTxn(), 2)
+        XCTAssertEqual(w.endTxn(), 3)
         try w.commit(appliedIndex: 9)
         let y = try XCTUnwrap(store.read().range(.single(b("y"))).kvs.first)
         XCTAssertEqual(y.lease, 7)
@@ -107,28 +109,28 @@ final class MVCCStoreTests: XCTestCase {
         let engine = InMemoryEngine()
         let store = try MVCCStore(engine: engine)
         let w = store.writer
-        try w.putNow("a", "1")      // 1
-        try w.putNow("a", "2")      // 2
-        try w.putNow("b", "1")      // 3
-        try w.deleteNow(.single(b("b"))) // 4
-        try w.putNow("a", "3")      // 5
+        try w.putNow("a", "1")      // 2
+        try w.putNow("a", "2")      // 3
+        try w.putNow("b", "1")      // 4
+        try w.deleteNow(.single(b("b"))) // 5
+        try w.putNow("a", "3")      // 6
         XCTAssertEqual(engine.count(prefix: [UInt8(ascii: "r")]), 5)
 
-        XCTAssertThrowsError(try w.compact(6)) { XCTAssertEqual($0 as? MVCCError, .futureRevision) }
+        XCTAssertThrowsError(try w.compact(7)) { XCTAssertEqual($0 as? MVCCError, .futureRevision) }
         let done = expectation(description: "physical compaction")
-        try w.compact(4) { done.fulfill() }
+        try w.compact(5) { done.fulfill() }
         try w.commit(appliedIndex: 0)
         wait(for: [done], timeout: 10)
-        // Kept: a@2 (latest <= 4, still visible at 4) and a@5. Dropped: a@1, b@3, tombstone b@4.
+        // Kept: a@3 (latest <= 5, still visible at 5) and a@6. Dropped: a@2, b@4, tombstone b@5.
         XCTAssertEqual(engine.count(prefix: [UInt8(ascii: "r")]), 2)
-        XCTAssertEqual(store.finishedCompactRevision, 4)
-        XCTAssertThrowsError(try store.read().range(.single(b("a")), RangeOptions(revision: 3))) {
+        XCTAssertEqual(store.finishedCompactRevision, 5)
+        XCTAssertThrowsError(try store.read().range(.single(b("a")), RangeOptions(revision: 4))) {
             XCTAssertEqual($0 as? MVCCError, .compacted)
         }
-        XCTAssertEqual(try store.read().range(.single(b("a")), RangeOptions(revision: 4)).kvs.first?.value, b("2"))
-        XCTAssertEqual(try store.read().range(.single(b("b")), RangeOptions(revision: 4)).count, 0)
+        XCTAssertEqual(try store.read().range(.single(b("a")), RangeOptions(revision: 5)).kvs.first?.value, b("2"))
+        XCTAssertEqual(try store.read().range(.single(b("b")), RangeOptions(revision: 5)).count, 0)
+        XCTAssertThrowsError(try w.compact(5)) { XCTAssertEqual($0 as? MVCCError, .compacted) }
         XCTAssertThrowsError(try w.compact(4)) { XCTAssertEqual($0 as? MVCCError, .compacted) }
-        XCTAssertThrowsError(try w.compact(3)) { XCTAssertEqual($0 as? MVCCError, .compacted) }
         store.close()
     }
 
@@ -139,27 +141,27 @@ final class MVCCStoreTests: XCTestCase {
             let w = store.writer
             for i in 0..<300 { try w.putNow("k\(i % 100)", "v\(i)", lease: Int64(i % 3)) }
             try w.deleteNow(.range(b("k5"), b("k6")))  // k5, k50..k59: 11 keys
-            try w.compact(150)
+            try w.compact(151)
             try w.commit(appliedIndex: 42)
             store.close()
         }
         let store = try MVCCStore(engine: engine)
         let r = store.read()
-        XCTAssertEqual(r.revision, 301)
-        XCTAssertEqual(r.compactRevision, 150)
+        XCTAssertEqual(r.revision, 302)
+        XCTAssertEqual(r.compactRevision, 151)
         XCTAssertEqual(r.appliedIndex, 42)
         let all = try r.range(.range([0], nil))
         XCTAssertEqual(all.count, 89)
         let k7 = try XCTUnwrap(try r.range(.single(b("k7"))).kvs.first)
-        // k7 written at revisions 8, 108, 208 (i = 7, 107, 207).
-        XCTAssertEqual([k7.createRevision, k7.modRevision, k7.version], [8, 208, 3])
+        // k7 written at revisions 9, 109, 209 (i = 7, 107, 207).
+        XCTAssertEqual([k7.createRevision, k7.modRevision, k7.version], [9, 209, 3])
         XCTAssertEqual(k7.value, b("v207"))
         XCTAssertEqual(k7.lease, 207 % 3)
         // History between compaction and now is still readable.
-        XCTAssertEqual(try r.range(.single(b("k7")), RangeOptions(revision: 150)).kvs.first?.value, b("v107"))
-        XCTAssertThrowsError(try r.range(.single(b("k7")), RangeOptions(revision: 149)))
+        XCTAssertEqual(try r.range(.single(b("k7")), RangeOptions(revision: 151)).kvs.first?.value, b("v107"))
+        XCTAssertThrowsError(try r.range(.single(b("k7")), RangeOptions(revision: 150)))
         // Writes continue from the restored revision.
-        XCTAssertEqual(try store.writer.putNow("new", "x"), 302)
+        XCTAssertEqual(try store.writer.putNow("new", "x"), 303)
     }
 
     func testFailedCommitRollsBack() throws {
@@ -169,9 +171,9 @@ final class MVCCStoreTests: XCTestCase {
         engine.setFailWrites(true)
         XCTAssertThrowsError(try store.writer.putNow("a", "2"))
         engine.setFailWrites(false)
-        XCTAssertEqual(store.writer.currentRevision, 1)
+        XCTAssertEqual(store.writer.currentRevision, 2)
         XCTAssertEqual(try store.read().range(.single(b("a"))).kvs.first?.value, b("1"))
-        XCTAssertEqual(try store.writer.putNow("a", "3"), 2)
+        XCTAssertEqual(try store.writer.putNow("a", "3"), 3)
         XCTAssertEqual(try store.read().range(.single(b("a"))).kvs.first?.version, 2)
     }
 
@@ -186,13 +188,24 @@ final class MVCCStoreTests: XCTestCase {
         XCTAssertTrue(seen.withLock { $0.isEmpty }, "events before commit")
         try w.commit(appliedIndex: 3)
         let revs = seen.withLock { $0 }
-        XCTAssertEqual(revs.map(\.revision), [1, 2, 3])
+        XCTAssertEqual(revs.map(\.revision), [2, 3, 4])
         XCTAssertEqual(revs[1].events.map(\.kind), [.put, .put])
         XCTAssertEqual(revs[1].events[0].prevKV?.value, b("1"))
         XCTAssertNil(revs[1].events[1].prevKV)
         XCTAssertEqual(revs[2].events.map(\.kind), [.delete, .delete])
-        XCTAssertEqual(revs[2].events.map(\.kv.modRevision), [3, 3])
+        XCTAssertEqual(revs[2].events.map(\.kv.modRevision), [4, 4])
         XCTAssertEqual(revs[2].events.map { $0.prevKV?.value }, [b("2"), b("1")])
+
+        // The stored history gives back the same events.
+        let replay = try store.read().events(from: 2, through: 100, withPrevKV: true)
+        XCTAssertEqual(replay.map(\.revision), revs.map(\.revision))
+        XCTAssertEqual(replay.map(\.events), revs.map(\.events))
+        XCTAssertEqual(try store.read().events(from: 3, through: 3).map(\.events.count), [2])
+        XCTAssertEqual(try store.read().events(from: 2, through: 4, limit: 2).map(\.revision), [2, 3])
+        try w.compact(3)
+        try w.commit(appliedIndex: 4)
+        XCTAssertThrowsError(try store.read().events(from: 2, through: 4)) { XCTAssertEqual($0 as? MVCCError, .compacted) }
+        XCTAssertEqual(try store.read().events(from: 3, through: 4).map(\.revision), [3, 4])
     }
 
     func testCorruptRecordIsRefusedNamingTheRevision() throws {

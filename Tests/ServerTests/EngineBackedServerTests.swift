@@ -17,7 +17,7 @@ final class EngineBackedServerTests: XCTestCase {
                 _ = try s.grantSync(ttl: 100, id: 3)
                 for i in 0..<100 { try s.putSync("k\(i)", "v\(i)", lease: i % 10 == 0 ? 3 : 0) }
                 var t = Etcdserverpb_TxnRequest()
-                t.compare = [compareMod("k1", .equal, 2)]   // k0 at revision 1 (a grant costs none)
+                t.compare = [compareMod("k1", .equal, 3)]   // k0 at revision 2 (a grant costs none)
                 t.success = [putOp("k1", "new"), deleteOp("k2")]
                 XCTAssertTrue(try s.txnSync(t).succeeded, name)
                 _ = try s.compactSync(50, physical: true)
@@ -26,12 +26,12 @@ final class EngineBackedServerTests: XCTestCase {
             }
             let engine = try Engines.registry.open(name, directory: dir)
             let s = try makeServer(engine)
-            XCTAssertEqual(s.currentRevision, 101, name)
+            XCTAssertEqual(s.currentRevision, 102, name)
             XCTAssertEqual(try s.get("k", end: "l").count, 99, name)
             XCTAssertEqual(str(try s.get("k1").kvs[0].value), "new", name)
             XCTAssertEtcdError(.compacted, try s.get("k1") { $0.revision = 49 })
             XCTAssertEqual(s.ttl(3).keys.count, 10, name)
-            XCTAssertEqual(try s.revokeSync(3).header.revision, 102, name)
+            XCTAssertEqual(try s.revokeSync(3).header.revision, 103, name)
             XCTAssertEqual(try s.get("k", end: "l").count, 89, name)
             s.close()
             try engine.close()

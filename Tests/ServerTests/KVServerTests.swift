@@ -10,20 +10,20 @@ final class KVServerTests: XCTestCase {
         let s = try makeServer()
         defer { s.close() }
         let p1 = try s.putSync("foo", "bar")
-        XCTAssertEqual(p1.header.revision, 1)
+        XCTAssertEqual(p1.header.revision, 2)   // a new store is at revision 1
         XCTAssertEqual(p1.header.clusterID, 0x1234)
         XCTAssertEqual(p1.header.memberID, 0x5678)
         XCTAssertEqual(p1.header.raftTerm, 2)
         XCTAssertFalse(p1.hasPrevKv)
         let p2 = try s.putSync("foo", "baz", prevKV: true)
-        XCTAssertEqual(p2.header.revision, 2)
+        XCTAssertEqual(p2.header.revision, 3)
         XCTAssertEqual(str(p2.prevKv.value), "bar")
-        XCTAssertEqual(p2.prevKv.modRevision, 1)
+        XCTAssertEqual(p2.prevKv.modRevision, 2)
 
         let r = try s.get("foo")
         XCTAssertEqual(r.count, 1)
-        XCTAssertEqual(r.header.revision, 2)
-        XCTAssertEqual(r.kvs.first.map { [$0.createRevision, $0.modRevision, $0.version] }, [1, 2, 2])
+        XCTAssertEqual(r.header.revision, 3)
+        XCTAssertEqual(r.kvs.first.map { [$0.createRevision, $0.modRevision, $0.version] }, [2, 3, 2])
         XCTAssertEqual(str(r.kvs[0].value), "baz")
     }
 
@@ -43,13 +43,13 @@ final class KVServerTests: XCTestCase {
         XCTAssertEtcdError(.keyNotFound, try s.putSync(r))   // ignore_value needs an existing key
         try s.putSync("k", "v1", prevKV: false)
         let kept = try s.putSync(r)
-        XCTAssertEqual(kept.header.revision, 2)
+        XCTAssertEqual(kept.header.revision, 3)
         XCTAssertEqual(str(try s.get("k").kvs[0].value), "v1")
 
         XCTAssertEtcdError(.leaseNotFound, try s.putSync("k", "v", lease: 42))
         XCTAssertEqual(EtcdError.leaseNotFound.code, .notFound)
         // Failed writes cost no revision.
-        XCTAssertEqual(s.currentRevision, 2)
+        XCTAssertEqual(s.currentRevision, 3)
     }
 
     func testRequestTooLarge() throws {
@@ -62,7 +62,7 @@ final class KVServerTests: XCTestCase {
     func testRangeOptions() throws {
         let s = try makeServer()
         defer { s.close() }
-        // Revisions: a=1, b=2, c=3, a=4 (a: create 1, mod 4, version 2)
+        // Revisions: a=2, b=3, c=4, a=5 (a: create 2, mod 5, version 2)
         try s.putSync("a", "3")
         try s.putSync("b", "1")
         try s.putSync("c", "2")
@@ -86,10 +86,10 @@ final class KVServerTests: XCTestCase {
         XCTAssertEqual(keyDesc.kvs.map { str($0.key) }, ["c", "b"])
         XCTAssertTrue(keyDesc.more)
 
-        let minMod = try s.get("a", end: "z") { $0.minModRevision = 3 }
+        let minMod = try s.get("a", end: "z") { $0.minModRevision = 4 }
         XCTAssertEqual(minMod.kvs.map { str($0.key) }, ["a", "c"])
         XCTAssertEqual(minMod.count, 3, "count is taken before filters")
-        let maxCreate = try s.get("a", end: "z") { $0.maxCreateRevision = 2 }
+        let maxCreate = try s.get("a", end: "z") { $0.maxCreateRevision = 3 }
         XCTAssertEqual(maxCreate.kvs.map { str($0.key) }, ["a", "b"])
 
         let keysOnly = try s.get("a") { $0.keysOnly = true }
@@ -99,17 +99,17 @@ final class KVServerTests: XCTestCase {
         XCTAssertEqual(countOnly.kvs.count, 0)
         XCTAssertEqual(countOnly.count, 3)
 
-        let historic = try s.get("a") { $0.revision = 1 }
+        let historic = try s.get("a") { $0.revision = 2 }
         XCTAssertEqual(str(historic.kvs[0].value), "3")
-        XCTAssertEqual(historic.header.revision, 4)
-        XCTAssertEtcdError(.futureRevision, try s.get("a") { $0.revision = 5 })
+        XCTAssertEqual(historic.header.revision, 5)
+        XCTAssertEtcdError(.futureRevision, try s.get("a") { $0.revision = 6 })
         XCTAssertEtcdError(.emptyKey, try s.get(""))
     }
 
     func testTxnCompareAndSwapAndFailureBranchReads() throws {
         let s = try makeServer()
         defer { s.close() }
-        let created = try s.putSync("/registry/pods/p1", "v1")   // rev 1
+        let created = try s.putSync("/registry/pods/p1", "v1")   // rev 2
         // Kubernetes' update: compare mod_revision, put on success, read on failure.
         var t = Etcdserverpb_TxnRequest()
         t.compare = [compareMod("/registry/pods/p1", .equal, created.header.revision)]
@@ -117,16 +117,16 @@ final class KVServerTests: XCTestCase {
         t.failure = [rangeOp("/registry/pods/p1")]
         let ok = try s.txnSync(t)
         XCTAssertTrue(ok.succeeded)
-        XCTAssertEqual(ok.header.revision, 2)
-        XCTAssertEqual(ok.responses.first?.responsePut.header.revision, 2)
+        XCTAssertEqual(ok.header.revision, 3)
+        XCTAssertEqual(ok.responses.first?.responsePut.header.revision, 3)
 
         // The same txn again: stale revision → failure branch with the current object.
         let stale = try s.txnSync(t)
         XCTAssertFalse(stale.succeeded)
-        XCTAssertEqual(stale.header.revision, 2, "a failed compare costs no revision")
+        XCTAssertEqual(stale.header.revision, 3, "a failed compare costs no revision")
         let got = try XCTUnwrap(stale.responses.first?.responseRange)
         XCTAssertEqual(got.kvs.map { str($0.value) }, ["v2"])
-        XCTAssertEqual(got.kvs.first?.modRevision, 2)
+        XCTAssertEqual(got.kvs.first?.modRevision, 3)
 
         // Create-if-absent: compare create_revision == 0 (kube-apiserver's create).
         var create = Etcdserverpb_TxnRequest()
@@ -139,9 +139,9 @@ final class KVServerTests: XCTestCase {
         create.success = [putOp("/registry/pods/p2", "x"), putOp("/registry/pods/p3", "y")]
         let made = try s.txnSync(create)
         XCTAssertTrue(made.succeeded)
-        XCTAssertEqual(made.header.revision, 3, "one revision for the whole txn")
+        XCTAssertEqual(made.header.revision, 4, "one revision for the whole txn")
         let both = try s.get("/registry/pods/p2", end: "/registry/pods/p4")
-        XCTAssertEqual(both.kvs.map(\.modRevision), [3, 3])
+        XCTAssertEqual(both.kvs.map(\.modRevision), [4, 4])
         XCTAssertFalse(try s.txnSync(create).succeeded)
     }
 
@@ -170,10 +170,10 @@ final class KVServerTests: XCTestCase {
         XCTAssertFalse(cmp("nope", .value, .notEqual) { $0.value = d("x") }, "VALUE on a missing key is false")
         XCTAssertTrue(cmp("nope", .version, .equal) { $0.version = 0 })
         XCTAssertTrue(cmp("k1", .lease, .equal) { $0.lease = 0 })
-        XCTAssertTrue(cmp("k1", .create, .equal) { $0.createRevision = 1 })
+        XCTAssertTrue(cmp("k1", .create, .equal) { $0.createRevision = 2 })
         // Over a range: every key must satisfy the compare.
         XCTAssertTrue(cmp("k", end: "l", .mod, .greater) { $0.modRevision = 0 })
-        XCTAssertFalse(cmp("k", end: "l", .mod, .greater) { $0.modRevision = 1 })
+        XCTAssertFalse(cmp("k", end: "l", .mod, .greater) { $0.modRevision = 2 })
         XCTAssertTrue(cmp("k", end: "\0", .value, .greater) { $0.value = d("0") })
     }
 
@@ -182,7 +182,7 @@ final class KVServerTests: XCTestCase {
         defer { s.close() }
         try s.putSync("x", "1")
         var inner = Etcdserverpb_TxnRequest()
-        inner.compare = [compareMod("x", .equal, 1)]
+        inner.compare = [compareMod("x", .equal, 2)]
         inner.success = [putOp("y", "from-inner"), rangeOp("x")]
         inner.failure = [putOp("z", "no")]
         var outer = Etcdserverpb_TxnRequest()
@@ -192,10 +192,10 @@ final class KVServerTests: XCTestCase {
         outer.success = [putOp("w", "1"), nested]
         let r = try s.txnSync(outer)
         XCTAssertTrue(r.succeeded)
-        XCTAssertEqual(r.header.revision, 2)
+        XCTAssertEqual(r.header.revision, 3)
         XCTAssertTrue(r.responses[1].responseTxn.succeeded)
         XCTAssertEqual(r.responses[1].responseTxn.responses[1].responseRange.kvs.first.map { str($0.value) }, "1")
-        XCTAssertEqual(try s.get("w", end: "z").kvs.map { "\(str($0.key))@\($0.modRevision)" }, ["w@2", "x@1", "y@2"])
+        XCTAssertEqual(try s.get("w", end: "z").kvs.map { "\(str($0.key))@\($0.modRevision)" }, ["w@3", "x@2", "y@3"])
 
         var dup = Etcdserverpb_TxnRequest()
         dup.success = [putOp("a", "1"), putOp("a", "2")]
@@ -234,28 +234,38 @@ final class KVServerTests: XCTestCase {
         del.prevKv = true
         let r = try s.deleteSync(del)
         XCTAssertEqual(r.deleted, 2)
-        XCTAssertEqual(r.header.revision, 5)
+        XCTAssertEqual(r.header.revision, 6)
         XCTAssertEqual(r.prevKvs.map { str($0.value) }, ["v-b", "v-c"])
         let none = try s.deleteSync(del)
         XCTAssertEqual(none.deleted, 0)
-        XCTAssertEqual(none.header.revision, 5)
+        XCTAssertEqual(none.header.revision, 6)
         XCTAssertEqual(try s.get("\0", end: "\0").kvs.map { str($0.key) }, ["a", "d"])
     }
 
     func testCompaction() throws {
         let engine = InMemoryEngine()
         let s = try makeServer(engine)
-        for i in 1...10 { try s.putSync("k", "v\(i)") }
-        XCTAssertEtcdError(.futureRevision, try s.compactSync(11))
+        for i in 2...11 { try s.putSync("k", "v\(i)") }   // v2 at revision 2 … v11 at 11
+        XCTAssertEtcdError(.futureRevision, try s.compactSync(12))
         let c = try s.compactSync(5, physical: true)
-        XCTAssertEqual(c.header.revision, 10)
-        XCTAssertEqual(engine.count(prefix: [UInt8(ascii: "r")]), 6)   // revisions 5...10
+        XCTAssertEqual(c.header.revision, 11)
+        XCTAssertEqual(engine.count(prefix: [UInt8(ascii: "r")]), 7)   // revisions 5...11
         XCTAssertEtcdError(.compacted, try s.compactSync(5))
         XCTAssertEtcdError(.compacted, try s.get("k") { $0.revision = 4 })
         XCTAssertEqual(str(try s.get("k") { $0.revision = 5 }.kvs[0].value), "v5")
         XCTAssertEqual(EtcdError.compacted.message, "etcdserver: mvcc: required revision has been compacted")
         XCTAssertEqual(EtcdError.compacted.code, .outOfRange)
         s.close()
+    }
+
+    func testNewStoreRevisionAndCompactionLikeEtcd() throws {
+        let s = try makeServer()
+        defer { s.close() }
+        // etcd 3.4 on a new data dir: Range answers revision 1; "compaction 1" succeeds and then
+        // "compaction 0" fails as compacted.
+        XCTAssertEqual(try s.get("a").header.revision, 1)
+        XCTAssertEqual(try s.compactSync(1).header.revision, 1)
+        XCTAssertEtcdError(.compacted, try s.compactSync(0))
     }
 
     func testRestartKeepsDataRevisionAndAppliedIndex() throws {
@@ -270,10 +280,10 @@ final class KVServerTests: XCTestCase {
         }
         let s = try makeServer(engine)
         defer { s.close() }
-        XCTAssertEqual(s.currentRevision, 2)
+        XCTAssertEqual(s.currentRevision, 3)
         XCTAssertEqual(s.appliedIndex, 3)
         XCTAssertEqual(try s.get("a", end: "z").count, 2)
-        XCTAssertEqual(try s.putSync("c", "3").header.revision, 3)
+        XCTAssertEqual(try s.putSync("c", "3").header.revision, 4)
         XCTAssertEqual(s.appliedIndex, 4)
     }
 
@@ -298,7 +308,7 @@ final class KVServerTests: XCTestCase {
         }
         XCTAssertEqual(group.wait(timeout: .now() + 30), .success)
         let synced = engine.syncedWriteCount - before
-        XCTAssertEqual(revisions.withLock { $0.sorted() }, Array(1...Int64(n)), "each put gets its own revision")
+        XCTAssertEqual(revisions.withLock { $0.sorted() }, Array(2...Int64(n + 1)), "each put gets its own revision")
         XCTAssertLessThan(synced, n / 2, "concurrent puts must share synced engine writes")
         XCTAssertEqual(s.groupCommitCount, synced)
         XCTAssertEqual(try s.get("key-", end: "key.").count, Int64(n))
@@ -313,6 +323,6 @@ final class KVServerTests: XCTestCase {
         XCTAssertThrowsError(try s.putSync("a", "2"))
         engine.setFailWrites(false)
         XCTAssertEqual(str(try s.get("a").kvs[0].value), "1")
-        XCTAssertEqual(try s.putSync("a", "3").header.revision, 2)
+        XCTAssertEqual(try s.putSync("a", "3").header.revision, 3)
     }
 }

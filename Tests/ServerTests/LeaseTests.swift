@@ -119,7 +119,7 @@ final class LeaseTests: XCTestCase {
         XCTAssertTrue((99...100).contains(t.ttl))
         XCTAssertEqual(t.keys.map(str), ["k1", "k2"])
         let r = try s.revokeSync(11)
-        XCTAssertEqual(r.header.revision, 3)
+        XCTAssertEqual(r.header.revision, 4)   // k1 at 2, k2 at 3, both deleted at 4
         XCTAssertEqual(try s.get("k", end: "l").count, 0)
     }
 }

@@ -7,6 +7,7 @@ gRPC error (code + details) — into a plain dict, applies normalize.RULES, and 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import os
 import pprint
@@ -43,8 +44,20 @@ def _short(value: Any) -> Any:
     return value
 
 
+def _digest_long(value: Any) -> Any:
+    """Long strings shown as a prefix, their length and a digest (diffs stay readable)."""
+    if isinstance(value, dict):
+        return {k: _digest_long(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_digest_long(v) for v in value]
+    if isinstance(value, str) and len(value) > 300:
+        digest = hashlib.sha1(value.encode(errors="replace")).hexdigest()[:12]
+        return f"{value[:60]}...<{len(value)} chars, sha1 {digest}>"
+    return value
+
+
 def render(value: Any) -> list[str]:
-    return pprint.pformat(value, width=100, sort_dicts=True).splitlines()
+    return pprint.pformat(_digest_long(value), width=100, sort_dicts=True).splitlines()
 
 
 def diff_text(what: str, ref_name: str, cand_name: str, ref: Any, cand: Any) -> str:
@@ -83,6 +96,12 @@ class Endpoint:
     def close(self):
         self.channel.close()
 
+    def reopen(self):
+        """A new channel (after a server restart); normalization state is kept."""
+        self.channel.close()
+        self._callables.clear()
+        self.__post_init__()
+
 
 Request = dict | Callable[["Endpoint"], dict]
 
@@ -105,6 +124,15 @@ class Pair:
     def close(self):
         for e in self.endpoints:
             e.close()
+
+    def restart_servers(self) -> None:
+        """Restarts both servers on their data dirs (concurrently) and reconnects."""
+        import concurrent.futures as cf
+        with cf.ThreadPoolExecutor(2) as pool:
+            for f in [pool.submit(ep.server.restart) for ep in self.endpoints]:
+                f.result()
+        for ep in self.endpoints:
+            ep.reopen()
 
     # -- unary calls -------------------------------------------------------------------------
     def send(self, rpc: str, request: Request | None = None, *, metadata=None,

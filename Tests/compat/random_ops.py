@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import time
 from dataclasses import dataclass
 
@@ -298,10 +299,14 @@ def run_sequence(pair: Pair, seed: int, count: int, ops: list[dict],
                  kinds: tuple[str, ...] = KINDS) -> None:
     """Generates and runs `count` ops from `seed`, appending each to `ops` before running it."""
     gen = Generator(seed, kinds)
-    for _ in range(count):
+    started = time.monotonic()
+    for i in range(count):
         op = gen.next()
         ops.append(op)
         gen.observe(op, execute(pair, op))
+        if (i + 1) % 50_000 == 0:   # long local runs (COMPAT_OPS=1000000): show progress
+            print(f"random ops: {i + 1}/{count} after {time.monotonic() - started:.0f}s, "
+                  f"revision {gen.state.rev}", file=sys.stderr, flush=True)
 
 
 def replay(pair: Pair, ops: list[dict]) -> tuple[int, str] | None:

@@ -108,13 +108,37 @@ class Server:
         engine = self.target.removeprefix("rusd-")
         return [binary, "--engine", engine, *common, *self.extra_args]
 
-    def start(self) -> None:
-        self._root = tempfile.mkdtemp(prefix=f"compat-{self.target}-", dir=temp_root())
-        self.data_dir = os.path.join(self._root, "data")
-        self.log_path = os.path.join(self._root, "server.log")
-        self.client_port, self.peer_port = free_port(), free_port()
+    def start(self, attempts: int = 3) -> None:
+        """Starts on fresh ports and a fresh data dir; retried when a port picked as free was
+        taken by someone else before the server bound it."""
+        for attempt in range(attempts):
+            self._root = tempfile.mkdtemp(prefix=f"compat-{self.target}-", dir=temp_root())
+            self.data_dir = os.path.join(self._root, "data")
+            self.log_path = os.path.join(self._root, "server.log")
+            self.client_port, self.peer_port = free_port(), free_port()
+            try:
+                self._launch()
+                return
+            except ServerStartError as e:
+                if attempt + 1 == attempts or "address already in use" not in str(e).lower():
+                    raise
+
+    def restart(self, timeout: float = 20) -> None:
+        """Graceful stop (SIGTERM, SIGKILL after `timeout`), then the same command again on
+        the same data dir and ports."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+                raise ServerStartError(f"{self.target} ignored SIGTERM for {timeout}s")
+        self._launch()
+
+    def _launch(self) -> None:
         cmd = self.command()
-        with open(self.log_path, "wb") as log:
+        with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         _RUNNING.add(self)

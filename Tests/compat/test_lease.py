@@ -9,7 +9,8 @@ from watch_streams import PairWatch
 
 
 def keepalive(pair, lease_id):
-    """One LeaseKeepAlive request per server on a fresh stream; compares the answers."""
+    """LeaseKeepAlive requests (one ID or a list) on a fresh stream per server; compares the
+    answers."""
     pair.rpcs_called.add("Lease.LeaseKeepAlive")
     from differential import error_outcome
     from etcd_api import to_dict
@@ -17,9 +18,10 @@ def keepalive(pair, lease_id):
     outcomes = []
     for ep in pair.endpoints:
         lid = lease_id(ep) if callable(lease_id) else lease_id
-        req = pair.api.request("Lease.LeaseKeepAlive", ID=lid)
+        ids = lid if isinstance(lid, list) else [lid]
+        reqs = [pair.api.request("Lease.LeaseKeepAlive", ID=i) for i in ids]
         try:
-            responses = ep.stub("Lease.LeaseKeepAlive")(iter([req]), timeout=10)
+            responses = ep.stub("Lease.LeaseKeepAlive")(iter(reqs), timeout=10)
             out = {"ok": [to_dict(r) for r in responses]}
         except Exception as e:  # grpc.RpcError
             out = error_outcome(e)
@@ -28,6 +30,8 @@ def keepalive(pair, lease_id):
                          for r in out["ok"]]
         outcomes.append(out)
     pair.compare("Lease.LeaseKeepAlive", outcomes[0], outcomes[1])
+    if "ok" in outcomes[0]:
+        assert len(outcomes[0]["ok"]) == len(reqs), f"etcd answered {outcomes[0]}"
     return outcomes[0]
 
 
@@ -82,6 +86,9 @@ def test_keepalive(pair):
     keepalive(pair, 34299)                                   # unknown lease: TTL 0
     pair.call("Lease.LeaseRevoke", ID=34201)
     keepalive(pair, 34201)
+    pair.call("Lease.LeaseGrant", ID=34202, TTL=45)
+    keepalive(pair, [34202, 34299, 34202, 34202])             # several on one stream, in order
+    pair.call("Lease.LeaseRevoke", ID=34202)
     b = pair.call("Lease.LeaseGrant", TTL=30)
     keepalive(pair, lambda ep: b.raw(ep).ID)
     pair.call("Lease.LeaseRevoke", lambda ep: {"ID": b.raw(ep).ID})

@@ -153,6 +153,13 @@ class PairWatch:
     def quiet(self, wait: float = 0.3) -> None:
         """Waits, then compares whatever both servers sent meanwhile (usually nothing)."""
         time.sleep(wait)
+        # A slow side gets up to 2 s more to send as many items as the other.
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            counts = {len(s.items()) for s in self.streams}
+            if len(counts) == 1:
+                break
+            time.sleep(0.05)
         got = [by_watcher(s.items()[self.cursor:]) for s in self.streams]
         self.pair.compare("Watch.Watch unexpected items", got[0], got[1])
         self.cursor += len(got[0])

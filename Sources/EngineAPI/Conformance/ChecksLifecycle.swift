@@ -166,6 +166,15 @@ extension EngineConformance {
             view = nil  // released after close
             try engine.close()  // idempotent
             try runOnThreads([{ _ = try? otherView.get(bytes("k")) }])  // used from another thread after close
+            // An engine released without close (deinit) while a view is alive: the view either
+            // still reads correctly or throws .closed; the directory can be opened again.
+            var dropped: (any StorageEngine)? = try open(dir, EngineOptions())
+            let orphan = try dropped!.readView()
+            dropped = nil
+            do {
+                let got = try orphan.get(bytes("k"))
+                try expect(got == bytes("v"), check, "a view outliving its released engine read \(describe(got))")
+            } catch let e as EngineError where e.kind == .closed {}
             let reopened = try open(dir, EngineOptions())
             defer { try? reopened.close() }
             try expect(try reopened.get(bytes("k")) == bytes("v"), check, "data lost by close")

@@ -128,6 +128,22 @@ final class LevelDBDatabase: @unchecked Sendable {
         }
     }
 
+    // MARK: Errors
+
+    /// LevelDB's corruption messages do not name the file: add the table file(s) whose key
+    /// range holds `key` (from "leveldb.sstables"), and make the error's path the file when
+    /// there is one candidate.
+    func locateCorruption(_ error: EngineError, key: [UInt8]?) -> EngineError {
+        guard error.kind == .corruption, let key,
+              let sstables = try? property("leveldb.sstables") else { return error }
+        let names = LevelDBTableCheck.tables(containing: key, sstables: sstables).map { LevelDBTableCheck.fileName($0, ".ldb") }
+        guard !names.isEmpty else { return error }
+        var located = error
+        if names.count == 1 { located.path = path + "/" + names[0] }
+        located.message += " (reading a key held by table file\(names.count == 1 ? "" : "s") \(names.joined(separator: ", ")))"
+        return located
+    }
+
     // MARK: Properties
 
     func property(_ name: String) throws -> String? {

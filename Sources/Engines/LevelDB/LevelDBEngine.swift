@@ -57,9 +57,14 @@ public final class LevelDBEngine: StorageEngine, @unchecked Sendable {
         } catch let e as PosixError {
             throw EngineError(.io, engine: engineName, path: e.path, operation: "open", message: e.message)
         }
-        if !hasStore, let foreign = files.first(where: { !["LOCK", "LOG", "LOG.old"].contains($0.name) }) {
+        // Without CURRENT only what LevelDB leaves behind a creation cut short (LOCK, LOG,
+        // MANIFEST-000001, 000001.dbtmp) may be here; anything else is someone's data.
+        func leftOfCreation(_ name: String) -> Bool {
+            ["LOCK", "LOG", "LOG.old"].contains(name) || name.hasPrefix("MANIFEST-") || name.hasSuffix(".dbtmp")
+        }
+        if !hasStore, let foreign = files.first(where: { !leftOfCreation($0.name) }) {
             throw EngineError(.invalidArgument, engine: engineName, path: directory, operation: "open",
-                              message: "the directory holds files that are not a LevelDB store (\(foreign.name)); refusing to create a new store over them")
+                              message: "the directory holds files that are not a LevelDB store, or one that lost its CURRENT file (\(foreign.name)); refusing to create a new store over them")
         }
         let baseline = files.compactMap { LevelDBWriteAccounting.tableNumber($0.name) }.max() ?? 0
         let database = try LevelDBDatabase(path: directory, options: options)
@@ -78,8 +83,12 @@ public final class LevelDBEngine: StorageEngine, @unchecked Sendable {
     }
 
     public func get(_ key: [UInt8]) throws -> [UInt8]? {
-        try database.withDatabase(operation: "get") { db in
-            try LevelDBReads.get(db, database.readOptions, key, path: directory)
+        do {
+            return try database.withDatabase(operation: "get") { db in
+                try LevelDBReads.get(db, database.readOptions, key, path: directory)
+            }
+        } catch let error as EngineError {
+            throw database.locateCorruption(error, key: key)
         }
     }
 

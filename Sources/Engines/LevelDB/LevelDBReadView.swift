@@ -15,8 +15,12 @@ final class LevelDBReadView: ReadView, @unchecked Sendable {
 
     func get(_ key: [UInt8]) throws -> [UInt8]? {
         let path = database.path
-        return try database.withSnapshot(snapshot, operation: "get") { db, readOptions in
-            try LevelDBReads.get(db, readOptions, key, path: path)
+        do {
+            return try database.withSnapshot(snapshot, operation: "get") { db, readOptions in
+                try LevelDBReads.get(db, readOptions, key, path: path)
+            }
+        } catch let error as EngineError {
+            throw database.locateCorruption(error, key: key)
         }
     }
 

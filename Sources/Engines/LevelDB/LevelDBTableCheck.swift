@@ -38,3 +38,64 @@ enum LevelDBTableCheck {
         }
     }
 }
+
+extension LevelDBTableCheck {
+    /// Table files whose key range (from "leveldb.sstables") contains `key`: where a corrupt
+    /// read most likely came from, since LevelDB's messages do not name the file.
+    static func tables(containing key: [UInt8], sstables: String) -> [UInt64] {
+        var out: [UInt64] = []
+        for line in sstables.split(separator: "\n") {
+            let text = Array(line.drop(while: { $0 == " " }).utf8)
+            guard let colon = text.firstIndex(of: UInt8(ascii: ":")),
+                  let number = UInt64(String(decoding: text[..<colon], as: UTF8.self)),
+                  let open = text.firstIndex(of: UInt8(ascii: "[")), text.last == UInt8(ascii: "]") else { continue }
+            let inner = Array(text[(open + 1)..<(text.count - 1)])
+            // 'smallest' @ seq : type .. 'largest' @ seq : type
+            let marker = Array("' @ ".utf8)
+            guard inner.first == UInt8(ascii: "'"),
+                  let firstEnd = firstIndex(of: marker, in: inner, from: 1),
+                  let lastEnd = lastIndex(of: marker, in: inner), lastEnd > firstEnd,
+                  let separator = firstIndex(of: Array(" .. '".utf8), in: inner, from: firstEnd) else { continue }
+            let smallest = unescape(Array(inner[1..<firstEnd]))
+            let largest = unescape(Array(inner[(separator + 5)..<lastEnd]))
+            if !key.lexicographicallyPrecedes(smallest) && !largest.lexicographicallyPrecedes(key) {
+                out.append(number)
+            }
+        }
+        return out
+    }
+
+    private static func firstIndex(of needle: [UInt8], in haystack: [UInt8], from start: Int) -> Int? {
+        guard haystack.count >= needle.count, start <= haystack.count - needle.count else { return nil }
+        for i in start...(haystack.count - needle.count) where Array(haystack[i..<(i + needle.count)]) == needle {
+            return i
+        }
+        return nil
+    }
+
+    private static func lastIndex(of needle: [UInt8], in haystack: [UInt8]) -> Int? {
+        guard haystack.count >= needle.count else { return nil }
+        for i in stride(from: haystack.count - needle.count, through: 0, by: -1)
+        where Array(haystack[i..<(i + needle.count)]) == needle {
+            return i
+        }
+        return nil
+    }
+
+    /// LevelDB's EscapeString: printable ASCII as is, other bytes as \xNN.
+    private static func unescape(_ text: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        var i = 0
+        while i < text.count {
+            if text[i] == UInt8(ascii: "\\"), i + 3 < text.count, text[i + 1] == UInt8(ascii: "x"),
+               let byte = UInt8(String(decoding: text[(i + 2)...(i + 3)], as: UTF8.self), radix: 16) {
+                out.append(byte)
+                i += 4
+            } else {
+                out.append(text[i])
+                i += 1
+            }
+        }
+        return out
+    }
+}

@@ -13,6 +13,7 @@ import Synchronization
 final class Applier: Sendable {
     private struct Pending {
         var entry: LogEntry
+        var size: Int
         var complete: ApplyCompletion
     }
 
@@ -25,6 +26,8 @@ final class Applier: Sendable {
 
     private let machine: StateMachine
     private let maxEntriesPerCommit: Int
+    /// A group stops growing past this many request bytes (bounds the batch's memory).
+    static let maxBytesPerCommit = 64 << 20
     private let queue = DispatchQueue(label: "rusd.applier")
     private let state: Mutex<Queue>
     /// Number of group commits done (for tests and metrics).
@@ -40,10 +43,10 @@ final class Applier: Sendable {
 
     /// Appends a request to the log. `complete` runs on the applier's thread after the entry is
     /// durable and visible (or failed); it must not block.
-    func submit(_ request: ApplyRequest, complete: @escaping ApplyCompletion) {
+    func submit(_ request: ApplyRequest, size: Int = 64, complete: @escaping ApplyCompletion) {
         let start: Bool? = state.withLock { q in
             if q.stopped { return nil }
-            q.pending.append(Pending(entry: LogEntry(index: q.nextIndex, request: request), complete: complete))
+            q.pending.append(Pending(entry: LogEntry(index: q.nextIndex, request: request), size: size, complete: complete))
             q.nextIndex += 1
             if q.draining { return false }
             q.draining = true
@@ -69,7 +72,11 @@ final class Applier: Sendable {
                     q.draining = false
                     return []
                 }
-                let n = min(q.pending.count, maxEntriesPerCommit)
+                var n = 0, bytes = 0
+                while n < q.pending.count && n < maxEntriesPerCommit && (n == 0 || bytes + q.pending[n].size <= Applier.maxBytesPerCommit) {
+                    bytes += q.pending[n].size
+                    n += 1
+                }
                 let g = Array(q.pending.prefix(n))
                 q.pending.removeFirst(n)
                 return g

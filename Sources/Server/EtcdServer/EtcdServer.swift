@@ -102,7 +102,15 @@ public final class EtcdServer: Sendable {
     public func range(_ r: Etcdserverpb_RangeRequest) throws(EtcdError) -> Etcdserverpb_RangeResponse {
         try RequestValidation.check(r)
         var resp: Etcdserverpb_RangeResponse
-        do { resp = try RangeExecution.run(r, on: store.read()) } catch { throw EtcdError(error) }
+        do {
+            resp = try RangeExecution.run(r, on: store.read())
+        } catch .compacted where r.revision <= 0 {
+            // A physical compaction removed a record between taking the snapshot and reading
+            // it; a current read is never compacted: read again from a fresh snapshot.
+            do { resp = try RangeExecution.run(r, on: store.read()) } catch { throw EtcdError(error) }
+        } catch {
+            throw EtcdError(error)
+        }
         resp.header = header(revision: resp.header.revision)
         return resp
     }
@@ -116,7 +124,7 @@ public final class EtcdServer: Sendable {
         } catch {
             return completion(.failure(error))
         }
-        applier.submit(.put(r)) { [self] result in
+        applier.submit(.put(r), size: RequestValidation.size(r)) { [self] result in
             completion(result.map { response in
                 guard case .put(var p) = response else { preconditionFailure("put answered with \(response)") }
                 p.header = header(revision: p.header.revision)
@@ -134,7 +142,7 @@ public final class EtcdServer: Sendable {
         } catch {
             return completion(.failure(error))
         }
-        applier.submit(.deleteRange(r)) { [self] result in
+        applier.submit(.deleteRange(r), size: RequestValidation.size(r)) { [self] result in
             completion(result.map { response in
                 guard case .deleteRange(var d) = response else { preconditionFailure("deleteRange answered with \(response)") }
                 d.header = header(revision: d.header.revision)
@@ -158,7 +166,7 @@ public final class EtcdServer: Sendable {
         } catch {
             return completion(.failure(error))
         }
-        applier.submit(.txn(r)) { [self] result in
+        applier.submit(.txn(r), size: RequestValidation.size(r)) { [self] result in
             completion(result.map { response in
                 guard case .txn(var t) = response else { preconditionFailure("txn answered with \(response)") }
                 t.header = header(revision: t.header.revision)

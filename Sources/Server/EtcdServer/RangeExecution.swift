@@ -53,9 +53,9 @@ enum RangeExecution {
     }
 }
 
-/// MVCC ↔ protobuf conversions.
-enum ProtoConversion {
-    static func keyValue(_ kv: KeyValue, keysOnly: Bool = false) -> Mvccpb_KeyValue {
+/// MVCC → protobuf conversions (also for the watch hub: `event(_:)`).
+public enum ProtoConversion {
+    public static func keyValue(_ kv: KeyValue, keysOnly: Bool = false) -> Mvccpb_KeyValue {
         var p = Mvccpb_KeyValue()
         p.key = Data(kv.key)
         if !keysOnly { p.value = Data(kv.value) }
@@ -66,7 +66,7 @@ enum ProtoConversion {
         return p
     }
 
-    static func event(_ e: Event) -> Mvccpb_Event {
+    public static func event(_ e: Event) -> Mvccpb_Event {
         var p = Mvccpb_Event()
         p.type = e.kind == .put ? .put : .delete
         p.kv = keyValue(e.kv)

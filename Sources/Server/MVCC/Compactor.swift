@@ -22,6 +22,7 @@ final class Compactor: Sendable {
 
     func schedule(revision: Int64, dropped: [Revision], completion: (@Sendable () -> Void)?) {
         queue.async { [self] in
+            var deletedAll = true
             var i = 0
             while i < dropped.count {
                 var b = WriteBatch()
@@ -30,12 +31,15 @@ final class Compactor: Sendable {
                 }
                 i += Compactor.batchLimit
                 // Not synced: the final marker below is; a crash before it redoes the deletion.
-                do { try engine.write(b, sync: false) } catch { break }
+                do { try engine.write(b, sync: false) } catch { deletedAll = false; break }
             }
-            var marker = WriteBatch()
-            marker.put(MetaKey.finishedCompactRevision.engineKey, MetaKey.encode(UInt64(bitPattern: revision)))
-            if (try? engine.write(marker, sync: true)) != nil {
-                finished.withLock { $0 = max($0, revision) }
+            // On an engine failure the marker stays behind: the next start finishes the job.
+            if deletedAll {
+                var marker = WriteBatch()
+                marker.put(MetaKey.finishedCompactRevision.engineKey, MetaKey.encode(UInt64(bitPattern: revision)))
+                if (try? engine.write(marker, sync: true)) != nil {
+                    finished.withLock { $0 = max($0, revision) }
+                }
             }
             completion?()
         }

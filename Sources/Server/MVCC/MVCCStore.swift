@@ -41,7 +41,7 @@ public final class MVCCStore: Sendable {
                                    compactRevision: loaded.compactRevision, appliedIndex: loaded.appliedIndex)
         committed = Mutex(state)
         compactor = Compactor(engine: engine, finished: loaded.finishedCompactRevision)
-        writer = StoreWriter(engine: engine, state: state)
+        writer = StoreWriter(engine: engine, state: state, needsLayoutVersion: !loaded.hasLayoutVersion)
         writer.store = self
         if !loaded.unfinishedDrops.isEmpty || loaded.finishedCompactRevision < loaded.compactRevision {
             compactor.schedule(revision: loaded.compactRevision, dropped: loaded.unfinishedDrops, completion: nil)

@@ -13,6 +13,7 @@ enum StoreLoader {
         var compactRevision: Int64
         var finishedCompactRevision: Int64
         var appliedIndex: UInt64
+        var hasLayoutVersion: Bool
         /// Revisions still on disk that the compaction at `compactRevision` drops.
         var unfinishedDrops: [Revision]
     }
@@ -43,10 +44,11 @@ enum StoreLoader {
         if let lv = try meta(.layoutVersion), lv != layoutVersion {
             throw .corruption("store layout version \(lv) in \(engine.directory) is not supported (this build reads \(layoutVersion))")
         }
-        // An empty store is at revision 1, as etcd's: the first write gets revision 2.
-        var revision = Int64(bitPattern: try meta(.currentRevision) ?? 1)
-        let compactRevision = Int64(bitPattern: try meta(.compactRevision) ?? 0)
-        let finished = Int64(bitPattern: try meta(.finishedCompactRevision) ?? 0)
+        var revision = Int64(bitPattern: try meta(.currentRevision) ?? 0)
+        // Never compacted: -1, as etcd (so that compacting at 0 or 1 on a new store succeeds).
+        let compactRevision = try meta(.compactRevision).map { Int64(bitPattern: $0) } ?? -1
+        let finished = try meta(.finishedCompactRevision).map { Int64(bitPattern: $0) } ?? -1
+        let hasLayoutVersion = try meta(.layoutVersion) != nil
         let appliedIndex = try meta(.appliedIndex) ?? 0
 
         var scanned: [Scanned] = []
@@ -77,7 +79,8 @@ enum StoreLoader {
         if let failure { throw failure }
 
         if let last = scanned.last { revision = max(revision, last.revision.revision.main) }
-        revision = max(revision, compactRevision)
+        // An empty store is at revision 1 (etcd): the first write gets revision 2.
+        revision = max(revision, compactRevision, 1)
 
         let entries = arena.withUnsafeBufferPointer { keys in
             scanned.withUnsafeBufferPointer { records in
@@ -92,7 +95,8 @@ enum StoreLoader {
             index.compact(at: compactRevision, dropped: &dropped)
         }
         return Loaded(index: index, revision: revision, compactRevision: compactRevision,
-                      finishedCompactRevision: finished, appliedIndex: appliedIndex, unfinishedDrops: dropped)
+                      finishedCompactRevision: finished, appliedIndex: appliedIndex,
+                      hasLayoutVersion: hasLayoutVersion, unfinishedDrops: dropped)
     }
 
     /// Orders the records by (key, revision) and folds each key's records into a KeyHistory.

@@ -41,8 +41,11 @@ public final class StoreWriter: @unchecked Sendable {
     private var txnSub: Int64 = 0
     private var wantsPrevKV = false
 
-    init(engine: any StorageEngine, state: CommittedState) {
+    private var needsLayoutVersion: Bool
+
+    init(engine: any StorageEngine, state: CommittedState, needsLayoutVersion: Bool) {
         self.engine = engine
+        self.needsLayoutVersion = needsLayoutVersion
         committedState = state
         index = state.index
         revision = state.revision
@@ -215,7 +218,7 @@ public final class StoreWriter: @unchecked Sendable {
         precondition(!inTxn, "StoreWriter: commit inside a transaction")
         batch.put(MetaKey.currentRevision.engineKey, MetaKey.encode(UInt64(bitPattern: revision)))
         batch.put(MetaKey.appliedIndex.engineKey, MetaKey.encode(appliedIndex))
-        if committedState.appliedIndex == 0 && committedState.revision == 0 {
+        if needsLayoutVersion {
             batch.put(MetaKey.layoutVersion.engineKey, MetaKey.encode(StoreLoader.layoutVersion))
         }
         do {
@@ -227,6 +230,7 @@ public final class StoreWriter: @unchecked Sendable {
         let state = CommittedState(index: index, revision: revision, compactRevision: compactRevision,
                                    appliedIndex: appliedIndex)
         committedState = state
+        needsLayoutVersion = false
         store?.publish(state)
         let events = pendingEvents
         let compactions = pendingCompactions
