@@ -67,14 +67,18 @@ let package = Package(
         ], path: "Sources/EtcdProto"),
 
         // MARK: MVCC boundary and the server
+        // Auth state, password hashing (bcrypt via libxcrypt) and tokens; no gRPC, no store.
+        .systemLibrary(name: "CCrypt", path: "Sources/CCrypt", providers: [.apt(["libcrypt-dev"])]),
+        .target(name: "Auth", dependencies: ["CCrypt"], path: "Sources/Server/Auth"),
         .target(name: "MVCC", dependencies: ["EngineAPI"], path: "Sources/Server/MVCC", exclude: ["README.md"]),
         .target(name: "EtcdServer", dependencies: [
-            "EngineAPI", "MVCC", "EtcdProto",
+            "EngineAPI", "MVCC", "EtcdProto", "Auth",
             .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/Server/EtcdServer", exclude: ["README.md"]),
         .target(name: "EtcdAPI", dependencies: [
-            "EtcdServer", "EtcdProto", "GRPCTransport", "MVCC", "EngineAPI",
+            "EtcdServer", "EtcdProto", "GRPCTransport", "MVCC", "EngineAPI", "Auth",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/Server/API"),
         .executableTarget(name: "rusd", dependencies: [
@@ -105,6 +109,7 @@ let package = Package(
         ], path: "Tests/GRPCTransportTests"),
         // In-memory StorageEngine for the MVCC and server unit tests.
         .target(name: "InMemoryEngine", dependencies: ["EngineAPI"], path: "Tests/InMemoryEngine"),
+        .testTarget(name: "AuthTests", dependencies: ["Auth"], path: "Tests/AuthTests"),
         .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Engines", "InMemoryEngine"], path: "Tests/MVCCTests"),
         .testTarget(name: "ServerTests", dependencies: ["EtcdServer", "EtcdAPI", "MVCC", "Engines", "InMemoryEngine"],
                     path: "Tests/ServerTests"),

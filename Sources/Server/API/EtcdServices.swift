@@ -14,6 +14,7 @@ public enum EtcdServices {
             LeaseService.make(server),
             MaintenanceService.make(server, member: member),
             ClusterService.make(server, member: member),
+            AuthService.make(server),
         ]
     }
 }

@@ -13,8 +13,9 @@ import GRPCTransport
 public enum KVService {
     public static func make(_ server: EtcdServer, alarms: AlarmList? = nil) -> Service {
         Service(name: "etcdserverpb.KV", methods: [
-            .unary("Range") { (request: Etcdserverpb_RangeRequest, _, responder: UnaryResponder<Etcdserverpb_RangeResponse>) in
+            .unary("Range") { (request: Etcdserverpb_RangeRequest, context, responder: UnaryResponder<Etcdserverpb_RangeResponse>) in
                 do throws(EtcdError) {
+                    try server.caller(token: context.metadata["token"]).check(request)
                     responder.succeed(try server.range(request))
                 } catch {
                     responder.fail(GRPCStatus(error))
@@ -22,18 +23,34 @@ public enum KVService {
             },
             .unary("Put") { (request: Etcdserverpb_PutRequest, context, responder: UnaryResponder<Etcdserverpb_PutResponse>) in
                 if alarms?.noSpace == true { return responder.fail(GRPCStatus(EtcdError.noSpace)) }
+                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.check(request) }) else { return }
                 server.put(request) { responder.complete($0, on: context) }
             },
             .unary("DeleteRange") { (request: Etcdserverpb_DeleteRangeRequest, context, responder: UnaryResponder<Etcdserverpb_DeleteRangeResponse>) in
+                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.check(request) }) else { return }
                 server.deleteRange(request) { responder.complete($0, on: context) }
             },
             .unary("Txn") { (request: Etcdserverpb_TxnRequest, context, responder: UnaryResponder<Etcdserverpb_TxnResponse>) in
                 if alarms?.noSpace == true && SpaceQuota.adds(request) { return responder.fail(GRPCStatus(EtcdError.noSpace)) }
+                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.check(request) }) else { return }
                 server.txn(request) { responder.complete($0, on: context) }
             },
             .unary("Compact") { (request: Etcdserverpb_CompactionRequest, context, responder: UnaryResponder<Etcdserverpb_CompactionResponse>) in
                 server.compact(request) { responder.complete($0, on: context) }
             },
         ])
+    }
+}
+
+/// Runs `check` for the caller of the request (its `token` metadata); on failure answers the
+/// call with etcd's auth error and returns false.
+func authorized<Response>(_ server: EtcdServer, _ context: CallContext, _ responder: UnaryResponder<Response>,
+                          _ check: (AuthCaller) throws(EtcdError) -> Void) -> Bool {
+    do throws(EtcdError) {
+        try check(try server.caller(token: context.metadata["token"]))
+        return true
+    } catch {
+        responder.fail(GRPCStatus(error))
+        return false
     }
 }

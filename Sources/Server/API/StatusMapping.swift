@@ -4,7 +4,7 @@ import GRPCTransport
 extension GRPCStatus {
     /// etcd's error as a gRPC status: the same code and message etcd's clients match on.
     init(_ error: EtcdError) {
-        self.init(GRPCStatus.Code(rawValue: error.code.rawValue) ?? .unknown, error.message)
+        self.init(GRPCStatus.Code(rawValue: error.code.rawValue), error.message)
     }
 }
 

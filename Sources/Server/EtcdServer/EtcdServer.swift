@@ -1,3 +1,4 @@
+import Auth
 import EngineAPI
 import EtcdProto
 import Foundation
@@ -27,10 +28,12 @@ public final class EtcdServer: Sendable {
     public let config: EtcdServerConfig
     /// The store (read-only use by other services: watch, maintenance).
     public let store: MVCCStore
-    private let applier: Applier
+    let applier: Applier
     private let machine: StateMachine
     /// Leases (read by keep-alive / time-to-live on any thread).
     let lessor: Lessor
+    /// Users, roles, permissions and tokens.
+    public let auth: AuthStore
     private let expiryTimer: TimerBox
 
     /// Opens the store on `engine` (rebuilding its index) and starts the applier. The engine
@@ -40,7 +43,9 @@ public final class EtcdServer: Sendable {
         do { store = try MVCCStore(engine: engine) } catch { throw EtcdError(error) }
         lessor = Lessor(minTTL: config.minLeaseTTL)
         try lessor.reload(from: store)
-        machine = StateMachine(store: store, leases: lessor)
+        auth = AuthStore(tokenTTLSeconds: config.authTokenTTLSeconds, bcryptCost: config.bcryptCost)
+        try auth.reload(from: store)
+        machine = StateMachine(store: store, leases: lessor, auth: auth)
         applier = Applier(machine: machine, firstIndex: store.appliedIndex + 1,
                           maxEntriesPerCommit: config.maxEntriesPerCommit)
         expiryTimer = TimerBox(DispatchSource.makeTimerSource(queue: DispatchQueue(label: "rusd.lease-expiry")))

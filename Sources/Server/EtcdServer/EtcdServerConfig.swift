@@ -18,6 +18,11 @@ public struct EtcdServerConfig: Sendable {
     /// Most log entries applied in one group commit (bounds latency and memory of a group).
     public var maxEntriesPerCommit: Int = 4096
 
+    /// --auth-token-ttl: seconds a simple token lives after its last use (etcd: 300).
+    public var authTokenTTLSeconds: Int = 300
+    /// --bcrypt-cost (etcd: 10).
+    public var bcryptCost: Int = 10
+
     public init(clusterID: UInt64, memberID: UInt64) {
         self.clusterID = clusterID
         self.memberID = memberID

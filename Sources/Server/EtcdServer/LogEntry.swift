@@ -1,3 +1,4 @@
+import Auth
 import EtcdProto
 
 /// A request that changes state, as an entry of the ordered log. Entries are applied one by one
@@ -11,6 +12,8 @@ public enum ApplyRequest: Sendable {
     /// The ID is chosen before the entry is appended (never 0 here), so applying is deterministic.
     case leaseGrant(Etcdserverpb_LeaseGrantRequest)
     case leaseRevoke(Etcdserverpb_LeaseRevokeRequest)
+    /// Passwords arrive hashed, so applying is deterministic.
+    case auth(AuthState.Mutation)
 }
 
 /// The result of applying an entry.
@@ -21,6 +24,8 @@ public enum ApplyResponse: Sendable {
     case compact(Etcdserverpb_CompactionResponse)
     case leaseGrant(Etcdserverpb_LeaseGrantResponse)
     case leaseRevoke(Etcdserverpb_LeaseRevokeResponse)
+    /// An auth change was applied; the store revision it was applied at.
+    case auth(revision: Int64)
 }
 
 /// One log entry: its position (1, 2, …; persisted with the store as the applied index) and

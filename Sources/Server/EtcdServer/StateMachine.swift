@@ -5,10 +5,12 @@ import MVCC
 final class StateMachine: @unchecked Sendable {
     let store: MVCCStore
     let leases: Lessor
+    let auth: AuthStore
 
-    init(store: MVCCStore, leases: Lessor) {
+    init(store: MVCCStore, leases: Lessor, auth: AuthStore) {
         self.store = store
         self.leases = leases
+        self.auth = auth
     }
 
     var writer: StoreWriter { store.writer }
@@ -16,6 +18,7 @@ final class StateMachine: @unchecked Sendable {
     /// Brings derived in-memory state back to the committed store after a failed group.
     func resyncAfterRollback() {
         try? leases.reload(from: store)
+        try? auth.reload(from: store)
     }
 
     /// Set when an entry failed after it began changing the store (a store failure, not a
@@ -73,6 +76,10 @@ final class StateMachine: @unchecked Sendable {
                 resp.id = g.id
                 resp.header.revision = writer.currentRevision
                 return .success(.leaseGrant(resp))
+
+            case .auth(let mutation):
+                try auth.apply(mutation, writer: writer)
+                return .success(.auth(revision: writer.currentRevision))
 
             case .leaseRevoke(let r):
                 let keys = try leases.revoke(r.id, writer: writer)

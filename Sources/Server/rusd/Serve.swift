@@ -23,6 +23,8 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     var serverConfig = EtcdServerConfig(clusterID: identity.clusterID, memberID: identity.memberID)
     serverConfig.maxRequestBytes = config.maxRequestBytes
     serverConfig.maxTxnOps = config.maxTxnOps
+    serverConfig.authTokenTTLSeconds = config.authTokenTTL
+    serverConfig.bcryptCost = config.bcryptCost
 
     let etcd: EtcdServer
     do {

@@ -1,0 +1,103 @@
+import Auth
+import EtcdProto
+import Foundation
+
+/// Who a request acts as, decided from its `token` metadata (see `EtcdServer.caller(token:)`).
+public struct AuthCaller: Sendable {
+    /// The auth state the checks run against (one snapshot per request).
+    public let state: AuthState
+    /// The authenticated user; nil when the request carried no token.
+    public let user: String?
+
+    /// Checks nothing when auth is disabled.
+    var enabled: Bool { state.enabled }
+
+    private func require(_ kind: AuthState.Permission.Kind, _ key: Data, _ rangeEnd: Data) throws(EtcdError) {
+        guard enabled else { return }
+        guard let user else { throw EtcdError(AuthError.userEmpty) }
+        guard state.permits(user, kind, key: Array(key), rangeEnd: Array(rangeEnd)) else {
+            throw EtcdError(AuthError.permissionDenied)
+        }
+    }
+
+    /// Admin RPCs (auth management, maintenance): the root role.
+    public func requireAdmin() throws(EtcdError) {
+        guard enabled else { return }
+        guard let user else { throw EtcdError(AuthError.userEmpty) }
+        guard state.users[user] != nil else { throw EtcdError(AuthError.userNotFound) }
+        guard state.isRoot(user) else { throw EtcdError(AuthError.permissionDenied) }
+    }
+
+    public func check(_ r: Etcdserverpb_RangeRequest) throws(EtcdError) {
+        try require(.read, r.key, r.rangeEnd)
+    }
+
+    public func check(_ r: Etcdserverpb_PutRequest) throws(EtcdError) {
+        try require(.write, r.key, Data())
+        if r.prevKv { try require(.read, r.key, Data()) }
+    }
+
+    public func check(_ r: Etcdserverpb_DeleteRangeRequest) throws(EtcdError) {
+        try require(.write, r.key, r.rangeEnd)
+        if r.prevKv { try require(.read, r.key, r.rangeEnd) }
+    }
+
+    /// Compares need READ; every operation of both branches (nested too) its own permission.
+    public func check(_ t: Etcdserverpb_TxnRequest) throws(EtcdError) {
+        guard enabled else { return }
+        for c in t.compare { try require(.read, c.key, c.rangeEnd) }
+        for op in t.success + t.failure {
+            switch op.request {
+            case .requestRange(let r): try check(r)
+            case .requestPut(let p): try check(p)
+            case .requestDeleteRange(let d): try check(d)
+            case .requestTxn(let n): try check(n)
+            case nil: break
+            }
+        }
+    }
+
+    /// Watching a range needs READ on it.
+    public func checkWatch(key: Data, rangeEnd: Data) throws(EtcdError) {
+        try require(.read, key, rangeEnd)
+    }
+}
+
+extension EtcdServer {
+    /// The caller of a request carrying `token` (etcd's `token` metadata). With auth disabled
+    /// any token is ignored; with auth enabled an unknown or expired token fails with
+    /// "etcdserver: invalid auth token" and a missing one leaves the caller anonymous (its
+    /// checks fail with "etcdserver: user name is empty").
+    public func caller(token: String?) throws(EtcdError) -> AuthCaller {
+        let state = auth.state
+        guard state.enabled, let token else { return AuthCaller(state: state, user: nil) }
+        guard let user = auth.tokens.user(for: token), state.users[user] != nil else {
+            throw EtcdError(AuthError.invalidAuthToken)
+        }
+        return AuthCaller(state: state, user: user)
+    }
+
+    /// Auth.Authenticate: checks the password (bcrypt: slow, call it off the event loop) and
+    /// issues a simple token.
+    public func authenticate(name: String, password: String) throws(EtcdError) -> String {
+        let state = auth.state
+        guard state.enabled else { throw EtcdError(AuthError.authNotEnabled) }
+        guard let user = state.users[name], !user.noPassword,
+              auth.hasher.verify(password, against: user.passwordHash) else {
+            throw EtcdError(AuthError.authFailed)
+        }
+        return auth.tokens.issue(for: name)
+    }
+
+    /// Applies an auth change through the ordered log; completes with the response header once
+    /// durable.
+    public func applyAuth(_ mutation: AuthState.Mutation,
+                          completion: @escaping @Sendable (Result<Etcdserverpb_ResponseHeader, EtcdError>) -> Void) {
+        applier.submit(.auth(mutation)) { [self] result in
+            completion(result.map { response in
+                guard case .auth(let revision) = response else { preconditionFailure("auth answered with \(response)") }
+                return header(revision: revision)
+            })
+        }
+    }
+}
