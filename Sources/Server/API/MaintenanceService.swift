@@ -30,10 +30,12 @@ public enum MaintenanceService {
             .unary("Status") { (_: Etcdserverpb_StatusRequest, _, responder: UnaryResponder<Etcdserverpb_StatusResponse>) in
                 responder.complete(now: status(server, member))
             },
-            .unary("Alarm") { (request: Etcdserverpb_AlarmRequest, _, responder: UnaryResponder<Etcdserverpb_AlarmResponse>) in
+            .unary("Alarm") { (request: Etcdserverpb_AlarmRequest, context, responder: UnaryResponder<Etcdserverpb_AlarmResponse>) in
+                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
                 responder.succeed(alarm(request, server, member))
             },
             .unary("Hash") { (_: Etcdserverpb_HashRequest, context, responder: UnaryResponder<Etcdserverpb_HashResponse>) in
+                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
                 DispatchQueue.global().async {
                     let result = Result { () throws(MVCCError) in try server.store.hashAll() }
                         .mapError { EtcdError($0) }
@@ -47,6 +49,7 @@ public enum MaintenanceService {
                 }
             },
             .unary("HashKV") { (request: Etcdserverpb_HashKVRequest, context, responder: UnaryResponder<Etcdserverpb_HashKVResponse>) in
+                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
                 DispatchQueue.global().async {
                     let result = Result { () throws(MVCCError) in try server.store.hashKV(revision: request.revision) }
                         .mapError { EtcdError($0) }
@@ -61,6 +64,7 @@ public enum MaintenanceService {
                 }
             },
             .unary("Defragment") { (_: Etcdserverpb_DefragmentRequest, context, responder: UnaryResponder<Etcdserverpb_DefragmentResponse>) in
+                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
                 DispatchQueue.global().async {
                     let result: Result<Etcdserverpb_DefragmentResponse, EtcdError>
                     do {
@@ -74,15 +78,22 @@ public enum MaintenanceService {
                 }
             },
             .serverStreaming("Snapshot") { (_: Etcdserverpb_SnapshotRequest, stream: ServerStream<Etcdserverpb_SnapshotResponse>) in
+                do throws(EtcdError) {
+                    try server.caller(token: stream.context.metadata["token"]).requireAdmin()
+                } catch {
+                    return stream.finish(GRPCStatus(error))
+                }
                 SnapshotSender(server: server, stream: stream).start()
             },
-            .unary("MoveLeader") { (request: Etcdserverpb_MoveLeaderRequest, _, responder: UnaryResponder<Etcdserverpb_MoveLeaderResponse>) in
+            .unary("MoveLeader") { (request: Etcdserverpb_MoveLeaderRequest, context, responder: UnaryResponder<Etcdserverpb_MoveLeaderResponse>) in
+                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
                 guard request.targetID == server.config.memberID else {
                     return responder.fail(GRPCStatus(.failedPrecondition, "etcdserver: bad leader transferee"))
                 }
                 responder.succeed(Etcdserverpb_MoveLeaderResponse())  // etcd answers without a header
             },
-            .unary("Downgrade") { (request: Etcdserverpb_DowngradeRequest, _, responder: UnaryResponder<Etcdserverpb_DowngradeResponse>) in
+            .unary("Downgrade") { (request: Etcdserverpb_DowngradeRequest, context, responder: UnaryResponder<Etcdserverpb_DowngradeResponse>) in
+                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
                 responder.complete(now: downgrade(request, server))
             },
         ])
