@@ -68,12 +68,13 @@ let package = Package(
 
         // MARK: MVCC boundary and the server
         .target(name: "MVCC", dependencies: ["EngineAPI"], path: "Sources/Server/MVCC"),
+        .target(name: "WatchHub", dependencies: ["MVCC"], path: "Sources/Server/Watch"),
         .target(name: "EtcdServer", dependencies: [
             "EngineAPI", "MVCC", "EtcdProto",
             .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/Server/EtcdServer"),
         .target(name: "EtcdAPI", dependencies: [
-            "EtcdServer", "EtcdProto", "GRPCTransport",
+            "EtcdServer", "EtcdProto", "GRPCTransport", "WatchHub",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/Server/API"),
@@ -101,6 +102,7 @@ let package = Package(
         // In-memory StorageEngine for the MVCC and server unit tests.
         .target(name: "InMemoryEngine", dependencies: ["EngineAPI"], path: "Tests/InMemoryEngine"),
         .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Engines", "InMemoryEngine"], path: "Tests/MVCCTests"),
+        .testTarget(name: "WatchTests", dependencies: ["WatchHub", "MVCC", "InMemoryEngine"], path: "Tests/WatchTests"),
         .testTarget(name: "ServerTests", dependencies: ["EtcdServer", "EtcdAPI", "Engines", "InMemoryEngine"],
                     path: "Tests/ServerTests"),
     ],

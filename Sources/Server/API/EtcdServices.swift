@@ -1,12 +1,16 @@
 import EtcdServer
 import GRPCTransport
+import WatchHub
 
 /// The etcd gRPC services rusd serves. Services and methods not listed here answer
 /// UNIMPLEMENTED (the transport's answer for unknown services and methods), which clients such
 /// as kube-apiserver treat as "not supported" (e.g. KV.RangeStream from etcd 3.7).
 public enum EtcdServices {
-    public static func all(_ server: EtcdServer) -> [Service] {
-        [KVService.make(server)]
+    /// `watchProgressNotifyInterval`: etcd's --experimental-watch-progress-notify-interval.
+    public static func all(_ server: EtcdServer, watchProgressNotifyInterval: Duration = .seconds(600)) -> [Service] {
+        var watch = WatchHubConfig()
+        watch.progressNotifyInterval = watchProgressNotifyInterval
+        return [KVService.make(server), WatchService.make(server, hub: WatchHub(store: server.store, config: watch))]
     }
 }
 
