@@ -13,7 +13,11 @@ func text(_ b: [UInt8]) -> String { String(decoding: b, as: UTF8.self) }
 final class RecordingSink: WatchSink {
     let queue = DispatchQueue(label: "test-sink")
     private let state = Mutex<(responses: [WatchResponse], writable: Bool)>(([], true))
-    weak var session: WatchSession?
+    private let sessionBox = Mutex<WatchSession?>(nil)
+    var session: WatchSession? {
+        get { sessionBox.withLock { $0 } }
+        set { sessionBox.withLock { $0 = newValue } }
+    }
 
     func execute(_ work: @escaping @Sendable () -> Void) { queue.async(execute: work) }
 

@@ -99,9 +99,11 @@ final class HubState: @unchecked Sendable {
         guard let s = sessions[ObjectIdentifier(session)], !s.watchers.isEmpty else { return }
         s.progressRequested = true
         answerProgressIfSynced(session, s)
+        if s.progressRequested { progressWaiting[ObjectIdentifier(session)] = session }
     }
 
     func close(_ session: WatchSession) {
+        progressWaiting[ObjectIdentifier(session)] = nil
         guard let s = sessions.removeValue(forKey: ObjectIdentifier(session)) else { return }
         for w in s.watchers.values { detach(w) }
         s.watchers = [:]
@@ -130,6 +132,7 @@ final class HubState: @unchecked Sendable {
             }
         }
         dispatchedRevision = last.revision
+        defer { answerDeferredProgress() }
         for (_, (w, events)) in pending {
             var r = WatchResponse(watchID: w.id, headerRevision: last.revision)
             r.events = events
@@ -166,7 +169,7 @@ final class HubState: @unchecked Sendable {
         var roomBySession: [ObjectIdentifier: Bool] = [:]
         for w in unsynced.values {
             let sid = ObjectIdentifier(w.session)
-            let room = roomBySession[sid] ?? w.session.hasRoom
+            let room = roomBySession[sid] ?? w.session.hasRoomOrSignalLater()
             roomBySession[sid] = room
             if room { ready.append(w) }
             if ready.count >= config.maxWatchersPerCatchUp { break }
@@ -247,11 +250,7 @@ final class HubState: @unchecked Sendable {
                 synced.insert(w)
             }
         }
-        for w in live where w.isSynced {
-            if let s = sessions[ObjectIdentifier(w.session)], s.progressRequested {
-                answerProgressIfSynced(w.session, s)
-            }
-        }
+        answerDeferredProgress()
         scheduleCatchUp()
     }
 
@@ -265,13 +264,29 @@ final class HubState: @unchecked Sendable {
             s.progressRequested = false
             return
         }
+        // etcd 3.5+: not while a watcher is unsynced or waits for a future start revision.
         var revision = Int64.max
         for w in s.watchers.values {
-            guard w.isSynced else { return }
+            guard w.isSynced, w.startRevision <= dispatchedRevision else { return }
             revision = min(revision, max(dispatchedRevision, w.next - 1))
         }
         s.progressRequested = false
         _ = session.enqueue(WatchResponse(watchID: -1, headerRevision: revision), bounded: false)
+    }
+
+    /// Sessions whose RequestProgress waits for their watchers to sync.
+    var progressWaiting: [ObjectIdentifier: WatchSession] = [:]
+
+    func answerDeferredProgress() {
+        guard !progressWaiting.isEmpty else { return }
+        for (id, session) in progressWaiting {
+            guard let s = sessions[id], s.progressRequested else {
+                progressWaiting[id] = nil
+                continue
+            }
+            answerProgressIfSynced(session, s)
+            if !s.progressRequested { progressWaiting[id] = nil }
+        }
     }
 
     private func armProgressTimer(_ session: WatchSession, _ s: SessionWatchers) {

@@ -92,9 +92,15 @@ public final class WatchSession: Sendable {
 
     var isClosed: Bool { outbox.withLock { $0.closed } }
 
-    /// Whether the outbox has room for live events (used to pick watchers to catch up).
-    var hasRoom: Bool {
-        outbox.withLock { $0.eventBytes < hub.config.sessionBufferBytes / 2 }
+    /// Whether the outbox has room for a catch-up batch (at most half full). When it has not,
+    /// the hub is signalled (`scheduleCatchUp`) once it has: the outbox is not empty then, so
+    /// a drain will come.
+    func hasRoomOrSignalLater() -> Bool {
+        outbox.withLock { o in
+            if o.eventBytes < hub.config.sessionBufferBytes / 2 { return true }
+            o.wantsRoom = true
+            return false
+        }
     }
 
     /// Sends queued responses while the sink is writable. Runs on the sink's executor.

@@ -10,6 +10,8 @@ final class Watcher {
     let prevKV: Bool
     let fragment: Bool
     let progressNotify: Bool
+    /// The requested start revision (0: none).
+    let startRevision: Int64
     /// The first revision this watcher has not been given yet. For a synced watcher it is only
     /// a lower bound (revisions it was not woken for had nothing for it), used to skip
     /// revisions a catch-up already covered.
@@ -28,6 +30,7 @@ final class Watcher {
         prevKV = options.prevKV
         fragment = options.fragment
         progressNotify = options.progressNotify
+        startRevision = options.startRevision
         self.next = next
     }
 
