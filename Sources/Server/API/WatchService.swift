@@ -4,6 +4,7 @@ import Foundation
 import GRPCTransport
 import MVCC
 import NIOCore
+import SwiftProtobuf
 import WatchHub
 
 /// etcd's `etcdserverpb.Watch` service: one `WatchSession` of the hub per Watch stream.
@@ -19,7 +20,7 @@ public enum WatchService {
     public static func make(_ server: EtcdServer, hub: WatchHub) -> Service {
         let fragmentLimit = server.config.maxRequestBytes + grpcOverheadBytes
         return Service(name: "etcdserverpb.Watch", methods: [
-            .bidirectionalStreaming("Watch") { (stream: ServerStream<Etcdserverpb_WatchResponse>) -> BidiInbound<Etcdserverpb_WatchRequest> in
+            .bidirectionalStreaming("Watch") { (stream: ServerStream<EncodedWatchResponse>) -> BidiInbound<Etcdserverpb_WatchRequest> in
                 let sink = WatchStreamSink(stream: stream, server: server, fragmentLimit: fragmentLimit)
                 let session = hub.openSession(sink)
                 stream.setOnWritable { session.resumeDelivery() }
@@ -49,11 +50,11 @@ public enum WatchService {
 
 /// Writes a session's responses to its gRPC stream, on the stream's event loop.
 final class WatchStreamSink: WatchSink {
-    let stream: ServerStream<Etcdserverpb_WatchResponse>
+    let stream: ServerStream<EncodedWatchResponse>
     let server: EtcdServer
     let fragmentLimit: Int
 
-    init(stream: ServerStream<Etcdserverpb_WatchResponse>, server: EtcdServer, fragmentLimit: Int) {
+    init(stream: ServerStream<EncodedWatchResponse>, server: EtcdServer, fragmentLimit: Int) {
         self.stream = stream
         self.server = server
         self.fragmentLimit = fragmentLimit
@@ -66,14 +67,17 @@ final class WatchStreamSink: WatchSink {
     var isWritable: Bool { stream.isWritable }
 
     func send(_ r: WatchResponse) {
-        var p = Etcdserverpb_WatchResponse()
+        var p = EncodedWatchResponse()
         p.header = server.header(revision: r.headerRevision)
         p.watchID = r.watchID
         p.created = r.created
         p.canceled = r.canceled
         p.cancelReason = r.cancelReason
         p.compactRevision = r.compactRevision
-        p.events = r.events.map(Self.event)
+        // Encoded once per event list, shared by every watcher that gets the same events.
+        p.events = r.eventList.derived { events in
+            events.map { (try? Self.event($0).serializedBytes() as Data) ?? Data() }
+        }
         if r.fragmentAllowed && p.events.count >= 2 {
             sendFragments(p)
         } else {
@@ -84,11 +88,8 @@ final class WatchStreamSink: WatchSink {
     /// etcd's sendFragments: a response at or above the limit is split into responses of whole
     /// events, each below the limit (or holding a single event), all but the last with
     /// `fragment` set.
-    private func sendFragments(_ p: Etcdserverpb_WatchResponse) {
-        let eventSizes = p.events.map { e -> Int in
-            let n = (try? e.serializedBytes() as [UInt8])?.count ?? 0
-            return 1 + varintLength(n) + n
-        }
+    private func sendFragments(_ p: EncodedWatchResponse) {
+        let eventSizes = p.events.map { 1 + varintLength($0.count) + $0.count }
         var base = p
         base.events = []
         let baseSize = (try? base.serializedBytes() as [UInt8])?.count ?? 0
@@ -135,5 +136,58 @@ final class WatchStreamSink: WatchSink {
         p.kv = keyValue(e.kv)
         if let prev = e.prevKV { p.prevKv = keyValue(prev) }
         return p
+    }
+}
+
+/// etcd's WatchResponse with its events already encoded: the bytes on the wire are those of
+/// `Etcdserverpb_WatchResponse` (an embedded message and a bytes field share one wire type),
+/// but an event list is encoded once for all the watchers that receive it rather than once per
+/// watcher. Only ever serialized.
+struct EncodedWatchResponse: SwiftProtobuf.Message, Equatable {
+    static let protoMessageName = "etcdserverpb.WatchResponse"
+    var header = Etcdserverpb_ResponseHeader()
+    var watchID: Int64 = 0
+    var created = false
+    var canceled = false
+    var compactRevision: Int64 = 0
+    var cancelReason = ""
+    var fragment = false
+    /// Each an encoded `mvccpb.Event`.
+    var events: [Data] = []
+    var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    init() {}
+
+    mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+        var m = Etcdserverpb_WatchResponse()
+        try m.decodeMessage(decoder: &decoder)
+        header = m.header
+        watchID = m.watchID
+        created = m.created
+        canceled = m.canceled
+        compactRevision = m.compactRevision
+        cancelReason = m.cancelReason
+        fragment = m.fragment
+        events = try m.events.map { try $0.serializedBytes() }
+    }
+
+    func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+        try visitor.visitSingularMessageField(value: header, fieldNumber: 1)
+        if watchID != 0 { try visitor.visitSingularInt64Field(value: watchID, fieldNumber: 2) }
+        if created { try visitor.visitSingularBoolField(value: true, fieldNumber: 3) }
+        if canceled { try visitor.visitSingularBoolField(value: true, fieldNumber: 4) }
+        if compactRevision != 0 { try visitor.visitSingularInt64Field(value: compactRevision, fieldNumber: 5) }
+        if !cancelReason.isEmpty { try visitor.visitSingularStringField(value: cancelReason, fieldNumber: 6) }
+        if fragment { try visitor.visitSingularBoolField(value: true, fieldNumber: 7) }
+        for e in events { try visitor.visitSingularBytesField(value: e, fieldNumber: 11) }
+    }
+
+    func isEqualTo(message: any SwiftProtobuf.Message) -> Bool {
+        (message as? EncodedWatchResponse) == self
+    }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(watchID)
+        hasher.combine(events)
     }
 }

@@ -114,38 +114,47 @@ final class HubState: @unchecked Sendable {
     // MARK: live events
 
     /// Matches newly committed revisions against the synced watchers (the observer's work,
-    /// moved off the applier thread).
+    /// moved off the applier thread). Watchers of one span without filters share one event
+    /// list per committed group (with or without prev_kv).
     func dispatch(_ revisions: [RevisionEvents]) {
         guard let last = revisions.last, last.revision > dispatchedRevision else { return }
-        var pending: [ObjectIdentifier: (Watcher, [Event])] = [:]
+        var perSpan: [KeySpan: [Event]] = [:]
         for rev in revisions where rev.revision > dispatchedRevision {
             for event in rev.events {
-                synced.forEachMatch(event.kv.key) { w in
-                    guard rev.revision >= w.next, w.accepts(event) else { return }
-                    let id = ObjectIdentifier(w)
-                    if pending[id] == nil {
-                        pending[id] = (w, [w.shaped(event)])
-                    } else {
-                        pending[id]!.1.append(w.shaped(event))
-                    }
-                }
+                synced.forEachMatchingSpan(event.kv.key) { perSpan[$0, default: []].append(event) }
             }
         }
         dispatchedRevision = last.revision
         defer { answerDeferredProgress() }
-        for (_, (w, events)) in pending {
-            var r = WatchResponse(watchID: w.id, headerRevision: last.revision)
-            r.events = events
-            r.fragmentAllowed = w.fragment
-            if w.session.enqueue(r, bounded: true) {
-                w.next = last.revision + 1
-                w.sentSinceProgressTick = true
-            } else {
-                // The session cannot take more: catch up from the store once it drained.
-                synced.remove(w)
-                w.isSynced = false
-                w.next = events[0].kv.modRevision
-                unsynced[ObjectIdentifier(w)] = w
+        for (span, events) in perSpan {
+            var withPrev: EventList?
+            var withoutPrev: EventList?
+            for w in synced.watchers(of: span) {
+                let list: EventList
+                if w.filterPuts || w.filterDeletes || events[0].kv.modRevision < w.next {
+                    let mine = events.filter { $0.kv.modRevision >= w.next && w.accepts($0) }.map(w.shaped)
+                    if mine.isEmpty { continue }
+                    list = EventList(mine)
+                } else if w.prevKV {
+                    if withPrev == nil { withPrev = EventList(events) }
+                    list = withPrev!
+                } else {
+                    if withoutPrev == nil { withoutPrev = EventList(events.map(w.shaped)) }
+                    list = withoutPrev!
+                }
+                var r = WatchResponse(watchID: w.id, headerRevision: last.revision)
+                r.eventList = list
+                r.fragmentAllowed = w.fragment
+                if w.session.enqueue(r, bounded: true) {
+                    w.next = last.revision + 1
+                    w.sentSinceProgressTick = true
+                } else {
+                    // The session cannot take more: catch up from the store once it drained.
+                    synced.remove(w)
+                    w.isSynced = false
+                    w.next = list.events[0].kv.modRevision
+                    unsynced[ObjectIdentifier(w)] = w
+                }
             }
         }
     }

@@ -72,7 +72,7 @@ public final class WatchSession: Sendable {
     /// Queues `response`; with `bounded`, only if the outbox has room for its events (it
     /// always has when empty). Returns false when it did not fit (and asks for a room signal).
     func enqueue(_ response: WatchResponse, bounded: Bool) -> Bool {
-        let bytes = WatchHub.size(of: response.events)
+        let bytes = response.eventList.bytes
         let schedule = outbox.withLock { o -> Bool? in
             if o.closed { return false }
             if bounded && !o.isEmpty && o.eventBytes + bytes > hub.config.sessionBufferBytes {
@@ -120,7 +120,7 @@ public final class WatchSession: Sendable {
                 let end = min(o.responses.count, o.head + 64)
                 let batch = Array(o.responses[o.head..<end])
                 o.head = end
-                for r in batch { o.eventBytes -= WatchHub.size(of: r.events) }
+                for r in batch { o.eventBytes -= r.eventList.bytes }
                 if o.head > 4096 && o.head * 2 > o.responses.count {
                     o.responses.removeFirst(o.head)
                     o.head = 0

@@ -1,3 +1,4 @@
+import Synchronization
 import MVCC
 
 /// What a client asks for when it creates a watcher (etcd's WatchCreateRequest, decoded).
@@ -32,9 +33,33 @@ public struct WatchCreateOptions: Sendable, Hashable {
     }
 }
 
+/// Events shared, unchanged, by the responses of every watcher that gets exactly these events
+/// (watchers of one prefix): their wire encoding can be made once (`derived`).
+public final class EventList: Sendable {
+    public let events: [Event]
+    /// Approximate bytes held (the outbox budget's unit).
+    public let bytes: Int
+    private let cache = Mutex<(any Sendable)?>(nil)
+
+    public init(_ events: [Event]) {
+        self.events = events
+        bytes = WatchHub.size(of: events)
+    }
+
+    /// A value computed from the events on first use and shared by every holder of this list.
+    public func derived<T: Sendable>(_ make: ([Event]) -> T) -> T {
+        if let v = cache.withLock({ $0 }) as? T { return v }
+        let v = make(events)
+        cache.withLock { $0 = v }
+        return v
+    }
+
+    static let empty = EventList([])
+}
+
 /// One message of a watch session (etcd's WatchResponse without the member identity, which
 /// the transport adds to the header).
-public struct WatchResponse: Sendable, Hashable {
+public struct WatchResponse: Sendable {
     /// `-1` for a progress response on behalf of every watcher of the session and for a failed
     /// create.
     public var watchID: Int64
@@ -47,7 +72,11 @@ public struct WatchResponse: Sendable, Hashable {
     /// Set (with `canceled`) when the watcher's start revision was compacted.
     public var compactRevision: Int64 = 0
     /// Events in revision order; `prevKV` set only for watchers that asked for it.
-    public var events: [Event] = []
+    public var eventList = EventList.empty
+    public var events: [Event] {
+        get { eventList.events }
+        set { eventList = EventList(newValue) }
+    }
     /// The watcher asked for large responses to be fragmented (etcd's `fragment`).
     public var fragmentAllowed = false
 

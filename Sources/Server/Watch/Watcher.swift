@@ -52,8 +52,8 @@ final class Watcher {
 }
 
 /// The synced watchers by key span, for matching a committed event's key to its watchers
-/// (etcd's watcherGroup): single keys in a hash map; ranges grouped by identical span (many
-/// watchers usually share a prefix) and scanned.
+/// (etcd's watcherGroup), grouped by identical span (many watchers usually share a prefix, and
+/// then share one event list): single keys in a hash map, ranges scanned.
 struct WatcherIndex {
     private var singles: [[UInt8]: [ObjectIdentifier: Watcher]] = [:]
     private var ranges: [KeySpan: [ObjectIdentifier: Watcher]] = [:]
@@ -81,13 +81,15 @@ struct WatcherIndex {
         }
     }
 
-    /// Visits every watcher whose span contains `key`.
-    func forEachMatch(_ key: [UInt8], _ visit: (Watcher) -> Void) {
-        if let ws = singles[key] {
-            for w in ws.values { visit(w) }
-        }
-        for (span, ws) in ranges where span.contains(key) {
-            for w in ws.values { visit(w) }
-        }
+    /// Visits the span of every group whose span contains `key`.
+    func forEachMatchingSpan(_ key: [UInt8], _ visit: (KeySpan) -> Void) {
+        if singles[key] != nil { visit(.single(key)) }
+        for span in ranges.keys where span.contains(key) { visit(span) }
+    }
+
+    /// The watchers of the group with exactly `span`.
+    func watchers(of span: KeySpan) -> [Watcher] {
+        if span.isSingleKey { return singles[span.start].map { Array($0.values) } ?? [] }
+        return ranges[span].map { Array($0.values) } ?? []
     }
 }
