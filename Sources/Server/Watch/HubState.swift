@@ -215,7 +215,15 @@ final class HubState: @unchecked Sendable {
             }
         }
         var previous: [Int64: [Int: KeyValue?]] = [:]
+        // Watchers that want the same events from the same revision share one list.
+        var shared: [CatchUpKey: (list: EventList, reached: Int64)] = [:]
         for w in live {
+            let key = CatchUpKey(span: w.span, next: w.next, prevKV: w.prevKV,
+                                 filterPuts: w.filterPuts, filterDeletes: w.filterDeletes)
+            if let (list, reached) = shared[key] {
+                deliverCatchUp(w, list, reached: reached, current: current)
+                continue
+            }
             var events: [Event] = []
             var bytes = 0
             var reached = through
@@ -245,22 +253,38 @@ final class HubState: @unchecked Sendable {
                 bytes += size
                 lastRevision = rev.revision
             }
-            if !events.isEmpty {
-                var r = WatchResponse(watchID: w.id, headerRevision: current)
-                r.events = events
-                r.fragmentAllowed = w.fragment
-                guard w.session.enqueue(r, bounded: true) else { continue }
-                w.sentSinceProgressTick = true
-            }
-            w.next = max(w.next, reached + 1)
-            if w.next > current {
-                unsynced[ObjectIdentifier(w)] = nil
-                w.isSynced = true
-                synced.insert(w)
-            }
+            let list = EventList(events)
+            shared[key] = (list, reached)
+            deliverCatchUp(w, list, reached: reached, current: current)
         }
         answerDeferredProgress()
         scheduleCatchUp()
+    }
+
+    struct CatchUpKey: Hashable {
+        var span: KeySpan
+        var next: Int64
+        var prevKV: Bool
+        var filterPuts: Bool
+        var filterDeletes: Bool
+    }
+
+    /// Queues a catch-up batch (history through `reached`, read at `current`) for `w`; the
+    /// watcher rejoins the synced set when it reached `current`.
+    private func deliverCatchUp(_ w: Watcher, _ list: EventList, reached: Int64, current: Int64) {
+        if !list.events.isEmpty {
+            var r = WatchResponse(watchID: w.id, headerRevision: current)
+            r.eventList = list
+            r.fragmentAllowed = w.fragment
+            guard w.session.enqueue(r, bounded: true) else { return }
+            w.sentSinceProgressTick = true
+        }
+        w.next = max(w.next, reached + 1)
+        if w.next > current {
+            unsynced[ObjectIdentifier(w)] = nil
+            w.isSynced = true
+            synced.insert(w)
+        }
     }
 
     // MARK: progress

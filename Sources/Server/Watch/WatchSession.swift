@@ -105,7 +105,13 @@ public final class WatchSession: Sendable {
 
     /// Sends queued responses while the sink is writable. Runs on the sink's executor.
     private func drain() {
+        var sent = 0
         while true {
+            // Let the event loop's other work (e.g. write responses) run between batches.
+            if sent >= 256 {
+                sink.execute { self.drain() }
+                return
+            }
             guard sink.isWritable else {
                 outbox.withLock { $0.drainScheduled = false }
                 return
@@ -135,6 +141,7 @@ public final class WatchSession: Sendable {
             if signalRoom { hub.submit { $0.scheduleCatchUp() } }
             if batch.isEmpty { return }
             for r in batch { sink.send(r) }
+            sent += batch.count
         }
     }
 }
