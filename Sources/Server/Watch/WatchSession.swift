@@ -108,7 +108,7 @@ public final class WatchSession: Sendable {
         var sent = 0
         while true {
             // Let the event loop's other work (e.g. write responses) run between batches.
-            if sent >= 256 {
+            if sent >= 64 {
                 sink.execute { self.drain() }
                 return
             }
@@ -123,7 +123,7 @@ public final class WatchSession: Sendable {
                     o.head = 0
                     return ([], false)
                 }
-                let end = min(o.responses.count, o.head + 64)
+                let end = min(o.responses.count, o.head + 32)
                 let batch = Array(o.responses[o.head..<end])
                 o.head = end
                 for r in batch { o.eventBytes -= r.eventList.bytes }
