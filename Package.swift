@@ -71,12 +71,13 @@ let package = Package(
         .systemLibrary(name: "CCrypt", path: "Sources/CCrypt", providers: [.apt(["libcrypt-dev"])]),
         .target(name: "Auth", dependencies: ["CCrypt"], path: "Sources/Server/Auth"),
         .target(name: "MVCC", dependencies: ["EngineAPI"], path: "Sources/Server/MVCC", exclude: ["README.md"]),
+        .target(name: "WatchHub", dependencies: ["MVCC"], path: "Sources/Server/Watch"),
         .target(name: "EtcdServer", dependencies: [
             "EngineAPI", "MVCC", "EtcdProto", "Auth",
             .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/Server/EtcdServer", exclude: ["README.md"]),
         .target(name: "EtcdAPI", dependencies: [
-            "EtcdServer", "EtcdProto", "GRPCTransport", "MVCC", "EngineAPI", "Auth",
+            "EtcdServer", "EtcdProto", "GRPCTransport", "MVCC", "EngineAPI", "Auth", "WatchHub",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             .product(name: "Logging", package: "swift-log"),
@@ -111,6 +112,7 @@ let package = Package(
         .target(name: "InMemoryEngine", dependencies: ["EngineAPI"], path: "Tests/InMemoryEngine"),
         .testTarget(name: "AuthTests", dependencies: ["Auth"], path: "Tests/AuthTests"),
         .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Engines", "InMemoryEngine"], path: "Tests/MVCCTests"),
+        .testTarget(name: "WatchTests", dependencies: ["WatchHub", "MVCC", "InMemoryEngine"], path: "Tests/WatchTests"),
         .testTarget(name: "ServerTests", dependencies: ["EtcdServer", "EtcdAPI", "MVCC", "Engines", "InMemoryEngine"],
                     path: "Tests/ServerTests"),
     ],

@@ -1,16 +1,22 @@
 import EtcdServer
 import GRPCTransport
+import WatchHub
 
 /// The etcd gRPC services rusd serves. Services and methods not listed here answer
 /// UNIMPLEMENTED (the transport's answer for unknown services and methods), which clients such
 /// as kube-apiserver treat as "not supported" (e.g. KV.RangeStream from etcd 3.7).
 public enum EtcdServices {
     /// `member` describes this member to Maintenance and Cluster (nil: a member named
-    /// "default" without URLs, for tests).
-    public static func all(_ server: EtcdServer, member: LocalMember? = nil) -> [Service] {
+    /// "default" without URLs, for tests). `watchProgressNotifyInterval`: etcd's
+    /// --experimental-watch-progress-notify-interval.
+    public static func all(_ server: EtcdServer, member: LocalMember? = nil,
+                           watchProgressNotifyInterval: Duration = .seconds(600)) -> [Service] {
         let member = member ?? LocalMember(name: "default", peerURLs: [], clientURLs: [])
+        var watch = WatchHubConfig()
+        watch.progressNotifyInterval = watchProgressNotifyInterval
         return [
             KVService.make(server, alarms: member.alarms),
+            WatchService.make(server, hub: WatchHub(store: server.store, config: watch)),
             LeaseService.make(server),
             MaintenanceService.make(server, member: member),
             ClusterService.make(server, member: member),

@@ -59,7 +59,8 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
                                       requireClientCertificate: config.clientCertAuth)
     }
     let health = HealthService()
-    let grpc = GRPCServer(services: EtcdServices.all(etcd, member: member) + [health.service], configuration: transport, group: group)
+    let grpc = GRPCServer(services: EtcdServices.all(etcd, member: member, watchProgressNotifyInterval: config.progressNotifyInterval)
+                          + [health.service], configuration: transport, group: group)
 
     for url in config.listenClientURLs {
         do {

@@ -1,0 +1,83 @@
+import Dispatch
+import MVCC
+
+/// etcd's watchable store on an `MVCCStore`: turns committed revisions into watch responses
+/// for every session, with etcd's guarantees (revision order, no duplicates, no gaps, one
+/// revision's events never split, replay from history, compaction cancels).
+///
+/// Design (etcd's synced / unsynced / victim split, reference `mvcc/watchable_store.go`):
+/// - The store's commit observer only enqueues the committed revisions on the hub's serial
+///   dispatch queue; the applier thread never waits for watchers.
+/// - On that queue, each revision's events are matched against the *synced* watchers (those
+///   that have everything up to the last dispatched revision) and queued in their sessions'
+///   bounded outboxes, one response per watcher per committed group.
+/// - A watcher whose session's outbox is full becomes *unsynced* at the first revision it
+///   missed. Unsynced watchers (also those created with a past start revision) catch up by
+///   reading the revision records from a store snapshot, at most
+///   `maxRevisionsPerCatchUp` revisions and one outbox of events at a time, whenever their
+///   session has room; then they rejoin the synced set. A start revision below the compaction
+///   revision cancels the watcher with `compact_revision` set.
+/// - Sessions move responses from their outbox to their sink on the sink's executor (the
+///   connection's event loop) while the sink is writable.
+///
+/// Memory: per session at most one outbox (`sessionBufferBytes` of events, plus small control
+/// responses) plus what the transport buffers; per watcher a few words. No global event log.
+public final class WatchHub: Sendable {
+    let store: MVCCStore
+    public let config: WatchHubConfig
+    let queue = DispatchQueue(label: "rusd.watch-hub")
+    /// Everything below is touched only on `queue`.
+    let state: HubState
+
+    /// Creates the hub and installs it as `store`'s commit observer.
+    public init(store: MVCCStore, config: WatchHubConfig = WatchHubConfig()) {
+        self.store = store
+        var c = config
+        if c.progressNotifyInterval < .milliseconds(100) { c.progressNotifyInterval = .milliseconds(100) }
+        self.config = c
+        state = HubState(store: store, config: c)
+        state.hub = self
+        store.setObserver { [weak self] revisions in
+            guard let self else { return }
+            self.queue.async { self.state.dispatch(revisions) }
+        }
+        // Revisions up to this one were published before the observer was installed (or were
+        // already dispatched).
+        queue.sync { state.dispatchedRevision = max(state.dispatchedRevision, store.currentRevision) }
+    }
+
+    /// Removes the hub from the store; sessions get nothing more.
+    public func detach() {
+        store.setObserver(nil)
+    }
+
+    /// A new session delivering to `sink`.
+    public func openSession(_ sink: any WatchSink) -> WatchSession {
+        WatchSession(hub: self, sink: sink)
+    }
+
+    /// Runs `work` on the dispatch queue.
+    func submit(_ work: @escaping @Sendable (HubState) -> Void) {
+        queue.async { work(self.state) }
+    }
+
+    /// Waits until everything submitted so far has run (tests, shutdown).
+    public func sync() {
+        queue.sync {}
+    }
+
+    /// Number of watchers (synced, unsynced) — for tests and metrics.
+    public var watcherCounts: (synced: Int, unsynced: Int) {
+        queue.sync { (state.synced.count, state.unsynced.count) }
+    }
+
+    /// Approximate bytes of `events` held in an outbox (the budget's unit).
+    static func size(of events: [Event]) -> Int {
+        var n = 0
+        for e in events {
+            n += 48 + e.kv.key.count + e.kv.value.count
+            if let p = e.prevKV { n += 48 + p.key.count + p.value.count }
+        }
+        return n
+    }
+}

@@ -1,0 +1,273 @@
+import MVCC
+import WatchHub
+import XCTest
+
+final class WatchHubTests: XCTestCase {
+    /// Expected (revision, key, value?) of a write sequence, from the test's own model.
+    struct Change: Equatable, CustomStringConvertible {
+        var revision: Int64
+        var key: String
+        var value: String?
+        var description: String { "\(revision):\(key)=\(value ?? "<deleted>")" }
+    }
+
+    func changes(_ events: [Event]) -> [Change] {
+        events.map { Change(revision: $0.kv.modRevision, key: text($0.kv.key), value: $0.kind == .put ? text($0.kv.value) : nil) }
+    }
+
+    func testCreatedFirstThenLiveEventsInOrderWithoutGapsOrDuplicates() throws {
+        let f = try HubFixture()
+        let (s, sink) = f.session()
+        let start = f.store.currentRevision
+        s.create(WatchCreateOptions(key: bytes("p/"), rangeEnd: bytes("p0")))
+        sink.wait("created") { $0.count == 1 }
+        XCTAssertEqual(sink.responses[0].created, true)
+        XCTAssertEqual(sink.responses[0].watchID, 0)
+        XCTAssertEqual(sink.responses[0].headerRevision, start)
+
+        var expected: [Change] = []
+        var rev = start
+        var rng = SystemRandomNumberGenerator()
+        for round in 0..<200 {
+            // Groups of 1...4 transactions per commit, some with several keys, some deletes and
+            // keys outside the prefix.
+            var txns: [[(String, String?)]] = []
+            for t in 0..<Int.random(in: 1...4, using: &rng) {
+                var ops: [(String, String?)] = []
+                var changed: [Change] = []
+                for k in 0..<Int.random(in: 1...3, using: &rng) {
+                    let key = "p/\((round * 7 + t * 3 + k) % 23)"
+                    if ops.contains(where: { $0.0 == key }) { continue }
+                    let value: String? = (round + k) % 5 == 0 ? nil : "v\(round).\(t).\(k)"
+                    if value == nil && !expected.contains(where: { $0.key == key }) { continue }
+                    ops.append((key, value))
+                    changed.append(Change(revision: 0, key: key, value: value))
+                }
+                ops.append(("q/outside", "x"))
+                rev += 1
+                for var c in changed {
+                    // A delete of a key that does not exist now produces no event.
+                    if c.value == nil && lastValue(expected, c.key) == nil { continue }
+                    c.revision = rev
+                    expected.append(c)
+                }
+                txns.append(ops)
+            }
+            XCTAssertEqual(try f.commit(txns), rev)
+        }
+        sink.wait("all events") { self.changes($0.flatMap(\.events)).count >= expected.count }
+        XCTAssertEqual(changes(sink.events(of: 0)), expected)
+        assertWellFormed(sink.responses, id: 0)
+    }
+
+    private func lastValue(_ changes: [Change], _ key: String) -> String? {
+        changes.last(where: { $0.key == key })?.value
+    }
+
+    func testSlowSessionCatchesUpFromTheStoreWithoutBlockingOthers() throws {
+        var config = WatchHubConfig()
+        config.sessionBufferBytes = 2048
+        config.maxRevisionsPerCatchUp = 50
+        let f = try HubFixture(config: config)
+        let (slow, slowSink) = f.session()
+        let (fast, fastSink) = f.session()
+        slow.create(WatchCreateOptions(key: bytes("k"), rangeEnd: [0], prevKV: true))
+        fast.create(WatchCreateOptions(key: bytes("k"), rangeEnd: [0]))
+        slowSink.wait("created") { $0.count == 1 }
+        fastSink.wait("created") { $0.count == 1 }
+        slowSink.setWritable(false)
+
+        let first = f.store.currentRevision + 1
+        let value = String(repeating: "x", count: 100)
+        for i in 0..<1000 {
+            try f.put("k\(i % 37)", "\(i)-\(value)")
+        }
+        let last = f.store.currentRevision
+        // The fast session got everything while the slow one was stuck.
+        fastSink.wait("fast session events") { $0.flatMap(\.events).count == 1000 }
+        XCTAssertEqual(fastSink.events(of: 0).map(\.kv.modRevision), Array(first...last))
+        f.hub.sync()
+        XCTAssertEqual(f.hub.watcherCounts.unsynced, 1, "the slow watcher should have fallen back to catching up")
+        XCTAssertEqual(slowSink.responses.count, 1, "nothing is written while the stream is not writable")
+
+        slowSink.setWritable(true)
+        slowSink.wait("slow session catches up") { $0.flatMap(\.events).count >= 1000 }
+        let events = slowSink.events(of: 0)
+        XCTAssertEqual(events.map(\.kv.modRevision), Array(first...last))
+        XCTAssertEqual(events.map { text($0.kv.value) }, (0..<1000).map { "\($0)-\(value)" })
+        // prev_kv of every update is the previous write of that key.
+        for (i, e) in events.enumerated() where i >= 37 {
+            XCTAssertEqual(e.prevKV.map { text($0.value) }, "\(i - 37)-\(value)")
+        }
+        assertWellFormed(slowSink.responses, id: 0)
+        f.hub.sync()
+        XCTAssertEqual(f.hub.watcherCounts.unsynced, 0)
+        XCTAssertEqual(f.hub.watcherCounts.synced, 2)
+
+        // Back in sync: live events flow again.
+        try f.put("k1", "after")
+        slowSink.wait("live event after catch-up") { $0.flatMap(\.events).count == 1001 }
+        XCTAssertEqual(slowSink.events(of: 0).last.map { text($0.kv.value) }, "after")
+    }
+
+    func testStartRevisionReplaysHistoryWithPrevKV() throws {
+        let f = try HubFixture()
+        let r1 = try f.put("a", "1")
+        try f.put("b", "1")
+        try f.put("a", "2")
+        try f.delete("b")
+        try f.commit([[("a", "3"), ("c", "1")]])
+        let (s, sink) = f.session()
+        s.create(WatchCreateOptions(key: bytes("a"), rangeEnd: bytes("z"), startRevision: r1, prevKV: true))
+        sink.wait("history") { $0.flatMap(\.events).count == 6 }
+        let events = sink.events(of: 0)
+        XCTAssertEqual(changes(events), [
+            Change(revision: r1, key: "a", value: "1"), Change(revision: r1 + 1, key: "b", value: "1"),
+            Change(revision: r1 + 2, key: "a", value: "2"), Change(revision: r1 + 3, key: "b", value: nil),
+            Change(revision: r1 + 4, key: "a", value: "3"), Change(revision: r1 + 4, key: "c", value: "1"),
+        ])
+        XCTAssertEqual(events.map { $0.prevKV.map { text($0.value) } }, [nil, nil, "1", "1", "2", nil])
+        XCTAssertEqual(events[3].kv.createRevision, 0)
+        // Then live.
+        try f.put("a", "4")
+        sink.wait("live") { $0.flatMap(\.events).count == 7 }
+        assertWellFormed(sink.responses, id: 0)
+    }
+
+    func testCompactedStartRevisionCancelsWithCompactRevision() throws {
+        let f = try HubFixture()
+        let r1 = try f.put("a", "1")
+        try f.put("a", "2")
+        let r3 = try f.put("a", "3")
+        try f.store.writer.compact(r3 - 1)
+        try f.store.writer.commit(appliedIndex: 0)
+        let (s, sink) = f.session()
+        s.create(WatchCreateOptions(key: bytes("a"), startRevision: r1))
+        sink.wait("created and canceled") { $0.count == 2 }
+        XCTAssertTrue(sink.responses[0].created)
+        XCTAssertTrue(sink.responses[1].canceled)
+        XCTAssertEqual(sink.responses[1].compactRevision, r3 - 1)
+        XCTAssertEqual(sink.responses[1].watchID, 0)
+        s.create(WatchCreateOptions(key: bytes("a"), startRevision: r3 - 1))
+        sink.wait("replay from the compaction revision") { $0.count == 4 }
+        XCTAssertEqual(sink.events(of: 1).map(\.kv.modRevision), [r3 - 1, r3])
+    }
+
+    func testFilters() throws {
+        let f = try HubFixture()
+        let (s, sink) = f.session()
+        s.create(WatchCreateOptions(key: bytes("a"), filterPuts: true))
+        s.create(WatchCreateOptions(key: bytes("a"), filterDeletes: true))
+        sink.wait("created") { $0.count == 2 }
+        try f.put("a", "1")
+        try f.delete("a")
+        try f.put("a", "2")
+        sink.wait("events") { $0.flatMap(\.events).count == 3 }
+        XCTAssertEqual(sink.events(of: 0).map(\.kind), [.delete])
+        XCTAssertEqual(sink.events(of: 1).map { text($0.kv.value) }, ["1", "2"])
+    }
+
+    func testDuplicateAndAutomaticIDsAndEmptyRange() throws {
+        let f = try HubFixture()
+        let (s, sink) = f.session()
+        s.create(WatchCreateOptions(key: bytes("a"), watchID: 1))
+        s.create(WatchCreateOptions(key: bytes("b"), watchID: 1))
+        s.create(WatchCreateOptions(key: bytes("c")))
+        s.create(WatchCreateOptions(key: bytes("d")))
+        s.create(WatchCreateOptions(key: bytes("e"), rangeEnd: bytes("e")))
+        sink.wait("five answers") { $0.count == 5 }
+        let r = sink.responses
+        XCTAssertEqual(r.map(\.watchID), [1, -1, 0, 2, -1])
+        XCTAssertEqual(r[1].cancelReason, "mvcc: duplicate watch ID provided on the WatchStream")
+        XCTAssertEqual(r[4].cancelReason, "mvcc: watcher range is empty")
+        XCTAssertTrue(r[1].created && r[1].canceled)
+    }
+
+    func testCancelStopsEvents() throws {
+        let f = try HubFixture()
+        let (s, sink) = f.session()
+        s.create(WatchCreateOptions(key: bytes("a")))
+        s.create(WatchCreateOptions(key: bytes("a")))
+        sink.wait("created") { $0.count == 2 }
+        s.cancel(0)
+        s.cancel(42)
+        sink.wait("canceled") { $0.count == 3 }
+        XCTAssertTrue(sink.responses[2].canceled)
+        try f.put("a", "1")
+        sink.wait("event for 1") { $0.count == 4 }
+        f.hub.sync()
+        usleep(20_000)
+        XCTAssertEqual(sink.responses.count, 4)
+        XCTAssertEqual(sink.responses[3].watchID, 1)
+    }
+
+    func testRequestProgressWaitsUntilEveryWatcherIsSynced() throws {
+        var config = WatchHubConfig()
+        config.sessionBufferBytes = 512
+        let f = try HubFixture(config: config)
+        let (s, sink) = f.session()
+        s.requestProgress()     // no watchers: no answer (etcd 3.5+)
+        s.create(WatchCreateOptions(key: bytes("a")))
+        sink.wait("created") { $0.count == 1 }
+        try f.put("a", "1")
+        try f.put("other", "1")
+        s.requestProgress()
+        sink.wait("progress") { $0.count == 3 }
+        XCTAssertEqual(sink.responses[2].watchID, -1)
+        XCTAssertTrue(sink.responses[2].isProgress)
+        XCTAssertEqual(sink.responses[2].headerRevision, f.store.currentRevision)
+
+        // A slow watcher: the answer waits until it has caught up, and comes after its events.
+        sink.setWritable(false)
+        for i in 0..<100 { try f.put("a", "\(i)-" + String(repeating: "y", count: 50)) }
+        let last = f.store.currentRevision
+        f.hub.sync()
+        s.requestProgress()
+        f.hub.sync()
+        sink.setWritable(true)
+        sink.wait("progress after catch-up") { $0.last?.isProgress == true && $0.count > 3 }
+        let r = sink.responses
+        XCTAssertEqual(r.last?.headerRevision, last)
+        XCTAssertEqual(sink.events(of: 0).count, 101)
+        XCTAssertEqual(r.filter(\.isProgress).count, 2)
+    }
+
+    func testProgressNotifyOnlyForIdleSyncedWatchers() throws {
+        var config = WatchHubConfig()
+        config.progressNotifyInterval = .milliseconds(100)
+        let f = try HubFixture(config: config)
+        let (s, sink) = f.session()
+        s.create(WatchCreateOptions(key: bytes("a"), progressNotify: true))
+        s.create(WatchCreateOptions(key: bytes("b")))
+        try f.put("x", "1")
+        sink.wait("progress notification") { $0.contains { $0.isProgress } }
+        let p = sink.responses.first { $0.isProgress }!
+        XCTAssertEqual(p.watchID, 0)
+        XCTAssertEqual(p.headerRevision, f.store.currentRevision)
+        XCTAssertFalse(sink.responses.contains { $0.isProgress && $0.watchID == 1 })
+    }
+
+    func testManyWatchersOnOnePrefixAllGetEveryEvent() throws {
+        let f = try HubFixture()
+        var sessions: [(WatchSession, RecordingSink)] = []
+        for _ in 0..<50 {
+            let (s, sink) = f.session()
+            for _ in 0..<4 { s.create(WatchCreateOptions(key: bytes("/reg/"), rangeEnd: bytes("/reg0"), prevKV: true)) }
+            sessions.append((s, sink))
+        }
+        f.hub.sync()
+        let first = f.store.currentRevision + 1
+        for i in 0..<300 { try f.put("/reg/\(i % 10)", "\(i)") }
+        let last = f.store.currentRevision
+        for (_, sink) in sessions {
+            sink.wait("all events") { $0.flatMap(\.events).count == 4 * 300 }
+            for id in Int64(0)..<4 {
+                XCTAssertEqual(sink.events(of: id).map(\.kv.modRevision), Array(first...last))
+                assertWellFormed(sink.responses, id: id)
+            }
+        }
+        for (s, _) in sessions { s.close() }
+        f.hub.sync()
+        XCTAssertEqual(f.hub.watcherCounts.synced, 0)
+    }
+}

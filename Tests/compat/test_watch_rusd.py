@@ -1,0 +1,196 @@
+"""Watch cases beyond the differential suite: behaviour of etcd 3.5+ that the reference etcd
+3.4 does not have (RequestProgress without watchers), many watchers on one stream, a client
+that stops reading (the server must keep serving writes and other watchers, then catch the
+slow stream up from history with no gap), periodic progress notifications, and fragmentation
+of one huge revision (compared with etcd)."""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+import grpc
+import pytest
+
+import servers
+from etcd_api import EtcdAPI
+from kv_helpers import prefix_end
+from watch_streams import PairWatch
+
+pytestmark = pytest.mark.skipif(servers.rusd_bin() is None, reason="RUSD_BIN not set")
+
+
+class Stream:
+    """A raw Watch stream on one server; `pause()` stops reading responses."""
+
+    def __init__(self, api: EtcdAPI, channel: grpc.Channel):
+        self.api = api
+        self.requests: queue.Queue = queue.Queue()
+        self.responses: queue.Queue = queue.Queue()
+        self.reading = threading.Event()
+        self.reading.set()
+        self.call = api.callable(channel, "Watch.Watch")(self._iter(), timeout=300)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _iter(self):
+        while True:
+            r = self.requests.get()
+            if r is None:
+                return
+            yield r
+
+    def _read(self):
+        try:
+            for resp in self.call:
+                self.reading.wait()
+                self.responses.put(resp)
+        except grpc.RpcError:
+            pass
+
+    def send(self, **fields):
+        self.requests.put(self.api.request("Watch.Watch", fields))
+
+    def get(self, timeout=10.0):
+        return self.responses.get(timeout=timeout)
+
+    def nothing(self, wait=0.5) -> bool:
+        try:
+            self.responses.get(timeout=wait)
+            return False
+        except queue.Empty:
+            return True
+
+    def close(self):
+        self.requests.put(None)
+        self.call.cancel()
+
+
+def start_rusd(*args):
+    [s] = servers.start_servers(["rusd-" + servers.rusd_engines()[0]], list(args))
+    return s
+
+
+@pytest.fixture(scope="module")
+def rusd():
+    s = start_rusd()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def channel(rusd):
+    ch = grpc.insecure_channel(rusd.endpoint, options=[("grpc.max_receive_message_length", 64 << 20)])
+    yield ch
+    ch.close()
+
+
+def put(api, channel, key, value):
+    return api.callable(channel, "KV.Put")(api.request("KV.Put", key=key, value=value), timeout=10).header.revision
+
+
+def test_request_progress_semantics_of_etcd_3_5(api, channel):
+    w = Stream(api, channel)
+    try:
+        w.send(progress_request={})
+        assert w.nothing(), "etcd 3.5+ does not answer RequestProgress on a stream without watchers"
+        w.send(create_request={"key": b"/rp/a"})
+        assert w.get().created
+        rev = put(api, channel, b"/rp/other", b"x")
+        w.send(progress_request={})
+        p = w.get()
+        assert p.watch_id == -1 and not p.events and not p.created and not p.canceled
+        assert p.header.revision == rev
+    finally:
+        w.close()
+
+
+def test_many_watchers_on_one_stream(api, channel):
+    w = Stream(api, channel)
+    try:
+        n, puts = 200, 300
+        for _ in range(n):
+            w.send(create_request={"key": b"/many/", "range_end": b"/many0", "prev_kv": True})
+        ids = [w.get().watch_id for _ in range(n)]
+        assert sorted(ids) == list(range(n))
+        revs = [put(api, channel, f"/many/{i % 7}".encode(), str(i).encode()) for i in range(puts)]
+        got: dict[int, list[int]] = {i: [] for i in ids}
+        deadline = time.monotonic() + 60
+        while sum(map(len, got.values())) < n * puts and time.monotonic() < deadline:
+            r = w.get()
+            got[r.watch_id] += [e.kv.mod_revision for e in r.events]
+        for i in ids:
+            assert got[i] == revs, f"watcher {i}"
+    finally:
+        w.close()
+
+
+def test_stalled_reader_does_not_block_writes_and_catches_up(api, channel, rusd):
+    slow = Stream(api, channel)
+    # The fast watcher uses its own connection: a stalled stream only stalls its own stream.
+    ch2 = grpc.insecure_channel(rusd.endpoint)
+    fast = Stream(api, ch2)
+    try:
+        for s in (slow, fast):
+            s.send(create_request={"key": b"/slow/", "range_end": b"/slow0", "prev_kv": True})
+            assert s.get().created
+        slow.reading.clear()
+        value = b"v" * 2000
+        revs = [put(api, channel, f"/slow/{i % 50}".encode(), value + str(i).encode()) for i in range(3000)]
+        # The fast watcher has everything while the slow one is not reading (~12 MB pending).
+        fast_revs = []
+        while len(fast_revs) < len(revs):
+            fast_revs += [e.kv.mod_revision for e in fast.get().events]
+        assert fast_revs == revs
+        slow.reading.set()
+        events = []
+        while len(events) < len(revs):
+            events += list(slow.get(timeout=30).events)
+        assert [e.kv.mod_revision for e in events] == revs
+        assert [e.kv.value for e in events] == [value + str(i).encode() for i in range(3000)]
+        for i, e in enumerate(events[50:], start=50):
+            assert e.prev_kv.value == value + str(i - 50).encode()
+        # Live again afterwards.
+        rev = put(api, channel, b"/slow/x", b"live")
+        assert [e.kv.mod_revision for e in slow.get().events] == [rev]
+    finally:
+        slow.close()
+        fast.close()
+        ch2.close()
+
+
+def test_progress_notify_interval(api):
+    s = start_rusd("--experimental-watch-progress-notify-interval", "300ms")
+    ch = grpc.insecure_channel(s.endpoint)
+    w = Stream(api, ch)
+    try:
+        w.send(create_request={"key": b"/pn/a", "progress_notify": True})
+        w.send(create_request={"key": b"/pn/b"})
+        assert w.get().created and w.get().created
+        rev = put(api, ch, b"/pn/zzz", b"1")
+        p = w.get(timeout=5)
+        assert p.watch_id == 0 and not p.events and not p.created
+        assert p.header.revision == rev
+        p2 = w.get(timeout=5)
+        assert p2.watch_id == 0 and not p2.events
+    finally:
+        w.close()
+        ch.close()
+        s.stop()
+
+
+@pytest.mark.rpc("Watch.Watch")
+def test_fragment_of_one_huge_revision(pair, ns):
+    """A DeleteRange of 30 keys of 100 KB with prev_kv is one revision of ~3 MB: above
+    --max-request-bytes + 512 KiB, so a watcher that asked for fragments gets it split, in the
+    same places as etcd."""
+    for i in range(30):
+        pair.call("KV.Put", key=f"{ns}{i:02d}", value=b"x" * 100_000)
+    with PairWatch(pair) as w:
+        w.create(key=ns, range_end=prefix_end(ns), prev_kv=True, fragment=True)
+        w.expect(1)
+        pair.call("KV.DeleteRange", key=ns, range_end=prefix_end(ns))
+        items = w.expect(30, timeout=15)
+        flags = [i["fragment"] for i in items]
+        assert flags[-1] is False and True in flags
+        w.quiet()
