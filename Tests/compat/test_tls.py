@@ -256,10 +256,11 @@ def test_auto_tls(launch):
     for kind in ("etcd", "rusd"):
         p = launch(kind, ["https"], ["--auto-tls"])
         url = p.urls[0]
-        insecure = ["--insecure-skip-tls-verify"]
+        # etcdctl 3.4 dials in plain text unless a TLS file is given or --insecure-transport=false.
+        insecure = ["--insecure-transport=false", "--insecure-skip-tls-verify"]
         put = etcdctl(url, "put", "/auto", "yes", tls=insecure)
         got = etcdctl(url, "get", "/auto", tls=insecure)
-        verified = etcdctl(url, "get", "/auto")             # self-signed: refused when verified
+        verified = etcdctl(url, "get", "/auto", tls=["--insecure-transport=false"])  # self-signed: refused
         assert (put.returncode, got.stdout, verified.returncode != 0) == (0, "/auto\nyes\n", True), (kind, p.log()[-2000:])
         cert = Path(p.data_dir, "fixtures", "client", "cert.pem")
         key = Path(p.data_dir, "fixtures", "client", "key.pem")

@@ -18,8 +18,10 @@ import NIOSSL
 ///   handshake failure later.
 ///
 /// Auth hook: with --client-cert-auth, `CallContext.peerCommonName` carries the verified client
-/// certificate's common name; etcd uses it as the user name when auth is enabled and the
-/// request carries no token (see `tlsCommonNameUser(of:)`).
+/// certificate's common name (nil on plain connections and when no certificate was presented).
+/// etcd (v3_server.go authInfoFromCtx) takes the user from the "token" metadata first and,
+/// only when there is none and client-cert-auth is on, from that common name (AuthInfoFromTLS);
+/// the auth service resolves callers the same way with `context.peerCommonName`.
 enum TLSClientSettings {
     struct Failure: Error, CustomStringConvertible {
         let description: String
@@ -94,14 +96,4 @@ enum TLSClientSettings {
             throw Failure(description: "tls: failed to find any PEM data in key input (\(file)): \(error)")
         }
     }
-}
-
-/// The user etcd takes from a verified client certificate when auth is enabled and the
-/// request carries no token (etcd's AuthInfoFromTLS): the certificate's common name.
-/// Returns nil when the connection is not mutually authenticated.
-///
-/// This is the hook for the auth service: call it when a request has no `token` metadata.
-func tlsCommonNameUser(of context: CallContext) -> String? {
-    guard let name = context.peerCommonName, !name.isEmpty else { return nil }
-    return name
 }
