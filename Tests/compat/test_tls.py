@@ -143,9 +143,10 @@ def launch():
         p.stop()
 
 
-def etcdctl(url: str, *args: str, tls: list[str] = ()) -> subprocess.CompletedProcess:
+def etcdctl(url: str, *args: str, tls: list[str] = (), timeout: str = "5s") -> subprocess.CompletedProcess:
+    """etcdctl against one endpoint; calls expected to be refused pass a short `timeout`."""
     env = {**os.environ, "ETCDCTL_API": "3"}
-    return subprocess.run(["etcdctl", f"--endpoints={url}", "--command-timeout=5s",
+    return subprocess.run(["etcdctl", f"--endpoints={url}", f"--command-timeout={timeout}",
                            "--dial-timeout=3s", *tls, *args],
                           capture_output=True, text=True, env=env, timeout=30)
 
@@ -188,7 +189,7 @@ def test_server_tls_etcdctl_and_grpcio_match_etcd(pki, launch, api):
         url = p.urls[0]
         session = kv_session(url, ca)
         assert all(rc == 0 for rc, _ in session), (kind, session)
-        no_ca = etcdctl(url, "get", "x")                     # untrusted server certificate
+        no_ca = etcdctl(url, "get", "x", tls=["--insecure-transport=false"], timeout="1s")  # CA not trusted
         creds = grpc.ssl_channel_credentials(root_certificates=(pki / "ca.crt").read_bytes())
         value = grpc_put_get(api, _hostport(url), creds)
         wrong = grpc.ssl_channel_credentials(root_certificates=(pki / "otherca.crt").read_bytes())
@@ -211,9 +212,9 @@ def test_client_cert_auth_matches_etcd(pki, launch, api):
         p = launch(kind, ["https"], tls_args, client_cert=good)
         url = p.urls[0]
         with_cert = kv_session(url, [*ca, "--cert", good[0], "--key", good[1]])
-        without = etcdctl(url, "get", "x", tls=ca)
+        without = etcdctl(url, "get", "x", tls=ca, timeout="1s")
         foreign = etcdctl(url, "get", "x", tls=[*ca, "--cert", str(pki / "stranger.crt"),
-                                                 "--key", str(pki / "stranger.key")])
+                                                 "--key", str(pki / "stranger.key")], timeout="1s")
         root = (pki / "ca.crt").read_bytes()
         value = grpc_put_get(api, _hostport(url), grpc.ssl_channel_credentials(
             root_certificates=root, private_key=Path(good[1]).read_bytes(),
@@ -260,7 +261,7 @@ def test_auto_tls(launch):
         insecure = ["--insecure-transport=false", "--insecure-skip-tls-verify"]
         put = etcdctl(url, "put", "/auto", "yes", tls=insecure)
         got = etcdctl(url, "get", "/auto", tls=insecure)
-        verified = etcdctl(url, "get", "/auto", tls=["--insecure-transport=false"])  # self-signed: refused
+        verified = etcdctl(url, "get", "/auto", tls=["--insecure-transport=false"], timeout="1s")  # self-signed
         assert (put.returncode, got.stdout, verified.returncode != 0) == (0, "/auto\nyes\n", True), (kind, p.log()[-2000:])
         cert = Path(p.data_dir, "fixtures", "client", "cert.pem")
         key = Path(p.data_dir, "fixtures", "client", "key.pem")
@@ -300,22 +301,28 @@ def test_health_over_https(pki, launch):
 
 
 # 6. start-up errors, as etcd words them.
-@pytest.mark.parametrize("case", ["https-without-cert", "missing-cert-file", "missing-key-file", "unreadable-ca"])
+@pytest.mark.parametrize("case", ["https-without-cert", "missing-cert-file", "missing-key-file", "unreadable-ca",
+                                  "garbage-cert"])
 def test_startup_errors(pki, launch, tmp_path, case):
     missing = str(tmp_path / "nope.crt")
+    garbage = tmp_path / "garbage.crt"
+    garbage.write_text("not a certificate\n")
     args = {
         "https-without-cert": [],
         "missing-cert-file": ["--cert-file", missing, "--key-file", str(pki / "server.key")],
         "missing-key-file": ["--cert-file", str(pki / "server.crt"), "--key-file", str(tmp_path / "nope.key")],
         "unreadable-ca": ["--cert-file", str(pki / "server.crt"), "--key-file", str(pki / "server.key"),
                           "--trusted-ca-file", missing, "--client-cert-auth"],
+        "garbage-cert": ["--cert-file", str(garbage), "--key-file", str(pki / "server.key")],
     }[case]
     for kind in ("etcd", "rusd"):
         p = launch(kind, ["https"], args, ready=False)
         rc = p.wait_exit()
         log = p.log()
         assert rc != 0, (kind, log[-2000:])
-        if case == "https-without-cert":
+        if case == "garbage-cert":
+            expected = "tls: failed to find any PEM data in certificate input"
+        elif case == "https-without-cert":
             expected = f"TLS key/cert (--cert-file, --key-file) must be provided for client url {p.urls[0]} with HTTPS scheme"
         else:
             name = {"missing-cert-file": missing, "missing-key-file": str(tmp_path / "nope.key"),

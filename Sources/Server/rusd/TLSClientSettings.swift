@@ -77,23 +77,16 @@ enum TLSClientSettings {
 
     private static func checkCertificates(file: String) throws {
         try readable(file)
-        let certificates: [NIOSSLCertificate]
-        do {
-            certificates = try NIOSSLCertificate.fromPEMFile(file)
-        } catch {
-            throw Failure(description: "tls: failed to parse certificate file \(file): \(error)")
-        }
-        guard !certificates.isEmpty else {
-            throw Failure(description: "tls: failed to find any PEM data in certificate input (\(file))")
+        // Go's wording, plus the file name.
+        guard let certificates = try? NIOSSLCertificate.fromPEMFile(file), !certificates.isEmpty else {
+            throw Failure(description: "tls: failed to find any PEM data in certificate input: \(file)")
         }
     }
 
     private static func checkPrivateKey(file: String) throws {
         try readable(file)
-        do {
-            _ = try NIOSSLPrivateKey(file: file, format: .pem)
-        } catch {
-            throw Failure(description: "tls: failed to find any PEM data in key input (\(file)): \(error)")
+        guard (try? NIOSSLPrivateKey(file: file, format: .pem)) != nil else {
+            throw Failure(description: "tls: failed to find any PEM data in key input: \(file)")
         }
     }
 }
