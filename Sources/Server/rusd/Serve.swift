@@ -53,10 +53,10 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     let http = HTTPEndpoints(server: etcd, member: member)
     let quota = QuotaMonitor(server: etcd, member: member)
     transport.http1Handler = { request, loop in loop.makeSucceededFuture(http.respond(to: request)) }
-    if !config.certFile.isEmpty {
-        transport.tls = GRPCServerTLS(certificateChainFile: config.certFile, privateKeyFile: config.keyFile,
-                                      trustedCAFile: config.trustedCAFile.isEmpty ? nil : config.trustedCAFile,
-                                      requireClientCertificate: config.clientCertAuth)
+    do {
+        transport.tls = try TLSClientSettings.resolve(config, logger: logger)
+    } catch {
+        fail("\(error)")
     }
     let health = HealthService()
     let grpc = GRPCServer(services: EtcdServices.all(etcd, member: member, watchProgressNotifyInterval: config.progressNotifyInterval)

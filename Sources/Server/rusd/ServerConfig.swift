@@ -131,7 +131,7 @@ struct ServerConfig: Sendable {
                 throw FlagError(description: "--initial-cluster must name only this member (\(name)): rusd is a single-member server; got \(cluster)")
             }
         }
-        if listenClientURLs.contains(where: \.isTLS) && certFile.isEmpty && !autoTLS {
+        if listenClientURLs.contains(where: \.isTLS) && certFile.isEmpty && keyFile.isEmpty && !autoTLS {
             throw FlagError(description: "TLS key/cert (--cert-file, --key-file) must be provided for client url \(listenClientURLs.first(where: \.isTLS)!) with HTTPS scheme")
         }
     }
