@@ -194,3 +194,30 @@ def test_fragment_of_one_huge_revision(pair, ns):
         flags = [i["fragment"] for i in items]
         assert flags[-1] is False and True in flags
         w.quiet()
+
+
+@pytest.mark.rpc("etcdctl watch", "Watch.Watch")
+def test_etcdctl_watch_text_output_replays_same_history(pair, ns):
+    """`etcdctl watch --prefix --rev N --prev-kv` (simple output) prints the same history."""
+    import subprocess
+
+    import etcdctl_runner as ctl
+    from kv_helpers import put_all
+
+    first = put_all(pair, ns, {"a": "1", "b": "2"})
+    put_all(pair, ns, {"a": "3"})
+    pair.call("KV.DeleteRange", key=ns + "b")
+    pair.call("KV.Txn", success=[{"request_put": {"key": ns + "c", "value": "4"}},
+                                 {"request_delete_range": {"key": ns + "a"}}])
+    outputs = []
+    for ep in pair.endpoints:
+        p = subprocess.Popen(ctl.command(ep, ["watch", ns, "--prefix", f"--rev={first - 1}", "--prev-kv"]),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ctl.env())
+        try:
+            out, _ = p.communicate(timeout=2)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
+        outputs.append(out)
+    pair.compare("etcdctl watch (simple output)", outputs[0], outputs[1])
+    assert outputs[0].count("PUT") == 4 and outputs[0].count("DELETE") == 2

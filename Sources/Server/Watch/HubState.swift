@@ -14,6 +14,8 @@ final class HubState: @unchecked Sendable {
     var unsynced: [ObjectIdentifier: Watcher] = [:]
     var sessions: [ObjectIdentifier: SessionWatchers] = [:]
     var catchUpScheduled = false
+    /// Sessions whose RequestProgress waits for their watchers to sync.
+    var progressWaiting: [ObjectIdentifier: WatchSession] = [:]
 
     /// The watchers of one session and its pending requests.
     final class SessionWatchers {
@@ -159,197 +161,6 @@ final class HubState: @unchecked Sendable {
         }
     }
 
-    // MARK: catching up from history
-
-    func scheduleCatchUp() {
-        guard !catchUpScheduled, !unsynced.isEmpty, let hub else { return }
-        catchUpScheduled = true
-        hub.queue.async { [self] in
-            catchUpScheduled = false
-            catchUp()
-        }
-    }
-
-    /// One round of etcd's syncWatchers: reads the history the ready unsynced watchers miss from
-    /// one store snapshot and queues it; watchers that reached the snapshot's revision become
-    /// synced.
-    func catchUp() {
-        var ready: [Watcher] = []
-        var roomBySession: [ObjectIdentifier: Bool] = [:]
-        for w in unsynced.values {
-            let sid = ObjectIdentifier(w.session)
-            let room = roomBySession[sid] ?? w.session.hasRoomOrSignalLater()
-            roomBySession[sid] = room
-            if room { ready.append(w) }
-            if ready.count >= config.maxWatchersPerCatchUp { break }
-        }
-        guard !ready.isEmpty else { return }
-        let snapshot = store.read()
-        let current = snapshot.revision
-        // etcd's compactMainRev is -1 until the first compaction.
-        let compacted = snapshot.compactRevision > 0 ? snapshot.compactRevision : -1
-        var live: [Watcher] = []
-        for w in ready {
-            if w.next < compacted {
-                var r = WatchResponse(watchID: w.id, headerRevision: 0)
-                r.canceled = true
-                r.compactRevision = compacted
-                _ = w.session.enqueue(r, bounded: false)
-                if let s = sessions[ObjectIdentifier(w.session)] { remove(w, from: s) }
-            } else {
-                live.append(w)
-            }
-        }
-        let from = live.map(\.next).min() ?? current + 1
-        let through = min(current, from + config.maxRevisionsPerCatchUp - 1)
-        var history: [RevisionEvents] = []
-        if from <= through {
-            do {
-                history = try snapshot.changes(from: from, through: through) { key in
-                    live.contains { $0.span.contains(key) }
-                }
-            } catch {
-                // Compacted meanwhile (the next round cancels) or an engine failure: retry.
-                scheduleCatchUp()
-                return
-            }
-        }
-        var previous: [Int64: [Int: KeyValue?]] = [:]
-        // Watchers that want the same events from the same revision share one list.
-        var shared: [CatchUpKey: (list: EventList, reached: Int64)] = [:]
-        for w in live {
-            let key = CatchUpKey(span: w.span, next: w.next, prevKV: w.prevKV,
-                                 filterPuts: w.filterPuts, filterDeletes: w.filterDeletes)
-            if let (list, reached) = shared[key] {
-                deliverCatchUp(w, list, reached: reached, current: current)
-                continue
-            }
-            var events: [Event] = []
-            var bytes = 0
-            var reached = through
-            var lastRevision: Int64 = 0
-            revisions: for rev in history where rev.revision >= w.next {
-                var revEvents: [Event] = []
-                for (i, e) in rev.events.enumerated() where w.span.contains(e.kv.key) && w.accepts(e) {
-                    var e = e
-                    if w.prevKV {
-                        if let cached = previous[rev.revision]?[i] {
-                            e.prevKV = cached
-                        } else {
-                            let p = snapshot.previous(of: e)
-                            previous[rev.revision, default: [:]][i] = .some(p)
-                            e.prevKV = p
-                        }
-                    }
-                    revEvents.append(e)
-                }
-                if revEvents.isEmpty { continue }
-                let size = WatchHub.size(of: revEvents)
-                if !events.isEmpty && bytes + size > config.sessionBufferBytes {
-                    reached = lastRevision
-                    break revisions
-                }
-                events += revEvents
-                bytes += size
-                lastRevision = rev.revision
-            }
-            let list = EventList(events)
-            shared[key] = (list, reached)
-            deliverCatchUp(w, list, reached: reached, current: current)
-        }
-        answerDeferredProgress()
-        scheduleCatchUp()
-    }
-
-    struct CatchUpKey: Hashable {
-        var span: KeySpan
-        var next: Int64
-        var prevKV: Bool
-        var filterPuts: Bool
-        var filterDeletes: Bool
-    }
-
-    /// Queues a catch-up batch (history through `reached`, read at `current`) for `w`; the
-    /// watcher rejoins the synced set when it reached `current`.
-    private func deliverCatchUp(_ w: Watcher, _ list: EventList, reached: Int64, current: Int64) {
-        if !list.events.isEmpty {
-            var r = WatchResponse(watchID: w.id, headerRevision: current)
-            r.eventList = list
-            r.fragmentAllowed = w.fragment
-            guard w.session.enqueue(r, bounded: true) else { return }
-            w.sentSinceProgressTick = true
-        }
-        w.next = max(w.next, reached + 1)
-        if w.next > current {
-            unsynced[ObjectIdentifier(w)] = nil
-            w.isSynced = true
-            synced.insert(w)
-        }
-    }
-
-    // MARK: progress
-
-    /// Answers a pending RequestProgress once every watcher of the session is synced: the
-    /// header revision is one up to which every watcher got every event.
-    func answerProgressIfSynced(_ session: WatchSession, _ s: SessionWatchers) {
-        guard s.progressRequested else { return }
-        if s.watchers.isEmpty {
-            s.progressRequested = false
-            return
-        }
-        // etcd 3.5+: not while a watcher is unsynced or waits for a future start revision.
-        var revision = Int64.max
-        for w in s.watchers.values {
-            guard w.isSynced, w.startRevision <= dispatchedRevision else { return }
-            revision = min(revision, max(dispatchedRevision, w.next - 1))
-        }
-        s.progressRequested = false
-        _ = session.enqueue(WatchResponse(watchID: -1, headerRevision: revision), bounded: false)
-    }
-
-    /// Sessions whose RequestProgress waits for their watchers to sync.
-    var progressWaiting: [ObjectIdentifier: WatchSession] = [:]
-
-    func answerDeferredProgress() {
-        guard !progressWaiting.isEmpty else { return }
-        for (id, session) in progressWaiting {
-            guard let s = sessions[id], s.progressRequested else {
-                progressWaiting[id] = nil
-                continue
-            }
-            answerProgressIfSynced(session, s)
-            if !s.progressRequested { progressWaiting[id] = nil }
-        }
-    }
-
-    private func armProgressTimer(_ session: WatchSession, _ s: SessionWatchers) {
-        guard let hub else { return }
-        let interval = config.progressNotifyInterval
-        let jitter = Duration.nanoseconds(Int64.random(in: 0...max(1, interval.nanoseconds / 10)))
-        let item = DispatchWorkItem { [weak self, weak session] in
-            guard let self, let session, let s = self.sessions[ObjectIdentifier(session)] else { return }
-            s.progressTimer = nil
-            self.progressTick(session, s)
-        }
-        s.progressTimer = item
-        hub.queue.asyncAfter(deadline: .now() + .nanoseconds(Int((interval + jitter).nanoseconds)), execute: item)
-    }
-
-    /// etcd's periodic progress notification: each synced watcher with progress_notify that got
-    /// no events since the last tick is told the revision it has seen everything up to.
-    private func progressTick(_ session: WatchSession, _ s: SessionWatchers) {
-        var any = false
-        for w in s.watchers.values where w.progressNotify {
-            any = true
-            if !w.sentSinceProgressTick && w.isSynced {
-                let r = WatchResponse(watchID: w.id, headerRevision: max(dispatchedRevision, w.next - 1))
-                _ = session.enqueue(r, bounded: false)
-            }
-            w.sentSinceProgressTick = false
-        }
-        if any { armProgressTimer(session, s) }
-    }
-
     // MARK: helpers
 
     private func sessionWatchers(_ session: WatchSession) -> SessionWatchers {
@@ -360,12 +171,12 @@ final class HubState: @unchecked Sendable {
         return s
     }
 
-    private func remove(_ w: Watcher, from s: SessionWatchers) {
+    func remove(_ w: Watcher, from s: SessionWatchers) {
         s.watchers[w.id] = nil
         detach(w)
     }
 
-    private func detach(_ w: Watcher) {
+    func detach(_ w: Watcher) {
         if w.isSynced {
             synced.remove(w)
         } else {
