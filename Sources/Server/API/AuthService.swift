@@ -22,7 +22,7 @@ public enum AuthService {
         ) -> ServiceMethod {
             .unary(name) { (req: Req, context, responder: UnaryResponder<Res>) in
                 do throws(EtcdError) {
-                    try server.caller(token: context.metadata["token"]).requireAdmin()
+                    try server.caller(context).requireAdmin()
                 } catch {
                     return responder.fail(GRPCStatus(error))
                 }
@@ -40,7 +40,7 @@ public enum AuthService {
         return Service(name: "etcdserverpb.Auth", methods: [
             .unary("AuthEnable") { (_: Etcdserverpb_AuthEnableRequest, context, responder: UnaryResponder<Etcdserverpb_AuthEnableResponse>) in
                 do throws(EtcdError) {
-                    try server.caller(token: context.metadata["token"]).requireAdmin()
+                    try server.caller(context).requireAdmin()
                 } catch {
                     return responder.fail(GRPCStatus(error))
                 }
@@ -161,7 +161,7 @@ public enum AuthService {
     ) -> ServiceMethod {
         .unary(name) { (req: Req, context, responder: UnaryResponder<Res>) in
             do throws(EtcdError) {
-                let caller = try server.caller(token: context.metadata["token"])
+                let caller = try server.caller(context)
                 if !allowed(req, caller) { try caller.requireAdmin() }
                 responder.succeed(try answer(req, caller.state, server.header(revision: server.currentRevision)))
             } catch {

@@ -15,7 +15,7 @@ public enum KVService {
         Service(name: "etcdserverpb.KV", methods: [
             .unary("Range") { (request: Etcdserverpb_RangeRequest, context, responder: UnaryResponder<Etcdserverpb_RangeResponse>) in
                 do throws(EtcdError) {
-                    try server.caller(token: context.metadata["token"]).check(request)
+                    try server.caller(context).check(request)
                     responder.succeed(try server.range(request))
                 } catch {
                     responder.fail(GRPCStatus(error))
@@ -47,7 +47,7 @@ public enum KVService {
 func authorized<Response>(_ server: EtcdServer, _ context: CallContext, _ responder: UnaryResponder<Response>,
                           _ check: (AuthCaller) throws(EtcdError) -> Void) -> Bool {
     do throws(EtcdError) {
-        try check(try server.caller(token: context.metadata["token"]))
+        try check(try server.caller(context))
         return true
     } catch {
         responder.fail(GRPCStatus(error))

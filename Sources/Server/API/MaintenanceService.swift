@@ -79,7 +79,7 @@ public enum MaintenanceService {
             },
             .serverStreaming("Snapshot") { (_: Etcdserverpb_SnapshotRequest, stream: ServerStream<Etcdserverpb_SnapshotResponse>) in
                 do throws(EtcdError) {
-                    try server.caller(token: stream.context.metadata["token"]).requireAdmin()
+                    try server.caller(stream.context).requireAdmin()
                 } catch {
                     return stream.finish(GRPCStatus(error))
                 }

@@ -68,9 +68,15 @@ extension EtcdServer {
     /// any token is ignored; with auth enabled an unknown or expired token fails with
     /// "etcdserver: invalid auth token" and a missing one leaves the caller anonymous (its
     /// checks fail with "etcdserver: user name is empty").
-    public func caller(token: String?) throws(EtcdError) -> AuthCaller {
+    /// Without a token, a verified TLS client certificate's common name names the user, as in
+    /// etcd (--client-cert-auth).
+    public func caller(token: String?, commonName: String? = nil) throws(EtcdError) -> AuthCaller {
         let state = auth.state
-        guard state.enabled, let token else { return AuthCaller(state: state, user: nil) }
+        guard state.enabled else { return AuthCaller(state: state, user: nil) }
+        guard let token else {
+            let user = commonName.flatMap { state.users[$0] != nil ? $0 : nil }
+            return AuthCaller(state: state, user: user)
+        }
         guard let user = auth.tokens.user(for: token), state.users[user] != nil else {
             throw EtcdError(AuthError.invalidAuthToken)
         }
