@@ -51,6 +51,12 @@ def _normalize_json(doc, state: TargetState) -> None:
             d["keys"] = sorted(d["keys"])
         _decode(d)
     _walk(doc, fix)
+
+    # Unordered lists (see normalize.py "unordered lists"): etcd lists leases in Go map order.
+    def sort_leases(d):
+        if isinstance(d.get("leases"), list):
+            d["leases"].sort(key=lambda l: str(l.get("id", l.get("ID"))))
+    _walk(doc, sort_leases)
     _members("", doc, None, state)
 
 
