@@ -8,12 +8,15 @@ import MVCC
 enum KVApply {
     /// Checks that must pass before a put changes anything: the key must exist for
     /// ignore_value / ignore_lease, and the lease must exist.
-    static func precheck(_ p: Etcdserverpb_PutRequest, _ reader: some KVReader, _ leases: Lessor?) throws(EtcdError) {
-        // etcd checks the lease before the key (apply.go put()).
-        if p.lease != 0 && !(leases?.exists(p.lease) ?? false) { throw .leaseNotFound }
+    /// etcd checks a plain Put's lease before its key (apply.go put()), but a Txn's puts the
+    /// other way round (checkRequestPut): `inTxn` picks the order, so the first error matches.
+    static func precheck(_ p: Etcdserverpb_PutRequest, _ reader: some KVReader, _ leases: Lessor?, inTxn: Bool = false) throws(EtcdError) {
+        let leaseMissing = p.lease != 0 && !(leases?.exists(p.lease) ?? false)
+        if leaseMissing && !inTxn { throw .leaseNotFound }
         if p.ignoreValue || p.ignoreLease {
             if reader.latestMetadata(Array(p.key)) == nil { throw .keyNotFound }
         }
+        if leaseMissing { throw .leaseNotFound }
     }
 
     static func put(_ p: Etcdserverpb_PutRequest, _ writer: StoreWriter, _ leases: Lessor?) throws(EtcdError) -> Etcdserverpb_PutResponse {

@@ -51,7 +51,7 @@ final class StateMachine: @unchecked Sendable {
                 if TxnExecution.isWrite(t) {
                     var p = path[...]
                     try TxnExecution.visitPath(t, &p) { (op) throws(EtcdError) in
-                        if case .requestPut(let put) = op.request { try KVApply.precheck(put, writer, leases) }
+                        if case .requestPut(let put) = op.request { try KVApply.precheck(put, writer, leases, inTxn: true) }
                     }
                 }
                 try TxnExecution.checkRanges(t, path, writer)
