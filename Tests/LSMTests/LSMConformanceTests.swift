@@ -10,7 +10,7 @@ import Glibc
 final class LSMConformanceTests: XCTestCase {
     let suite = EngineConformance(engine: "lsm", corruptionDetection: .checksums,
                                   killWriterExecutable: LSMConformanceTests.killWriterPath()) { directory, options in
-        try LSMEngine.open(directory: directory, options: options)
+        try LSMStore.open(directory: directory, options: options)
     }
 
     /// `engine-kill-writer` next to the test bundle (.build/<config>/), or RUSD_ENGINE_KILL_WRITER.

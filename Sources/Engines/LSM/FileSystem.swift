@@ -139,17 +139,22 @@ enum FileNames {
     static func manifest(_ dir: String, _ number: UInt64) -> String { dir + "/MANIFEST-" + pad(number) }
     static func current(_ dir: String) -> String { dir + "/CURRENT" }
     static func lock(_ dir: String) -> String { dir + "/LOCK" }
+    /// Written when a store is created, before CURRENT: tells our stores from LevelDB's, which
+    /// also have CURRENT and MANIFEST files.
+    static let markerName = "LSM-STORE"
+    static func marker(_ dir: String) -> String { dir + "/" + markerName }
 
     static func pad(_ n: UInt64) -> String {
         let s = String(n)
         return s.count >= 6 ? s : String(repeating: "0", count: 6 - s.count) + s
     }
 
-    enum Kind { case log, table, manifest, temp, other }
+    enum Kind { case log, table, manifest, temp, marker, other }
 
     /// Classifies a directory entry name and extracts its number.
     static func parse(_ name: String) -> (Kind, UInt64) {
         if name.hasSuffix(".tmp") { return (.temp, 0) }
+        if name == markerName { return (.marker, 0) }
         if name.hasPrefix("MANIFEST-"), let n = UInt64(name.dropFirst(9)) { return (.manifest, n) }
         if name.hasSuffix(".log"), let n = UInt64(name.dropLast(4)) { return (.log, n) }
         if name.hasSuffix(".sst"), let n = UInt64(name.dropLast(4)) { return (.table, n) }

@@ -22,12 +22,29 @@ enum Recovery {
 
     static func recover(directory: String, options: EngineOptions) throws -> (State, Int32) {
         let currentPath = FileNames.current(directory)
+        let markerPath = FileNames.marker(directory)
+        if FileSystem.exists(currentPath) && !FileSystem.exists(markerPath) {
+            // LevelDB writes CURRENT and MANIFEST-* too: without our marker this is not our store.
+            throw EngineError(.invalidArgument, engine: "lsm", path: directory, operation: "open",
+                              message: "the directory holds a store without the lsm marker file \(FileNames.markerName) (another engine's, e.g. LevelDB's); refusing to open it")
+        }
         if !FileSystem.exists(currentPath) {
             if !options.createIfMissing {
                 throw EngineError(.notFound, engine: "lsm", path: directory, operation: "open",
                                   message: "no store here (CURRENT missing) and createIfMissing is false")
             }
             try FileSystem.createDirectory(directory)
+            // Never create a store over another engine's files (e.g. LMDB's data.mdb).
+            let foreign = try FileSystem.listDirectory(directory).filter { name in
+                name != "." && name != ".." && name != "LOCK" && FileNames.parse(name).0 == .other
+            }
+            if !foreign.isEmpty {
+                throw EngineError(.invalidArgument, engine: "lsm", path: directory, operation: "open",
+                                  message: "the directory holds files that are not an lsm engine store (\(foreign.sorted().prefix(5).joined(separator: ", "))); refusing to create a new store over them")
+            }
+            if !FileSystem.exists(markerPath) {
+                try FileSystem.writeAtomically(Array("rusd lsm engine store, format 1\n".utf8), to: markerPath, directory: directory)
+            }
         }
         let lockPath = FileNames.lock(directory)
         let lockFD = try FileSystem.open(lockPath, flags: O_RDWR | O_CREAT, operation: "open lock file")

@@ -66,6 +66,16 @@ public final class LevelDBEngine: StorageEngine, @unchecked Sendable {
             throw EngineError(.invalidArgument, engine: engineName, path: directory, operation: "open",
                               message: "the directory holds files that are not a LevelDB store, or one that lost its CURRENT file (\(foreign.name)); refusing to create a new store over them")
         }
+        // With CURRENT, every file must be one LevelDB writes: another engine's store that also
+        // has CURRENT and MANIFEST files (lsm's) is refused before LevelDB touches it.
+        func levelDBFile(_ name: String) -> Bool {
+            leftOfCreation(name) || name == "CURRENT" || name.hasSuffix(".log") || name.hasSuffix(".ldb")
+                || name.hasSuffix(".sst") || name.hasSuffix(".dbtmp")
+        }
+        if hasStore, let foreign = files.first(where: { !levelDBFile($0.name) }) {
+            throw EngineError(.invalidArgument, engine: engineName, path: directory, operation: "open",
+                              message: "the directory holds a file LevelDB never writes (\(foreign.name)): not a LevelDB store; refusing to open it")
+        }
         let baseline = files.compactMap { LevelDBWriteAccounting.tableNumber($0.name) }.max() ?? 0
         let database = try LevelDBDatabase(path: directory, options: options)
         if options.paranoidChecks {

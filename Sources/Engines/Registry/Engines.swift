@@ -9,7 +9,7 @@ public enum Engines {
     public static let registry = EngineRegistry([
         (name: LMDBEngine.engineName, open: { @Sendable directory, options in try LMDBEngine.open(directory: directory, options: options) }),
         (name: LevelDBEngine.engineName, open: { @Sendable directory, options in try LevelDBEngine.open(directory: directory, options: options) }),
-        (name: LSMEngine.engineName, open: { @Sendable directory, options in try LSMEngine.open(directory: directory, options: options) }),
+        (name: LSMEngine.engineName, open: { @Sendable directory, options in try LSMStore.open(directory: directory, options: options) }),
     ])
 
     /// The engine `rusd` uses when `--engine` is not given.
