@@ -130,6 +130,43 @@ def _post_34_fields(rpc, resp, req, st):
         resp.pop(name, None)
 
 
+_SORT_FIELD = {"VERSION": "version", "CREATE": "create_revision", "MOD": "mod_revision", "VALUE": "value"}
+
+
+def _sort_ties_in_range(resp: dict, req: dict) -> None:
+    field = _SORT_FIELD.get(str(req.get("sort_target", "KEY")))
+    kvs = resp.get("kvs") if isinstance(resp, dict) else None
+    if field is None or not isinstance(kvs, list):
+        return
+    descending = str(req.get("sort_order", "NONE")) == "DESCEND"
+
+    def target(kv):
+        v = kv.get(field, 0 if field != "value" else "")
+        return v if v is not None else (0 if field != "value" else "")
+    # Keep the order of target values (checked); only reorder keys that tie on the target.
+    kvs.sort(key=lambda kv: (target(kv), str(kv.get("key"))), reverse=descending)
+
+
+def _sort_ties_in_txn(resp: dict, req: dict) -> None:
+    branch = req.get("success" if resp.get("succeeded") else "failure") or []
+    for op, r in zip(branch, resp.get("responses") or []):
+        if not isinstance(r, dict):
+            continue
+        if "request_range" in op and isinstance(r.get("response_range"), dict):
+            _sort_ties_in_range(r["response_range"], op["request_range"])
+        if "request_txn" in op and isinstance(r.get("response_txn"), dict):
+            _sort_ties_in_txn(r["response_txn"], op["request_txn"])
+
+
+def _unstable_sort_ties(rpc, resp, req, st):
+    if not isinstance(req, dict):
+        return
+    if rpc == "KV.Range":
+        _sort_ties_in_range(resp, req)
+    elif rpc == "KV.Txn":
+        _sort_ties_in_txn(resp, req)
+
+
 RULES: list[Rule] = [
     Rule("fields etcd 3.4 lacks", "Response fields added in etcd 3.5/3.6 (marked in "
          "Protos/etcdserverpb/rpc.proto): the reference etcd 3.4 never sets them and rusd "
@@ -159,6 +196,11 @@ RULES: list[Rule] = [
     Rule("member ids and URLs", "Member ID, peer/client URLs (random ports) and Alarm memberID "
          "identify the process, not behaviour; the number of URLs is still compared.", _members),
     Rule("auth token", "Authenticate's simple token is random by design.", _auth_token),
+    Rule("sort ties", "A Range sorted by VERSION, CREATE, MOD or VALUE is ordered by Go's "
+         "unstable sort.Sort in etcd, so keys that tie on the target come in an unspecified "
+         "order: within equal target values kvs are compared in key order (the order of target "
+         "values is still compared). The random generator sends no limit with such sorts, since "
+         "a limit would cut the ties differently.", _unstable_sort_ties),
 ]
 
 # Normalizations that are not field rewrites (applied where the data is gathered):
