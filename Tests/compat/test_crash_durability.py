@@ -46,7 +46,8 @@ def _wait_ready(api, proc, endpoint: str, log_path: str):
             with open(log_path, "rb") as f:
                 tail = f.read()[-3000:].decode(errors="replace")
             pytest.fail(f"rusd exited with {proc.returncode} after a kill:\n{tail}")
-        channel = grpc.insecure_channel(endpoint)
+        # The verifying Range returns every key written so far: allow large responses.
+        channel = grpc.insecure_channel(endpoint, options=[("grpc.max_receive_message_length", 256 << 20)])
         try:
             api.callable(channel, "KV.Range")(api.request("KV.Range", key="probe"), timeout=1)
             return channel
