@@ -126,9 +126,6 @@ public enum AuthService {
                     allowed: { req, caller in caller.user.flatMap { caller.state.users[$0]?.roles.contains(req.role) } ?? false }) { (req, state, header) throws(EtcdError) in
                 var r = Etcdserverpb_AuthRoleGetResponse()
                 r.header = header
-                if req.role == AuthState.rootRole && state.roles[req.role] == nil {
-                    throw EtcdError(AuthError.roleNotFound)
-                }
                 guard let role = state.roles[req.role] else { throw EtcdError(AuthError.roleNotFound) }
                 r.perm = role.permissions.map { p in
                     var q = Authpb_Permission()

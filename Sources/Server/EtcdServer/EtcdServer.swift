@@ -118,13 +118,14 @@ public final class EtcdServer: Sendable {
     /// KV.Put. Completes after the write is durable.
     public func put(_ r: Etcdserverpb_PutRequest,
                     completion: @escaping @Sendable (Result<Etcdserverpb_PutResponse, EtcdError>) -> Void) {
+        let size = RequestValidation.size(r)
         do throws(EtcdError) {
             try RequestValidation.check(r)
-            if RequestValidation.size(r) > config.maxRequestBytes { throw .requestTooLarge }
+            if size > config.maxRequestBytes { throw .requestTooLarge }
         } catch {
             return completion(.failure(error))
         }
-        applier.submit(.put(r), size: RequestValidation.size(r)) { [self] result in
+        applier.submit(.put(r), size: size) { [self] result in
             completion(result.map { response in
                 guard case .put(var p) = response else { preconditionFailure("put answered with \(response)") }
                 p.header = header(revision: p.header.revision)
@@ -136,13 +137,14 @@ public final class EtcdServer: Sendable {
     /// KV.DeleteRange. Completes after the write is durable.
     public func deleteRange(_ r: Etcdserverpb_DeleteRangeRequest,
                             completion: @escaping @Sendable (Result<Etcdserverpb_DeleteRangeResponse, EtcdError>) -> Void) {
+        let size = RequestValidation.size(r)
         do throws(EtcdError) {
             try RequestValidation.check(r)
-            if RequestValidation.size(r) > config.maxRequestBytes { throw .requestTooLarge }
+            if size > config.maxRequestBytes { throw .requestTooLarge }
         } catch {
             return completion(.failure(error))
         }
-        applier.submit(.deleteRange(r), size: RequestValidation.size(r)) { [self] result in
+        applier.submit(.deleteRange(r), size: size) { [self] result in
             completion(result.map { response in
                 guard case .deleteRange(var d) = response else { preconditionFailure("deleteRange answered with \(response)") }
                 d.header = header(revision: d.header.revision)
@@ -155,9 +157,10 @@ public final class EtcdServer: Sendable {
     /// returns, from the committed state; others complete after the write is durable.
     public func txn(_ r: Etcdserverpb_TxnRequest,
                     completion: @escaping @Sendable (Result<Etcdserverpb_TxnResponse, EtcdError>) -> Void) {
+        let size = RequestValidation.size(r)
         do throws(EtcdError) {
             try RequestValidation.check(r, maxTxnOps: config.maxTxnOps)
-            if RequestValidation.size(r) > config.maxRequestBytes { throw .requestTooLarge }
+            if size > config.maxRequestBytes { throw .requestTooLarge }
             if !TxnExecution.isWrite(r) {
                 var resp = try TxnExecution.runReadOnly(r, store.read())
                 resp.header = header(revision: resp.header.revision)
@@ -166,7 +169,7 @@ public final class EtcdServer: Sendable {
         } catch {
             return completion(.failure(error))
         }
-        applier.submit(.txn(r), size: RequestValidation.size(r)) { [self] result in
+        applier.submit(.txn(r), size: size) { [self] result in
             completion(result.map { response in
                 guard case .txn(var t) = response else { preconditionFailure("txn answered with \(response)") }
                 t.header = header(revision: t.header.revision)
