@@ -249,6 +249,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
                 "invalid gRPC request content-type \"\(call.contentType)\""), httpStatus: 415)
             return
         }
+        guard call.httpMethod == "POST" else {
+            reject(call, GRPCStatus(.internalError, "transport: :method \"\(call.httpMethod)\" should be POST"))
+            return
+        }
         let path = call.path
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
         guard path.hasPrefix("/"), parts.count == 3, !parts[1].isEmpty, !parts[2].isEmpty else {
