@@ -239,7 +239,7 @@ public final class StoreWriter: @unchecked Sendable {
         pendingEvents = []
         pendingCompactions = []
         if !events.isEmpty, let observer = store?.observer.withLock({ $0 }) {
-            observer(events)
+            observer.notify(events)
         }
         for c in compactions {
             store?.compactor.schedule(revision: c.revision, dropped: c.dropped, completion: c.done)
