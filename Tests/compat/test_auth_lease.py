@@ -1,7 +1,7 @@
 """Auth checks on leases, against etcd 3.4: a Put with a lease needs WRITE on every key already
 attached to the lease (etcd's checkLeasePuts), LeaseRevoke needs WRITE on every attached key;
 Grant and Revoke refuse invalid tokens; TimeToLive (with keys), Leases and KeepAlive check
-nothing; puts inside a Txn get no lease check (etcd 3.4)."""
+nothing, not even the token; puts inside a Txn get no lease check (etcd 3.4)."""
 import pytest
 
 from kv_helpers import prefix_end
@@ -61,6 +61,8 @@ def test_lease_permissions_of_a_partial_user(pair):
     pair.call("Lease.LeaseTimeToLive", ID=L_RO, keys=True, metadata=alice)
     pair.call("Lease.LeaseTimeToLive", ID=L_MIXED, keys=True)
     pair.call("Lease.LeaseLeases", metadata=alice)
+    pair.call("Lease.LeaseTimeToLive", ID=L_OK, keys=True, metadata=[("token", "bogus.1")])
+    pair.call("Lease.LeaseLeases", metadata=[("token", "bogus.1")])
     keepalive(pair, [L_RO, L_OK])
     pair.call("Lease.LeaseGrant", ID=51006, TTL=600, metadata=alice)
     pair.call("Lease.LeaseGrant", ID=51007, TTL=600)                                 # no token
