@@ -280,8 +280,9 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
         call.context = CallContext(method: path, metadata: call.metadata, deadline: deadline,
                                    eventLoop: eventLoop, peerCommonName: peerCommonName,
                                    remoteAddress: remoteAddress)
-        call.handler = method
-        if case .bidirectional(let start) = method {
+        call.handler = method.handler
+        call.monitor = method.monitor
+        if case .bidirectional(let start) = method.handler {
             call.inbound = start(call)
         }
     }
