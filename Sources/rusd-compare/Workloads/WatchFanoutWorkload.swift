@@ -25,68 +25,29 @@ struct WatchFanoutWorkload: Workload {
         let baselineRate = Double(puts) / baselineSeconds
         context.progress.finish(String(format: "%.0f puts/s", baselineRate))
 
-        let watchConnections = try await context.connect(count: 10)
+        // The watchers run in a child process (see `WatchSinkCommand`).
+        guard let endpoint = context.server?.endpoint else { throw SubprocessError(description: "no server") }
         let startRevision = try await writers[0].currentRevision()
-        var handles: [WatchHandle] = []
-        for i in 0..<watcherCount {
-            handles.append(try await watchConnections[i % watchConnections.count]
-                .watch(key: prefix, rangeEnd: prefixEnd(prefix), startRevision: startRevision + 1, prevKV: false))
-        }
-        let readers = handles.map { handle in
-            Task { () -> WatcherOutcome in
-                var outcome = WatcherOutcome()
-                do {
-                    for try await batch in handle.events {
-                        let now = monotonicNanos()
-                        for event in batch {
-                            if event.kv.modRevision <= outcome.lastRevision { outcome.outOfOrder += 1 }
-                            outcome.lastRevision = event.kv.modRevision
-                            if event.kv.value.count >= 8 {
-                                let sent = event.kv.value.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-                                outcome.latency.record(nanos: now &- sent)
-                            }
-                            outcome.received += 1
-                        }
-                        if outcome.received >= puts { break }
-                    }
-                } catch {
-                    outcome.error = "\(error)"
-                }
-                return outcome
-            }
-        }
+        let sink = try WatchSinkProcess.start(endpoint: endpoint, prefix: String(decoding: prefix, as: UTF8.self),
+                                              watchers: watcherCount, startRevision: startRevision + 1, expect: puts)
         context.measurementWindow.restart()
         context.progress.begin("  \(name) on \(context.spec.name)", total: puts)
         let started = monotonicNanos()
         let (putLatency, putSeconds, putErrors) = try await putAll(prefix, count: puts, writers: writers,
                                                                    progress: context.progress)
-        // Wait (at most 60 s) for every watcher to receive every event.
-        let timeout = Task {
-            let deadline = monotonicNanos() + 60_000_000_000
-            while monotonicNanos() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
-            for handle in handles { await handle.cancel() }
-        }
-        var all = WatcherOutcome()
-        var complete = 0
-        for reader in readers {
-            let o = await reader.value
-            all.latency.merge(o.latency)
-            all.received += o.received
-            all.outOfOrder += o.outOfOrder
-            if o.received == puts && o.outOfOrder == 0 { complete += 1 }
-            if all.error == nil { all.error = o.error }
+        for w in writers { await w.close() }
+        let all: WatchSinkResult
+        switch sink.finish() {
+        case .success(let r): all = r
+        case .failure(let e): throw e
         }
         let seconds = secondsSince(started)
-        timeout.cancel()
-        for handle in handles { await handle.cancel() }
-        for c in watchConnections { await c.close() }
-        for w in writers { await w.close() }
 
         if all.received == 0, let error = all.error { throw SubprocessError(description: error) }
         let withRate = Double(puts) / putSeconds
         var result = WorkloadResult()
         result.note = all.error
-        result.latency["event delivery"] = all.latency.summary()
+        result.latency["event delivery"] = all.delivery
         result.latency["put"] = putLatency.summary()
         result.operations = puts
         result.logicalBytesWritten = Int64(puts * (prefix.count + 10 + 64))
@@ -94,7 +55,7 @@ struct WatchFanoutWorkload: Workload {
         result.metrics["events_expected"] = Double(watcherCount * puts)
         result.metrics["events_delivered"] = Double(all.received)
         result.metrics["events_out_of_order"] = Double(all.outOfOrder)
-        result.metrics["watchers_complete_in_order"] = Double(complete)
+        result.metrics["watchers_complete_in_order"] = Double(all.completeInOrder)
         result.metrics["events_per_s"] = Double(all.received) / seconds
         result.metrics["put_s_without_watchers"] = baselineRate
         result.metrics["put_s_with_watchers"] = withRate
@@ -103,17 +64,9 @@ struct WatchFanoutWorkload: Workload {
         result.metrics[MetricName.durationSeconds] = seconds
         result.metrics[MetricName.throughput] = Double(all.received) / seconds
         context.progress.finish(String(format: "%d/%d events in %.2f s (%d watchers complete, in order), delivery p99 %.1f ms, puts %.0f/s vs %.0f/s alone",
-                                       all.received, watcherCount * puts, seconds, complete,
-                                       all.latency.summary().p99Ms, withRate, baselineRate))
+                                       all.received, watcherCount * puts, seconds, all.completeInOrder,
+                                       all.delivery.p99Ms, withRate, baselineRate))
         return result
-    }
-
-    private struct WatcherOutcome: Sendable {
-        var latency = LatencyHistogram()
-        var received = 0
-        var outOfOrder = 0
-        var lastRevision: Int64 = 0
-        var error: String?
     }
 
     /// Puts keys prefix + key-000000 ... with values that start with their send time, spread
