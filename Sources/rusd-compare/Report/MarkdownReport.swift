@@ -53,6 +53,7 @@ struct MarkdownReport {
         for n in [10_000, 1_000_000] {
             rows.append(HeadlineRow(workload: "startup", label: "startup, \(n) keys", source: .metric("startup_\(n)_keys_ms"), unit: .ms))
         }
+        rows.append(HeadlineRow(workload: "range", label: "RSS holding 10,000 keys (range preload; 1,000 quick)", source: .metric("rss_after_preload_bytes"), unit: .bytes))
         rows.append(HeadlineRow(workload: "k8s-churn", label: "peak RSS, k8s churn", source: .metric(MetricName.peakRSS), unit: .bytes))
         rows.append(HeadlineRow(workload: "put", label: "write amplification, put", source: .metric(MetricName.writeAmplification), unit: .ratio))
         rows.append(HeadlineRow(workload: "put", label: "disk after put, compacted + defragmented", source: .metric(MetricName.diskBytesAfterDefrag), unit: .bytes))

@@ -34,6 +34,10 @@ struct ConcurrentWorkload: Workload {
             context.progress.begin("  \(name) preload on \(context.spec.name)", total: keySpace)
             try await preload(connections, keySpace: keySpace, value: value, progress: context.progress)
             context.progress.finish("\(keySpace) keys")
+            // Memory holding exactly the preloaded keys, before the load starts.
+            if let pid = context.server?.pid, let stats = ProcessStats.read(pid: pid) {
+                result.metrics["rss_after_preload_bytes"] = Double(stats.rssBytes)
+            }
             context.measurementWindow.restart()
         }
         context.progress.begin("  \(name) on \(context.spec.name)", total: levels.count)
