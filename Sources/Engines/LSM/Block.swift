@@ -5,7 +5,8 @@
 //     unshared: varint   bytes of key that follow
 //     valueLength: varint
 //     key delta, value
-// then `restartCount` UInt32 LE offsets of entries stored with shared == 0 (every 16th entry),
+// then `restartCount` UInt32 LE offsets of entries stored with shared == 0 (every 16th entry,
+// or sooner when entries are large: see BlockBuilder),
 // then restartCount: UInt32 LE. The block is followed in the file by a UInt32 LE CRC-32C of the
 // block contents (the block handle's size excludes it).
 //
@@ -30,7 +31,13 @@ struct BlockHandle: Equatable {
 }
 
 struct BlockBuilder {
+    /// A restart point every 16 entries, or sooner once `restartBytes` of entries follow the
+    /// last one: a lookup scans at most one interval entry by entry, each entry another cache
+    /// line when values are large (etcd's are hundreds of bytes), so large entries get shorter
+    /// intervals; small ones keep LevelDB's 16 for prefix compression. Readers take any interval
+    /// (the restart array says where they are), so this is not part of the format.
     static let restartInterval = 16
+    static let restartBytes = 1024
     private(set) var buffer: [UInt8] = []
     private var restarts: [UInt32] = [0]
     private var counter = 0
@@ -44,7 +51,7 @@ struct BlockBuilder {
 
     mutating func add(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) {
         var shared = 0
-        if counter < BlockBuilder.restartInterval {
+        if counter < BlockBuilder.restartInterval && buffer.count - Int(restarts[restarts.count - 1]) < BlockBuilder.restartBytes {
             let n = min(lastKey.count, key.count)
             lastKey.withUnsafeBufferPointer { lk in
                 while shared < n && lk[shared] == key[shared] { shared += 1 }
