@@ -302,8 +302,13 @@ public final class LSMEngine: StorageEngine, @unchecked Sendable {
         return Snapshot(mem: mem, imm: imm, version: current, sequence: lastSequence)
     }
 
-    func get(_ key: [UInt8], in s: Snapshot) throws -> [UInt8]? {
-        try makeInternalKey(key, s.sequence, .value).withUnsafeBytes { target in
+    /// The value of `key` in `s`. `cursor` is scratch space for the table lookup (a view passes
+    /// its own; it is used by one thread at a time). The internal key lives on the stack.
+    func get(_ key: [UInt8], in s: Snapshot, cursor: BlockCursor) throws -> [UInt8]? {
+        try withUnsafeTemporaryAllocation(byteCount: key.count + 8, alignment: 8) { buffer in
+            key.withUnsafeBytes { buffer.copyMemory(from: $0) }
+            buffer.storeBytes(of: packTrailer(s.sequence, .value).littleEndian, toByteOffset: key.count, as: UInt64.self)
+            let target = UnsafeRawBufferPointer(buffer)
             switch s.mem.get(internalKey: target) {
             case .found(let v): return v
             case .deleted: return nil
@@ -316,13 +321,13 @@ public final class LSMEngine: StorageEngine, @unchecked Sendable {
                 case .notFound: break
                 }
             }
-            if case .found(let v) = try s.version.get(target) { return v }
+            if case .found(let v) = try s.version.get(target, cursor: cursor) { return v }
             return nil
         }
     }
 
     public func get(_ key: [UInt8]) throws -> [UInt8]? {
-        try get(key, in: snapshot("get"))
+        try get(key, in: snapshot("get"), cursor: BlockCursor())
     }
 
     public func readView() throws -> any ReadView {

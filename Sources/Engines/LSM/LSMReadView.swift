@@ -5,6 +5,8 @@ import EngineAPI
 final class LSMReadView: ReadView, @unchecked Sendable {
     private let engine: LSMEngine
     private let snap: LSMEngine.Snapshot
+    /// Scratch for table lookups, reused by every get (a view is used by one thread at a time).
+    private let cursor = BlockCursor()
 
     init(engine: LSMEngine, snapshot: LSMEngine.Snapshot) {
         self.engine = engine
@@ -15,7 +17,7 @@ final class LSMReadView: ReadView, @unchecked Sendable {
 
     func get(_ key: [UInt8]) throws -> [UInt8]? {
         if engine.isClosed { throw engine.closedError("get") }
-        return try engine.get(key, in: snap)
+        return try engine.get(key, in: snap, cursor: cursor)
     }
 
     func scan(_ range: KeyRange, reverse: Bool, limit: Int?,

@@ -64,11 +64,11 @@ final class Version: @unchecked Sendable {
         return result
     }
 
-    /// Point lookup of the internal key `target` (user key at the reader's sequence).
-    func get(_ target: UnsafeRawBufferPointer) throws -> LookupResult {
+    /// Point lookup of the internal key `target` (user key at the reader's sequence); `cursor`
+    /// is the caller's scratch space.
+    func get(_ target: UnsafeRawBufferPointer, cursor: BlockCursor) throws -> LookupResult {
         let user = userKey(target)
         let hash = BloomFilter.hash(user)
-        let cursor = BlockCursor()
         for f in levels[0] {
             let inRange = f.meta.smallest.withUnsafeBytes { compareBytes(userKey($0), user) <= 0 }
                 && f.meta.largest.withUnsafeBytes { compareBytes(userKey($0), user) >= 0 }
