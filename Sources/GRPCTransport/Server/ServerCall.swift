@@ -52,6 +52,10 @@ final class ServerCall: @unchecked Sendable {
     var observer: CallObserver?
     var drainedSinceNotify = 0
 
+    // Monitoring (see `GRPCMethodMonitor`): `handled` follows `started` exactly once.
+    var monitor: (any GRPCMethodMonitor)?
+    private var monitorStarted = false
+
     init(streamID: Int32, connection: ServerConnectionHandler, eventLoop: any EventLoop,
          highWatermark: Int, lowWatermark: Int) {
         self.streamID = streamID
@@ -89,11 +93,25 @@ final class ServerCall: @unchecked Sendable {
 
     // MARK: On the event loop
 
+    /// The handler is being invoked (on the event loop).
+    func noteStarted() {
+        guard let monitor, !monitorStarted else { return }
+        monitorStarted = true
+        monitor.started()
+    }
+
+    private func noteHandled(_ code: GRPCStatus.Code) {
+        guard monitorStarted, let monitor else { return }
+        self.monitor = nil
+        monitor.handled(code)
+    }
+
     private func respondOnLoop(_ message: ByteBuffer) {
         guard !finished, !closed else { return }
         append(message)
         finished = true
         trailerStatus = .ok
+        noteHandled(.ok)
         submitResponse()
     }
 
@@ -106,6 +124,7 @@ final class ServerCall: @unchecked Sendable {
     func finishOnLoop(_ status: GRPCStatus) {
         guard !finished, !closed else { return }
         finished = true
+        noteHandled(status.code)
         guard let connection else { return }
         if !headersSubmitted {
             headersSubmitted = true
@@ -161,6 +180,7 @@ final class ServerCall: @unchecked Sendable {
         if !wasFinished || trailerStatus == nil && pending.readableBytes > 0 {
             observer?.cancelled()
         }
+        if !wasFinished { noteHandled(.cancelled) }
     }
 
     /// Fills an HTTP/2 DATA frame payload from the pending response bytes.

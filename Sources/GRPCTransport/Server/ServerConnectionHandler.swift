@@ -249,6 +249,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
                 "invalid gRPC request content-type \"\(call.contentType)\""), httpStatus: 415)
             return
         }
+        guard call.httpMethod == "POST" else {
+            reject(call, GRPCStatus(.internalError, "transport: :method \"\(call.httpMethod)\" should be POST"))
+            return
+        }
         let path = call.path
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
         guard path.hasPrefix("/"), parts.count == 3, !parts[1].isEmpty, !parts[2].isEmpty else {
@@ -276,8 +280,9 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
         call.context = CallContext(method: path, metadata: call.metadata, deadline: deadline,
                                    eventLoop: eventLoop, peerCommonName: peerCommonName,
                                    remoteAddress: remoteAddress)
-        call.handler = method
-        if case .bidirectional(let start) = method {
+        call.handler = method.handler
+        call.monitor = method.monitor
+        if case .bidirectional(let start) = method.handler {
             call.inbound = start(call)
         }
     }
