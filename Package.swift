@@ -97,7 +97,7 @@ let package = Package(
             .product(name: "SwiftASN1", package: "swift-asn1"),
         ], path: "Sources/Server/rusd"),
         .executableTarget(name: "rusd-compare", dependencies: [
-            "EtcdProto", "GRPCTransport",
+            "EtcdProto", "GRPCTransport", "EngineAPI", "Engines",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "NIOCore", package: "swift-nio"),

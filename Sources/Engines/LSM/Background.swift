@@ -54,7 +54,7 @@ extension LSMEngine {
             mu.unlock()
             let result: Result<(FileMetadata, Table), Error>
             do {
-                result = .success(try Flush.writeTable(imm, directory: directory, number: number, cache: cache))
+                result = .success(try Flush.writeTable(imm, directory: directory, number: number))
             } catch {
                 result = .failure(error)
             }

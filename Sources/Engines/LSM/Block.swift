@@ -5,12 +5,14 @@
 //     unshared: varint   bytes of key that follow
 //     valueLength: varint
 //     key delta, value
-// then `restartCount` UInt32 LE offsets of entries stored with shared == 0 (every 16th entry),
+// then `restartCount` UInt32 LE offsets of entries stored with shared == 0 (every 16th entry,
+// or sooner when entries are large: see BlockBuilder),
 // then restartCount: UInt32 LE. The block is followed in the file by a UInt32 LE CRC-32C of the
 // block contents (the block handle's size excludes it).
 //
-// In memory a block is decoded once (when read into the block cache) into full keys and value
-// offsets, so lookups are binary searches and iteration runs both ways without re-decoding.
+// In memory a data block stays in this format (see `Block`): lookups binary-search the restart
+// points on the raw bytes and scan at most one restart interval; iteration rebuilds one key at a
+// time (BlockCursor.swift). Index blocks are decoded once per open table (IndexBlock.swift).
 
 struct BlockHandle: Equatable {
     var offset: UInt64
@@ -29,7 +31,13 @@ struct BlockHandle: Equatable {
 }
 
 struct BlockBuilder {
+    /// A restart point every 16 entries, or sooner once `restartBytes` of entries follow the
+    /// last one: a lookup scans at most one interval entry by entry, each entry another cache
+    /// line when values are large (etcd's are hundreds of bytes), so large entries get shorter
+    /// intervals; small ones keep LevelDB's 16 for prefix compression. Readers take any interval
+    /// (the restart array says where they are), so this is not part of the format.
     static let restartInterval = 16
+    static let restartBytes = 1024
     private(set) var buffer: [UInt8] = []
     private var restarts: [UInt32] = [0]
     private var counter = 0
@@ -43,7 +51,7 @@ struct BlockBuilder {
 
     mutating func add(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) {
         var shared = 0
-        if counter < BlockBuilder.restartInterval {
+        if counter < BlockBuilder.restartInterval && buffer.count - Int(restarts[restarts.count - 1]) < BlockBuilder.restartBytes {
             let n = min(lastKey.count, key.count)
             lastKey.withUnsafeBufferPointer { lk in
                 while shared < n && lk[shared] == key[shared] { shared += 1 }
@@ -77,105 +85,103 @@ struct BlockBuilder {
     }
 }
 
-/// A decoded, immutable block. Memory is owned by the block; pointers into it are valid while
-/// the block is alive.
-final class Block: @unchecked Sendable {
-    private let contents: UnsafeMutableRawBufferPointer
-    private let keys: UnsafeMutableRawBufferPointer
-    /// keyOffsets[i] ..< keyOffsets[i+1] is key i in `keys`.
-    private let keyOffsets: [Int32]
-    private let valueOffsets: [Int32]
-    private let valueLengths: [Int32]
-    let count: Int
-    /// Bytes charged to the block cache.
-    let charge: Int
+/// A block in its on-disk format, searched and iterated in place (see `BlockCursor`). It points
+/// into memory owned by someone else (a table's mapping), which must outlive it. Construction
+/// checks the restart array only; entries are checked as cursors decode them.
+struct Block {
+    let base: UnsafeRawPointer
+    /// Entries occupy base ..< base + dataLimit; the restart array follows.
+    let dataLimit: Int
+    let restartCount: Int
 
-    /// Decodes (a copy of) block contents; nil when they are malformed.
-    convenience init?(_ raw: UnsafeRawBufferPointer) {
-        let contents = UnsafeMutableRawBufferPointer.allocate(byteCount: max(raw.count, 1), alignment: 8)
-        if raw.count > 0 { contents.copyMemory(from: raw) }
-        self.init(adopting: contents, count: raw.count)
+    /// The block whose contents are `raw`; nil when its restart array is malformed.
+    init?(_ raw: UnsafeRawBufferPointer) {
+        let count = raw.count
+        guard count >= 4, let p = raw.baseAddress else { return nil }
+        let restarts = Int(loadFixed32(raw, count - 4))
+        guard restarts >= 1, restarts <= (count - 4) / 4 else { return nil }
+        let limit = count - 4 - restarts * 4
+        guard loadFixed32(raw, limit) == 0 else { return nil }
+        var previous = 0
+        for i in 1..<restarts {
+            // Increasing offsets inside the entries.
+            let r = Int(loadFixed32(raw, limit + 4 * i))
+            guard r > previous, r < limit else { return nil }
+            previous = r
+        }
+        base = p
+        dataLimit = limit
+        restartCount = restarts
     }
 
-    /// Decodes the first `count` bytes of `contents`, taking ownership of the buffer (it is
-    /// deallocated with the block, or at once when the contents are malformed).
-    init?(adopting contents: UnsafeMutableRawBufferPointer, count rawCount: Int) {
-        let raw = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(contents)[0..<rawCount])
-        guard raw.count >= 4 else { contents.deallocate(); return nil }
-        let restartCount = Int(loadFixed32(raw, raw.count - 4))
-        guard restartCount >= 1, restartCount * 4 + 4 <= raw.count else { contents.deallocate(); return nil }
-        let limit = raw.count - 4 - restartCount * 4
-        var keyBytes: [UInt8] = []
-        keyBytes.reserveCapacity(limit)
-        // Every restart point begins at most `restartInterval` entries.
-        let expected = min(restartCount * BlockBuilder.restartInterval, limit / 3 + 1)
-        var keyOffsets: [Int32] = [0]
-        var valueOffsets: [Int32] = []
-        var valueLengths: [Int32] = []
-        keyOffsets.reserveCapacity(expected + 1)
-        valueOffsets.reserveCapacity(expected)
-        valueLengths.reserveCapacity(expected)
-        var r = ByteReader(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(contents)[0..<limit]))
-        var lastStart = 0
-        var ok = true
-        while !r.isAtEnd {
-            guard let shared = r.varint(), let unshared = r.varint(), let vlen = r.varint(),
-                  shared <= UInt64(keyBytes.count - lastStart),
-                  let delta = r.bytes(Int(truncatingIfNeeded: unshared)) else { ok = false; break }
-            let valueStart = r.position
-            guard r.bytes(Int(truncatingIfNeeded: vlen)) != nil else { ok = false; break }
-            let start = keyBytes.count
-            if shared > 0 {
-                let n = Int(shared)
-                keyBytes.append(contentsOf: repeatElement(0, count: n))
-                let from = lastStart
-                keyBytes.withUnsafeMutableBufferPointer { kb in
-                    // The previous key ends at or before `start`: the ranges do not overlap.
-                    (kb.baseAddress! + start).update(from: kb.baseAddress! + from, count: n)
-                }
+    var isEmpty: Bool { dataLimit == 0 }
+
+    /// Offset of restart point `i`.
+    @inline(__always) func restart(_ i: Int) -> Int {
+        Int(UInt32(littleEndian: base.loadUnaligned(fromByteOffset: dataLimit &+ 4 &* i, as: UInt32.self)))
+    }
+
+    /// An entry's header: key delta at `delta ..< delta + unshared`, value right after it.
+    struct Entry {
+        var shared: Int
+        var unshared: Int
+        var valueLength: Int
+        var delta: Int
+        @inline(__always) var valueStart: Int { delta &+ unshared }
+        @inline(__always) var end: Int { delta &+ unshared &+ valueLength }
+    }
+
+    /// Decodes the header of the entry at `offset`; nil when it runs past the entries.
+    @inline(__always) func entry(at offset: Int) -> Entry? {
+        var p = offset
+        let shared, unshared, valueLength: Int
+        if p &+ 3 <= dataLimit {
+            let a = base.load(fromByteOffset: p, as: UInt8.self)
+            let b = base.load(fromByteOffset: p &+ 1, as: UInt8.self)
+            let c = base.load(fromByteOffset: p &+ 2, as: UInt8.self)
+            if (a | b | c) < 0x80 {
+                shared = Int(a); unshared = Int(b); valueLength = Int(c)
+                p &+= 3
+            } else {
+                guard let s = varint(&p), let u = varint(&p), let v = varint(&p) else { return nil }
+                shared = s; unshared = u; valueLength = v
             }
-            keyBytes.append(contentsOf: delta)
-            guard keyBytes.count - start >= 8 else { ok = false; break }
-            lastStart = start
-            keyOffsets.append(Int32(keyBytes.count))
-            valueOffsets.append(Int32(valueStart))
-            valueLengths.append(Int32(vlen))
+        } else {
+            guard let s = varint(&p), let u = varint(&p), let v = varint(&p) else { return nil }
+            shared = s; unshared = u; valueLength = v
         }
-        guard ok else {
-            contents.deallocate()
-            return nil
+        guard unshared <= dataLimit &- p, valueLength <= dataLimit &- p &- unshared else { return nil }
+        return Entry(shared: shared, unshared: unshared, valueLength: valueLength, delta: p)
+    }
+
+    /// A varint of at most 32 bits at `p` (advanced past it), or nil.
+    private func varint(_ p: inout Int) -> Int? {
+        var result = 0
+        var shift = 0
+        while p < dataLimit && shift <= 28 {
+            let b = base.load(fromByteOffset: p, as: UInt8.self)
+            p &+= 1
+            result |= Int(b & 0x7F) << shift
+            if b < 0x80 { return result }
+            shift += 7
         }
-        let keys = UnsafeMutableRawBufferPointer.allocate(byteCount: max(keyBytes.count, 1), alignment: 8)
-        keyBytes.withUnsafeBytes { if $0.count > 0 { keys.copyMemory(from: $0) } }
-        self.contents = contents
-        self.keys = keys
-        self.keyOffsets = keyOffsets
-        self.valueOffsets = valueOffsets
-        self.valueLengths = valueLengths
-        self.count = valueOffsets.count
-        self.charge = raw.count + keyBytes.count + count * 12 + 128
+        return nil
     }
 
-    deinit {
-        contents.deallocate()
-        keys.deallocate()
+    /// The key stored whole at restart point `i` (its entry shares nothing), or nil when malformed.
+    @inline(__always) func restartKey(_ i: Int) -> UnsafeRawBufferPointer? {
+        guard let e = entry(at: restart(i)), e.shared == 0, e.unshared >= 8 else { return nil }
+        return UnsafeRawBufferPointer(start: base + e.delta, count: e.unshared)
     }
 
-    @inline(__always) func key(_ i: Int) -> UnsafeRawBufferPointer {
-        let s = Int(keyOffsets[i]), e = Int(keyOffsets[i + 1])
-        return UnsafeRawBufferPointer(start: keys.baseAddress! + s, count: e - s)
-    }
-
-    @inline(__always) func value(_ i: Int) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: contents.baseAddress! + Int(valueOffsets[i]), count: Int(valueLengths[i]))
-    }
-
-    /// First index whose key >= target (internal key order), or `count`.
-    func lowerBound(_ target: UnsafeRawBufferPointer) -> Int {
-        var lo = 0, hi = count
+    /// The restart interval where a scan for the first key >= `target` starts: the last restart
+    /// point whose key is < target, or 0. Nil when a restart entry is malformed.
+    func restartInterval(for target: UnsafeRawBufferPointer) -> Int? {
+        var lo = 0, hi = restartCount - 1
         while lo < hi {
-            let mid = (lo + hi) >> 1
-            if compareInternalKeys(key(mid), target) < 0 { lo = mid + 1 } else { hi = mid }
+            let mid = (lo &+ hi &+ 1) >> 1
+            guard let k = restartKey(mid) else { return nil }
+            if compareInternalKeys(k, target) < 0 { lo = mid } else { hi = mid &- 1 }
         }
         return lo
     }

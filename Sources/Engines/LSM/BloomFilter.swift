@@ -47,7 +47,7 @@ enum BloomFilter {
     }
 
     /// False only when the key is certainly absent.
-    static func mayContain(_ filter: [UInt8], hash h: UInt64) -> Bool {
+    static func mayContain(_ filter: UnsafeRawBufferPointer, hash h: UInt64) -> Bool {
         guard filter.count >= 2 else { return true }
         let bytes = filter.count - 1
         let bits = UInt32(bytes * 8)
@@ -55,13 +55,11 @@ enum BloomFilter {
         if k > 30 { return true }
         var a = UInt32(truncatingIfNeeded: h)
         let delta = UInt32(truncatingIfNeeded: h >> 32) | 1
-        return filter.withUnsafeBufferPointer { f in
-            for _ in 0..<k {
-                let pos = Int(a % bits)
-                if f[pos >> 3] & UInt8(1 << (pos & 7)) == 0 { return false }
-                a = a &+ delta
-            }
-            return true
+        for _ in 0..<k {
+            let pos = Int(a % bits)
+            if filter[pos >> 3] & UInt8(1 << (pos & 7)) == 0 { return false }
+            a = a &+ delta
         }
+        return true
     }
 }

@@ -116,12 +116,25 @@ let maxSequence: UInt64 = (1 << 56) - 1
     (sequence << 8) | UInt64(kind.rawValue)
 }
 
-/// Bytewise comparison (memcmp, shorter prefix first): <0, 0, >0.
+/// Bytewise comparison (memcmp, shorter prefix first): <0, 0, >0. Compares 8 bytes at a time
+/// as big-endian words: keys are short (etcd revision keys are 17 bytes), and a call to memcmp
+/// cost more than the comparison itself on the read path.
 @inline(__always) func compareBytes(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Int {
     let n = Swift.min(a.count, b.count)
     if n > 0 {
-        let r = memcmp(a.baseAddress!, b.baseAddress!, n)
-        if r != 0 { return Int(r) }
+        let pa = a.baseAddress!, pb = b.baseAddress!
+        var i = 0
+        while i &+ 8 <= n {
+            let x = UInt64(bigEndian: pa.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+            let y = UInt64(bigEndian: pb.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+            if x != y { return x < y ? -1 : 1 }
+            i &+= 8
+        }
+        while i < n {
+            let x = pa.load(fromByteOffset: i, as: UInt8.self), y = pb.load(fromByteOffset: i, as: UInt8.self)
+            if x != y { return x < y ? -1 : 1 }
+            i &+= 1
+        }
     }
     return a.count - b.count
 }

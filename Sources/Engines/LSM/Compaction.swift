@@ -213,9 +213,9 @@ extension LSMEngine {
         for i in plan.inputs { byLevel[i.level, default: []].append(i.file) }
         for (level, files) in byLevel {
             if level == 0 {
-                for f in files { children.append(f.table.makeIterator(fillCache: false)) }
+                for f in files { children.append(f.table.makeIterator()) }
             } else {
-                children.append(LevelIterator(files: files, fillCache: false))
+                children.append(LevelIterator(files: files))
             }
         }
         let it = MergingIterator(children: children, reverse: false)
@@ -229,7 +229,7 @@ extension LSMEngine {
         func finishOutput() throws {
             guard let b = builder else { return }
             let summary = try b.finish()
-            let table = try Table(path: b.path, number: builderNumber, cache: cache)
+            let table = try Table(path: b.path, number: builderNumber)
             var meta = FileMetadata(number: builderNumber, size: summary.fileSize,
                                     smallest: summary.smallest, largest: summary.largest)
             meta.entries = UInt64(summary.entries)

@@ -3,8 +3,7 @@ import EngineAPI
 /// Writing a memtable to a table file, and choosing its level.
 enum Flush {
     /// Writes every entry of `mem` to table `number` and opens it.
-    static func writeTable(_ mem: Memtable, directory: String, number: UInt64,
-                           cache: BlockCache) throws -> (FileMetadata, Table) {
+    static func writeTable(_ mem: Memtable, directory: String, number: UInt64) throws -> (FileMetadata, Table) {
         let path = FileNames.table(directory, number)
         let builder = try TableBuilder(path: path)
         let it = mem.makeIterator()
@@ -14,7 +13,7 @@ enum Flush {
             it.next()
         }
         let summary = try builder.finish()
-        let table = try Table(path: path, number: number, cache: cache)
+        let table = try Table(path: path, number: number)
         var meta = FileMetadata(number: number, size: summary.fileSize, smallest: summary.smallest, largest: summary.largest)
         meta.entries = UInt64(summary.entries)
         meta.deletions = UInt64(summary.deletions)

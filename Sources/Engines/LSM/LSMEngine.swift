@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import EngineAPI
+import Synchronization
 
 /// `--engine=lsm`: a log-structured merge tree written in Swift.
 ///
@@ -25,16 +26,16 @@ import EngineAPI
 /// Lifetime: call `close()`. The background thread holds the engine until then (an engine
 /// dropped without `close()` keeps its thread and files open).
 ///
-/// Options used: `createIfMissing`, `writeBufferBytes` (memtable size), `cacheBytes` (block
-/// cache), `maxSizeBytes` (writes fail with `.full` past it), `paranoidChecks` (blocks are
-/// always CRC-checked, so it changes nothing).
+/// Options used: `createIfMissing`, `writeBufferBytes` (memtable size), `maxSizeBytes` (writes
+/// fail with `.full` past it). Ignored: `cacheBytes` (tables are memory-mapped and read in place:
+/// the kernel's page cache is the cache, as for LMDB) and `paranoidChecks` (every block is
+/// CRC-checked on its first read after open, so it changes nothing).
 public final class LSMEngine: StorageEngine, @unchecked Sendable {
     /// The registry name, `--engine=lsm`.
     public static let engineName = "lsm"
     public let name = LSMEngine.engineName
     public let directory: String
     let options: EngineOptions
-    let cache: BlockCache
 
     // Everything below is guarded by `mu`, except what the comments say.
     let mu = Lock()
@@ -53,6 +54,8 @@ public final class LSMEngine: StorageEngine, @unchecked Sendable {
     var snapshots: [UInt64: Int] = [:]
     var bgError: EngineError?
     var closed = false
+    /// Mirrors `closed` (set under `mu`), for lock-free checks by views.
+    let closedFlag = Atomic<Bool>(false)
     var shuttingDown = false
     var bgExited = false
     var compactionRunning = false
@@ -110,7 +113,6 @@ public final class LSMEngine: StorageEngine, @unchecked Sendable {
     init(directory: String, options: EngineOptions, recovered: Recovery.State, lockFD: Int32) {
         self.directory = directory
         self.options = options
-        self.cache = recovered.cache
         self.mem = Memtable(logNumber: recovered.log.number)
         self.log = recovered.log
         self.manifest = recovered.manifest
@@ -300,27 +302,32 @@ public final class LSMEngine: StorageEngine, @unchecked Sendable {
         return Snapshot(mem: mem, imm: imm, version: current, sequence: lastSequence)
     }
 
-    func get(_ key: [UInt8], in s: Snapshot) throws -> [UInt8]? {
-        switch s.mem.get(key, sequence: s.sequence) {
-        case .found(let v): return v
-        case .deleted: return nil
-        case .notFound: break
-        }
-        if let imm = s.imm {
-            switch imm.get(key, sequence: s.sequence) {
+    /// The value of `key` in `s`. `cursor` is scratch space for the table lookup (a view passes
+    /// its own; it is used by one thread at a time). The internal key lives on the stack.
+    func get(_ key: [UInt8], in s: Snapshot, cursor: BlockCursor) throws -> [UInt8]? {
+        try withUnsafeTemporaryAllocation(byteCount: key.count + 8, alignment: 8) { buffer in
+            key.withUnsafeBytes { buffer.copyMemory(from: $0) }
+            buffer.storeBytes(of: packTrailer(s.sequence, .value).littleEndian, toByteOffset: key.count, as: UInt64.self)
+            let target = UnsafeRawBufferPointer(buffer)
+            switch s.mem.get(internalKey: target) {
             case .found(let v): return v
             case .deleted: return nil
             case .notFound: break
             }
+            if let imm = s.imm {
+                switch imm.get(internalKey: target) {
+                case .found(let v): return v
+                case .deleted: return nil
+                case .notFound: break
+                }
+            }
+            if case .found(let v) = try s.version.get(target, cursor: cursor) { return v }
+            return nil
         }
-        let target = makeInternalKey(key, s.sequence, .value)
-        let r = try target.withUnsafeBytes { try s.version.get($0) }
-        if case .found(let v) = r { return v }
-        return nil
     }
 
     public func get(_ key: [UInt8]) throws -> [UInt8]? {
-        try get(key, in: snapshot("get"))
+        try get(key, in: snapshot("get"), cursor: BlockCursor())
     }
 
     public func readView() throws -> any ReadView {
@@ -340,7 +347,8 @@ public final class LSMEngine: StorageEngine, @unchecked Sendable {
         }
     }
 
-    var isClosed: Bool { mu.withLock { closed } }
+    /// Whether `close()` has begun; read without `mu` so that view reads take no engine lock.
+    var isClosed: Bool { closedFlag.load(ordering: .acquiring) }
 
     // MARK: Maintenance
 
@@ -399,10 +407,6 @@ public final class LSMEngine: StorageEngine, @unchecked Sendable {
             d["level\(l).files"] = Double(v.levels[l].count)
             d["level\(l).bytes"] = Double(v.bytes(level: l))
         }
-        let u = cache.usage
-        d["cache.bytes"] = Double(u.bytes)
-        d["cache.hits"] = Double(u.hits)
-        d["cache.misses"] = Double(u.misses)
         let written = c.walBytes + c.flushBytes + c.compactionBytes + c.manifestBytes
         if c.userBytes > 0 { d["write.amplification"] = Double(written) / Double(c.userBytes) }
         let live = v.totalBytes + memBytes
@@ -418,6 +422,7 @@ public final class LSMEngine: StorageEngine, @unchecked Sendable {
             return
         }
         closed = true
+        closedFlag.store(true, ordering: .releasing)
         while !writers.isEmpty { writersCond.wait(mu) }
         shuttingDown = true
         bgCond.broadcast()

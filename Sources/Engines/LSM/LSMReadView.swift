@@ -5,6 +5,8 @@ import EngineAPI
 final class LSMReadView: ReadView, @unchecked Sendable {
     private let engine: LSMEngine
     private let snap: LSMEngine.Snapshot
+    /// Scratch for table lookups, reused by every get (a view is used by one thread at a time).
+    private let cursor = BlockCursor()
 
     init(engine: LSMEngine, snapshot: LSMEngine.Snapshot) {
         self.engine = engine
@@ -15,7 +17,7 @@ final class LSMReadView: ReadView, @unchecked Sendable {
 
     func get(_ key: [UInt8]) throws -> [UInt8]? {
         if engine.isClosed { throw engine.closedError("get") }
-        return try engine.get(key, in: snap)
+        return try engine.get(key, in: snap, cursor: cursor)
     }
 
     func scan(_ range: KeyRange, reverse: Bool, limit: Int?,
@@ -42,20 +44,22 @@ enum Scanner {
         if !reverse {
             let start = makeInternalKey(range.start, sequence, .value)
             try start.withUnsafeBytes { try it.seek($0) }
-            var last: [UInt8] = []
-            var haveLast = false
+            // The user key last emitted or hidden: older versions of it are skipped.
+            let last = KeyBuffer()
+            var lastLength = -1
             while it.isValid {
                 let k = it.key
                 let user = userKey(k)
                 if let end, end.withUnsafeBytes({ compareBytes(user, $0) >= 0 }) { break }
                 let t = trailer(k)
-                if t >> 8 > sequence || (haveLast && last.withUnsafeBytes({ compareBytes($0, user) == 0 })) {
+                if t >> 8 > sequence
+                    || (lastLength >= 0 && compareBytes(UnsafeRawBufferPointer(start: last.base, count: lastLength), user) == 0) {
                     try it.advance()
                     continue
                 }
-                last.removeAll(keepingCapacity: true)
-                last.append(contentsOf: user)
-                haveLast = true
+                last.reserve(user.count, keeping: 0)
+                if user.count > 0 { last.base.copyMemory(from: user.baseAddress!, byteCount: user.count) }
+                lastLength = user.count
                 if t & 0xFF == UInt64(ValueKind.value.rawValue) {
                     emitted += 1
                     if try !visit(user, it.value) { return }

@@ -192,23 +192,25 @@ final class Memtable: @unchecked Sendable {
 
     /// The newest version of `key` with sequence <= `sequence`.
     func get(_ key: [UInt8], sequence: UInt64) -> LookupResult {
-        let target = makeInternalKey(key, sequence, .value)
-        return target.withUnsafeBytes { t in
-            lock.lock()
-            defer { lock.unlock() }
-            guard _count > 0 else { return .notFound }
-            let u = userKey(t)
-            let outside = smallestUser.withUnsafeBytes { compareBytes(u, $0) < 0 }
-                || largestUser.withUnsafeBytes { compareBytes(u, $0) > 0 }
-            if outside { return .notFound }
-            let n = findGreaterOrEqual(t, prev: nil)
-            guard n >= 0 else { return .notFound }
-            let node = nodes[n]
-            let k = node.key
-            guard compareBytes(userKey(k), userKey(t)) == 0 else { return .notFound }
-            if ValueKind(rawValue: UInt8(trailer(k) & 0xFF)) == .deletion { return .deleted }
-            return .found(Array(node.value))
-        }
+        makeInternalKey(key, sequence, .value).withUnsafeBytes { get(internalKey: $0) }
+    }
+
+    /// The newest version of the user key of `t` with sequence <= t's sequence.
+    func get(internalKey t: UnsafeRawBufferPointer) -> LookupResult {
+        lock.lock()
+        defer { lock.unlock() }
+        guard _count > 0 else { return .notFound }
+        let u = userKey(t)
+        let outside = smallestUser.withUnsafeBytes { compareBytes(u, $0) < 0 }
+            || largestUser.withUnsafeBytes { compareBytes(u, $0) > 0 }
+        if outside { return .notFound }
+        let n = findGreaterOrEqual(t, prev: nil)
+        guard n >= 0 else { return .notFound }
+        let node = nodes[n]
+        let k = node.key
+        guard compareBytes(userKey(k), userKey(t)) == 0 else { return .notFound }
+        if ValueKind(rawValue: UInt8(trailer(k) & 0xFF)) == .deletion { return .deleted }
+        return .found(Array(node.value))
     }
 
     // Iterator support: positions are node indices (-1 = invalid).

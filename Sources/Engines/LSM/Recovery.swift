@@ -11,7 +11,6 @@ import EngineAPI
 /// it atomically, and delete files nothing refers to.
 enum Recovery {
     struct State {
-        var cache: BlockCache
         var version: Version
         var log: LogWriter
         var manifest: LogWriter
@@ -63,7 +62,6 @@ enum Recovery {
     }
 
     private static func recoverLocked(directory: String, options: EngineOptions) throws -> State {
-        let cache = BlockCache(capacityBytes: options.cacheBytes)
         let currentPath = FileNames.current(directory)
         var files: [UInt64: (level: Int, meta: FileMetadata)] = [:]
         var logNumber: UInt64 = 0
@@ -102,7 +100,7 @@ enum Recovery {
                 throw EngineError(.corruption, engine: "lsm", path: path, operation: "open",
                                   message: "table listed in the manifest is missing")
             }
-            tables[number] = try Table(path: path, number: number, cache: cache)
+            tables[number] = try Table(path: path, number: number)
             edit.added.append((f.level, f.meta))
         }
         var version = Version.empty.applying(edit, tables: tables)
@@ -133,7 +131,7 @@ enum Recovery {
         if !recovered.isEmpty {
             let number = nextFileNumber
             nextFileNumber += 1
-            let (meta, table) = try Flush.writeTable(recovered, directory: directory, number: number, cache: cache)
+            let (meta, table) = try Flush.writeTable(recovered, directory: directory, number: number)
             let level = Flush.pickLevel(version, meta)
             var add = VersionEdit()
             add.added.append((level, meta))
@@ -176,7 +174,7 @@ enum Recovery {
             }
         }
         _ = oldManifest
-        return State(cache: cache, version: version, log: log, manifest: manifest,
+        return State(version: version, log: log, manifest: manifest,
                      nextFileNumber: nextFileNumber, lastSequence: lastSequence, flushBytes: flushBytes)
     }
 }

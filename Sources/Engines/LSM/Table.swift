@@ -4,209 +4,211 @@ import Glibc
 import Darwin
 #endif
 import EngineAPI
+import Synchronization
 
-/// An open, immutable table file. Shared by every version that lists it; when the last
-/// reference goes away the file descriptor is closed, and the file is deleted if the engine
-/// marked it obsolete (no longer in the current version). Swift's reference counting is the
-/// "no reader needs it" test.
+/// An open, immutable table file, mapped read-only into memory (like LevelDB's mmap'ed tables
+/// and LMDB's map): reads search blocks in place in the mapping, with no copy, no decoding and
+/// no block cache of our own; the kernel's page cache keeps hot blocks in memory. Each data
+/// block's CRC is checked the first time it is read after the table is opened (one flag per
+/// block); the footer, index and filter are checked at open. Tables are immutable, so a
+/// verified block stays valid; truncating a table file behind the engine's back is not
+/// supported (touching the missing pages would raise SIGBUS).
+///
+/// Shared by every version that lists it; when the last reference goes away the mapping is
+/// released, and the file is deleted if the engine marked it obsolete (no longer in the current
+/// version). Swift's reference counting is the "no reader needs it" test.
 final class Table: @unchecked Sendable {
     let number: UInt64
     let path: String
     let fileSize: UInt64
-    private let fd: Int32
-    private let index: Block
-    private let filter: [UInt8]
-    private let cache: BlockCache
+    private let mapping: UnsafeRawBufferPointer
+    private let index: IndexBlock
+    private let filter: UnsafeRawBufferPointer
+    /// verified[i] != 0: data block i passed its CRC check.
+    private let verified: UnsafeMutablePointer<Atomic<UInt8>>
     private let obsoleteLock = Lock()
     private var obsolete = false
 
-    init(path: String, number: UInt64, cache: BlockCache) throws {
+    init(path: String, number: UInt64) throws {
         self.path = path
         self.number = number
-        self.cache = cache
         let fd = try FileSystem.open(path, flags: O_RDONLY, operation: "open table")
+        let size: Int
         do {
-            let size = try FileSystem.fileSize(fd: fd, path: path)
-            guard size >= TableFormat.footerSize else {
-                throw FileSystem.corruption(path, "open table", offset: 0, "file too short for a table footer (\(size) bytes)")
-            }
-            var footer = [UInt8](repeating: 0, count: TableFormat.footerSize)
-            let footerOffset = size - TableFormat.footerSize
-            _ = try footer.withUnsafeMutableBytes {
-                try FileSystem.pread(fd: fd, path: path, into: $0, offset: footerOffset)
-            }
-            let parsed = try footer.withUnsafeBytes { f -> (BlockHandle, BlockHandle) in
-                guard loadFixed64(f, 40) == TableFormat.magic else {
-                    throw FileSystem.corruption(path, "open table", offset: footerOffset, "bad table magic")
-                }
-                guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: f[0..<36])) == loadFixed32(f, 36) else {
-                    throw FileSystem.corruption(path, "open table", offset: footerOffset, "footer checksum mismatch")
-                }
-                guard loadFixed32(f, 32) == TableFormat.formatVersion else {
-                    throw FileSystem.corruption(path, "open table", offset: footerOffset,
-                                                "unsupported table format version \(loadFixed32(f, 32))")
-                }
-                return (BlockHandle(offset: loadFixed64(f, 0), size: loadFixed64(f, 8)),
-                        BlockHandle(offset: loadFixed64(f, 16), size: loadFixed64(f, 24)))
-            }
-            let indexRaw = try Table.readRaw(fd: fd, path: path, handle: parsed.0, fileSize: size)
-            guard let idx = indexRaw.withUnsafeBytes({ Block($0) }) else {
-                throw FileSystem.corruption(path, "open table", offset: Int(parsed.0.offset), "malformed index block")
-            }
-            let filter = try Table.readRaw(fd: fd, path: path, handle: parsed.1, fileSize: size)
-            self.fd = fd
-            self.fileSize = UInt64(size)
-            self.index = idx
-            self.filter = filter
+            size = try FileSystem.fileSize(fd: fd, path: path)
         } catch {
             close(fd)
             throw error
         }
+        guard size >= TableFormat.footerSize else {
+            close(fd)
+            throw FileSystem.corruption(path, "open table", offset: 0, "file too short for a table footer (\(size) bytes)")
+        }
+        let address = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0)
+        let mapError = errno
+        close(fd)
+        guard let address, address != MAP_FAILED else { throw FileSystem.ioError(path, "mmap table", mapError) }
+        let mapping = UnsafeRawBufferPointer(start: address, count: size)
+        do {
+            let footerOffset = size - TableFormat.footerSize
+            let f = UnsafeRawBufferPointer(rebasing: mapping[footerOffset...])
+            guard loadFixed64(f, 40) == TableFormat.magic else {
+                throw FileSystem.corruption(path, "open table", offset: footerOffset, "bad table magic")
+            }
+            guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: f[0..<36])) == loadFixed32(f, 36) else {
+                throw FileSystem.corruption(path, "open table", offset: footerOffset, "footer checksum mismatch")
+            }
+            guard loadFixed32(f, 32) == TableFormat.formatVersion else {
+                throw FileSystem.corruption(path, "open table", offset: footerOffset,
+                                            "unsupported table format version \(loadFixed32(f, 32))")
+            }
+            let indexHandle = BlockHandle(offset: loadFixed64(f, 0), size: loadFixed64(f, 8))
+            let filterHandle = BlockHandle(offset: loadFixed64(f, 16), size: loadFixed64(f, 24))
+            let indexRaw = try Table.checkedBlock(mapping, indexHandle, path: path)
+            guard let idx = IndexBlock(indexRaw) else {
+                throw FileSystem.corruption(path, "open table", offset: Int(indexHandle.offset), "malformed index block")
+            }
+            for (i, h) in idx.handles.enumerated() where !Table.inBounds(h, fileSize: size) {
+                throw FileSystem.corruption(path, "open table", offset: Int(indexHandle.offset),
+                                            "index entry \(i) points past the end of the file")
+            }
+            self.filter = try Table.checkedBlock(mapping, filterHandle, path: path)
+            self.index = idx
+        } catch {
+            munmap(address, size)
+            throw error
+        }
+        self.mapping = mapping
+        self.fileSize = UInt64(size)
+        verified = .allocate(capacity: max(index.count, 1))
+        for i in 0..<max(index.count, 1) { (verified + i).initialize(to: Atomic<UInt8>(0)) }
     }
 
     deinit {
-        close(fd)
+        verified.deinitialize(count: max(index.count, 1))
+        verified.deallocate()
+        munmap(UnsafeMutableRawPointer(mutating: mapping.baseAddress!), mapping.count)
         if obsoleteLock.withLock({ obsolete }) { FileSystem.remove(path) }
     }
 
     /// Marks the file for deletion once nothing references it.
     func markObsolete() { obsoleteLock.withLock { obsolete = true } }
 
-    /// Reads a block and verifies its CRC.
-    private static func readRaw(fd: Int32, path: String, handle: BlockHandle, fileSize: Int) throws -> [UInt8] {
-        let offset = Int(handle.offset), size = Int(handle.size)
-        guard handle.offset <= UInt64(fileSize), handle.size <= UInt64(fileSize), offset + size + 4 <= fileSize else {
+    private static func inBounds(_ h: BlockHandle, fileSize: Int) -> Bool {
+        h.offset <= UInt64(fileSize) && h.size <= UInt64(fileSize) && Int(h.offset) + Int(h.size) + 4 <= fileSize
+    }
+
+    /// The contents of the block at `handle` in `mapping`, after checking its bounds and CRC.
+    private static func checkedBlock(_ mapping: UnsafeRawBufferPointer, _ handle: BlockHandle,
+                                     path: String) throws -> UnsafeRawBufferPointer {
+        let offset = Int(truncatingIfNeeded: handle.offset), size = Int(truncatingIfNeeded: handle.size)
+        guard inBounds(handle, fileSize: mapping.count) else {
             throw FileSystem.corruption(path, "read block", offset: offset, "block handle past end of file")
         }
-        var raw = [UInt8](repeating: 0, count: size + 4)
-        let n = try raw.withUnsafeMutableBytes { try FileSystem.pread(fd: fd, path: path, into: $0, offset: offset) }
-        guard n == size + 4 else {
-            throw FileSystem.corruption(path, "read block", offset: offset, "short block read")
-        }
-        let ok = raw.withUnsafeBytes { r in
-            CRC32C.checksum(UnsafeRawBufferPointer(rebasing: r[0..<size])) == loadFixed32(r, size)
-        }
-        guard ok else {
+        let raw = UnsafeRawBufferPointer(rebasing: mapping[offset..<(offset + size)])
+        guard CRC32C.checksum(raw) == loadFixed32(mapping, offset + size) else {
             throw FileSystem.corruption(path, "read block", offset: offset, "block checksum mismatch")
         }
-        raw.removeLast(4)
         return raw
     }
 
-    /// The data block at `handle`, from the cache or the file (read straight into the block's
-    /// own buffer, CRC-checked, decoded).
-    func block(_ handle: BlockHandle, fillCache: Bool = true) throws -> Block {
-        if let b = cache.get(file: number, offset: handle.offset) { return b }
-        let offset = Int(handle.offset), size = Int(handle.size)
-        guard handle.offset <= fileSize, handle.size <= fileSize, UInt64(offset + size + 4) <= fileSize else {
-            throw FileSystem.corruption(path, "read block", offset: offset, "block handle past end of file")
+    /// Data block `i` (0 ..< indexBlock.count), CRC-checked on its first read.
+    func block(_ i: Int) throws -> Block {
+        let h = index.handles[i]
+        if verified[i].load(ordering: .acquiring) == 0 {
+            _ = try Table.checkedBlock(mapping, h, path: path)
+            verified[i].store(1, ordering: .releasing)
         }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size + 4, alignment: 8)
-        let n: Int
-        do {
-            n = try FileSystem.pread(fd: fd, path: path, into: buffer, offset: offset)
-        } catch {
-            buffer.deallocate()
-            throw error
-        }
-        let raw = UnsafeRawBufferPointer(buffer)
-        guard n == size + 4,
-              CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<size])) == loadFixed32(raw, size) else {
-            buffer.deallocate()
-            throw FileSystem.corruption(path, "read block", offset: offset,
-                                        n == size + 4 ? "block checksum mismatch" : "short block read")
-        }
-        guard let b = Block(adopting: buffer, count: size) else {
+        let offset = Int(truncatingIfNeeded: h.offset)
+        guard let b = Block(UnsafeRawBufferPointer(start: mapping.baseAddress! + offset, count: Int(truncatingIfNeeded: h.size))) else {
             throw FileSystem.corruption(path, "read block", offset: offset, "malformed data block")
         }
-        if fillCache { cache.insert(file: number, offset: handle.offset, block: b) }
         return b
     }
 
-    var indexBlock: Block { index }
+    var indexBlock: IndexBlock { index }
 
-    func handle(at i: Int) throws -> BlockHandle {
-        guard let h = BlockHandle.decode(index.value(i)) else {
-            throw FileSystem.corruption(path, "read index", offset: 0, "malformed block handle in index entry \(i)")
-        }
-        return h
+    /// The corruption error for a malformed data block `i`.
+    func malformedBlock(_ i: Int) -> EngineError {
+        FileSystem.corruption(path, "read block", offset: i >= 0 && i < index.count ? Int(index.handles[i].offset) : 0,
+                              "malformed data block")
     }
 
     /// The newest entry for the user key of `target` (an internal key at the view's sequence).
-    func get(_ target: UnsafeRawBufferPointer, hash: UInt64) throws -> LookupResult {
+    /// `cursor` is scratch space owned by the caller.
+    func get(_ target: UnsafeRawBufferPointer, hash: UInt64, cursor: BlockCursor) throws -> LookupResult {
         guard BloomFilter.mayContain(filter, hash: hash) else { return .notFound }
         let i = index.lowerBound(target)
         guard i < index.count else { return .notFound }
-        let b = try block(try handle(at: i))
-        let j = b.lowerBound(target)
-        guard j < b.count else { return .notFound }
-        let k = b.key(j)
+        cursor.reset(try block(i))
+        defer { cursor.reset(nil) }
+        guard cursor.seek(target) else { throw malformedBlock(i) }
+        guard cursor.isValid else { return .notFound }
+        let k = cursor.key
         guard compareBytes(userKey(k), userKey(target)) == 0 else { return .notFound }
         if trailer(k) & 0xFF == UInt64(ValueKind.deletion.rawValue) { return .deleted }
-        return .found(Array(b.value(j)))
+        return .found(Array(cursor.value))
     }
 
-    func makeIterator(fillCache: Bool = true) -> TableIterator { TableIterator(self, fillCache: fillCache) }
+    func makeIterator() -> TableIterator { TableIterator(self) }
 }
 
-/// Iterates a table: an index position plus a position in the current data block.
+/// Iterates a table: an index position plus a cursor in the current data block.
 final class TableIterator: InternalIterator {
     private let table: Table
-    private let fillCache: Bool
     private var blockIndex = -1
-    private var block: Block?
-    private var position = 0
+    private let cursor = BlockCursor()
 
-    init(_ table: Table, fillCache: Bool) {
+    init(_ table: Table) {
         self.table = table
-        self.fillCache = fillCache
     }
 
-    var isValid: Bool { block != nil }
-    var key: UnsafeRawBufferPointer { block!.key(position) }
-    var value: UnsafeRawBufferPointer { block!.value(position) }
+    var isValid: Bool { cursor.isValid }
+    var key: UnsafeRawBufferPointer { cursor.key }
+    var value: UnsafeRawBufferPointer { cursor.value }
 
+    /// Loads block `i` into the cursor (unpositioned); false when `i` is out of range.
     private func load(_ i: Int) throws -> Bool {
         guard i >= 0 && i < table.indexBlock.count else {
-            block = nil
+            cursor.reset(nil)
             blockIndex = -1
             return false
         }
         blockIndex = i
-        let b = try table.block(try table.handle(at: i), fillCache: fillCache)
-        block = b
-        return b.count > 0
+        cursor.reset(try table.block(i))
+        return true
+    }
+
+    @inline(__always) private func check(_ ok: Bool) throws {
+        if !ok { throw table.malformedBlock(blockIndex) }
     }
 
     private func skipEmptyForward() throws {
-        while let b = block, position >= b.count {
-            if !(try load(blockIndex + 1)) { if block == nil { return } }
-            position = 0
+        while !cursor.isValid && blockIndex >= 0 {
+            guard try load(blockIndex + 1) else { return }
+            try check(cursor.seekToFirst())
         }
     }
 
     private func skipEmptyBackward() throws {
-        while block != nil, position < 0 {
-            if try load(blockIndex - 1) { position = block!.count - 1 } else if block == nil { return } else { position = -1 }
+        while !cursor.isValid && blockIndex >= 0 {
+            guard try load(blockIndex - 1) else { return }
+            try check(cursor.seekToLast())
         }
     }
 
     func seekToFirst() throws {
-        _ = try load(0)
-        position = 0
+        if try load(0) { try check(cursor.seekToFirst()) }
         try skipEmptyForward()
     }
 
     func seekToLast() throws {
-        _ = try load(table.indexBlock.count - 1)
-        position = (block?.count ?? 0) - 1
+        if try load(table.indexBlock.count - 1) { try check(cursor.seekToLast()) }
         try skipEmptyBackward()
     }
 
     func seek(_ target: UnsafeRawBufferPointer) throws {
-        let i = table.indexBlock.lowerBound(target)
-        _ = try load(i)
-        position = block?.lowerBound(target) ?? 0
+        if try load(table.indexBlock.lowerBound(target)) { try check(cursor.seek(target)) }
         try skipEmptyForward()
     }
 
@@ -216,18 +218,17 @@ final class TableIterator: InternalIterator {
             try seekToLast()
             return
         }
-        _ = try load(i)
-        position = (block?.lowerBound(target) ?? 0) - 1
+        if try load(i) { try check(cursor.seekBefore(target)) }
         try skipEmptyBackward()
     }
 
     func next() throws {
-        position += 1
+        try check(cursor.next())
         try skipEmptyForward()
     }
 
     func prev() throws {
-        position -= 1
+        try check(cursor.prev())
         try skipEmptyBackward()
     }
 }

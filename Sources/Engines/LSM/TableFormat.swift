@@ -7,8 +7,11 @@
 //         indexOffset u64, indexSize u64, filterOffset u64, filterSize u64,
 //         formatVersion u32, crc32c of the preceding 36 bytes u32, magic u64
 //
-// Every block is checked against its CRC when read; a mismatch is `.corruption` naming the file
-// and the block's offset, never data.
+// Footer, filter and index are checked when the table is opened, each data block against its CRC
+// the first time it is read after that (Table.swift); a mismatch is `.corruption` naming the file
+// and the block's offset, never data. The restart interval of blocks is the writer's choice
+// (readers follow the restart array), so format version 1 covers tables written before and
+// after restart points also every 1 KiB.
 
 enum TableFormat {
     static let footerSize = 48

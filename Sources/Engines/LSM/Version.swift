@@ -64,15 +64,16 @@ final class Version: @unchecked Sendable {
         return result
     }
 
-    /// Point lookup of the internal key `target` (user key at the reader's sequence).
-    func get(_ target: UnsafeRawBufferPointer) throws -> LookupResult {
+    /// Point lookup of the internal key `target` (user key at the reader's sequence); `cursor`
+    /// is the caller's scratch space.
+    func get(_ target: UnsafeRawBufferPointer, cursor: BlockCursor) throws -> LookupResult {
         let user = userKey(target)
         let hash = BloomFilter.hash(user)
         for f in levels[0] {
             let inRange = f.meta.smallest.withUnsafeBytes { compareBytes(userKey($0), user) <= 0 }
                 && f.meta.largest.withUnsafeBytes { compareBytes(userKey($0), user) >= 0 }
             if inRange {
-                let r = try f.table.get(target, hash: hash)
+                let r = try f.table.get(target, hash: hash, cursor: cursor)
                 if case .notFound = r { continue }
                 return r
             }
@@ -89,7 +90,7 @@ final class Version: @unchecked Sendable {
             guard lo < files.count else { continue }
             let f = files[lo]
             if f.meta.smallest.withUnsafeBytes({ compareBytes(userKey($0), user) > 0 }) { continue }
-            let r = try f.table.get(target, hash: hash)
+            let r = try f.table.get(target, hash: hash, cursor: cursor)
             if case .notFound = r { continue }
             return r
         }
@@ -98,10 +99,10 @@ final class Version: @unchecked Sendable {
 
     /// Iterators over every table, for merging: level 0 file by file, deeper levels one
     /// concatenating iterator each.
-    func iterators(fillCache: Bool = true) -> [any InternalIterator] {
-        var its: [any InternalIterator] = levels[0].map { $0.table.makeIterator(fillCache: fillCache) }
+    func iterators() -> [any InternalIterator] {
+        var its: [any InternalIterator] = levels[0].map { $0.table.makeIterator() }
         for level in 1..<Version.levelCount where !levels[level].isEmpty {
-            its.append(LevelIterator(files: levels[level], fillCache: fillCache))
+            its.append(LevelIterator(files: levels[level]))
         }
         return its
     }
@@ -111,13 +112,11 @@ final class Version: @unchecked Sendable {
 /// iterator as it gets there.
 final class LevelIterator: InternalIterator {
     private let files: [TableFile]
-    private let fillCache: Bool
     private var fileIndex = -1
     private var current: TableIterator?
 
-    init(files: [TableFile], fillCache: Bool) {
+    init(files: [TableFile]) {
         self.files = files
-        self.fillCache = fillCache
     }
 
     var isValid: Bool { current?.isValid ?? false }
@@ -127,7 +126,7 @@ final class LevelIterator: InternalIterator {
     private func open(_ i: Int) {
         if i >= 0 && i < files.count {
             fileIndex = i
-            current = files[i].table.makeIterator(fillCache: fillCache)
+            current = files[i].table.makeIterator()
         } else {
             fileIndex = -1
             current = nil

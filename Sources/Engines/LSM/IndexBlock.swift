@@ -1,0 +1,49 @@
+/// A table's index block, decoded once when the table is opened and kept with it: the last
+/// internal key of every data block (contiguous bytes) and the block's parsed handle, so a
+/// lookup is one binary search and no decoding.
+struct IndexBlock {
+    private let keyBytes: [UInt8]
+    /// keyOffsets[i] ..< keyOffsets[i+1] is key i in `keyBytes`.
+    private let keyOffsets: [Int]
+    let handles: [BlockHandle]
+
+    var count: Int { handles.count }
+
+    /// Decodes index block contents; nil when malformed.
+    init?(_ raw: UnsafeRawBufferPointer) {
+        guard let block = Block(raw) else { return nil }
+        let cursor = BlockCursor()
+        cursor.reset(block)
+        var keyBytes: [UInt8] = []
+        var offsets: [Int] = [0]
+        var handles: [BlockHandle] = []
+        var ok = cursor.seekToFirst()
+        while ok && cursor.isValid {
+            guard let h = BlockHandle.decode(cursor.value) else { return nil }
+            keyBytes.append(contentsOf: cursor.key)
+            offsets.append(keyBytes.count)
+            handles.append(h)
+            ok = cursor.next()
+        }
+        guard ok else { return nil }
+        self.keyBytes = keyBytes
+        self.keyOffsets = offsets
+        self.handles = handles
+    }
+
+    /// First block whose last key >= target (internal key order), or `count`.
+    func lowerBound(_ target: UnsafeRawBufferPointer) -> Int {
+        keyBytes.withUnsafeBytes { kb in
+            keyOffsets.withUnsafeBufferPointer { ko in
+                var lo = 0, hi = handles.count
+                while lo < hi {
+                    let mid = (lo &+ hi) >> 1
+                    let s = ko[mid], e = ko[mid &+ 1]
+                    let k = UnsafeRawBufferPointer(start: kb.baseAddress! + s, count: e &- s)
+                    if compareInternalKeys(k, target) < 0 { lo = mid &+ 1 } else { hi = mid }
+                }
+                return lo
+            }
+        }
+    }
+}
