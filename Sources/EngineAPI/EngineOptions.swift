@@ -10,7 +10,8 @@ public struct EngineOptions: Sendable, Hashable {
     /// take them past it.
     public var maxSizeBytes: UInt64? = nil
 
-    /// Memory for caching blocks/pages the engine reads (LevelDB block cache, LSM block cache).
+    /// Memory for caching blocks the engine reads (LevelDB block cache). LMDB and LSM map their
+    /// files and rely on the kernel page cache instead, so they ignore it.
     public var cacheBytes: Int = 64 << 20
 
     /// Memory buffered before a flush to sorted files (LevelDB write buffer, LSM memtable).
