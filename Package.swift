@@ -62,6 +62,7 @@ let package = Package(
         // Echo server for the transport's compatibility tests (Tests/compat/test_transport.py).
         .executableTarget(name: "grpc-test-server", dependencies: [
             "GRPCTransport",
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),

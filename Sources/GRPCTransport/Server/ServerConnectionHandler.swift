@@ -249,6 +249,22 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
                 "invalid gRPC request content-type \"\(call.contentType)\""), httpStatus: 415)
             return
         }
+        // grpc-go decodes grpc-timeout with the other headers, before looking at the method: a
+        // malformed value resets the stream (PROTOCOL_ERROR) and no handler runs.
+        var deadline: NIODeadline?
+        if let timeout = call.timeout {
+            guard let amount = parseGRPCTimeout(timeout) else {
+                call.discardInput = true
+                call.finished = true
+                call.headersSubmitted = true
+                if let session {
+                    nghttp2_submit_rst_stream(session, H2.none, call.streamID, H2.protocolError)
+                    scheduleFlush()
+                }
+                return
+            }
+            deadline = .now() + amount
+        }
         let path = call.path
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
         guard path.hasPrefix("/"), parts.count == 3, !parts[1].isEmpty, !parts[2].isEmpty else {
@@ -265,18 +281,11 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
             reject(call, GRPCStatus(.unimplemented, "unknown method \(methodName) for service \(serviceName)"))
             return
         }
-        var deadline: NIODeadline?
-        if let timeout = call.timeout {
-            guard let amount = parseGRPCTimeout(timeout) else {
-                reject(call, GRPCStatus(.internalError, "transport: malformed grpc-timeout: \(timeout)"))
-                return
-            }
-            deadline = .now() + amount
-        }
         call.context = CallContext(method: path, metadata: call.metadata, deadline: deadline,
                                    eventLoop: eventLoop, peerCommonName: peerCommonName,
                                    remoteAddress: remoteAddress)
         call.handler = method
+        if let deadline { call.startDeadline(deadline) }
         if case .bidirectional(let start) = method {
             call.inbound = start(call)
         }
@@ -450,21 +459,6 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
                                   H2.noError, nil, 0)
         produceOutput()
         flushIfNeeded()
-    }
-}
-
-/// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
-func parseGRPCTimeout(_ value: String) -> TimeAmount? {
-    guard let unit = value.last, value.count >= 2, value.count <= 9,
-          let amount = Int64(value.dropLast()), amount >= 0 else { return nil }
-    switch unit {
-    case "H": return .hours(amount)
-    case "M": return .minutes(amount)
-    case "S": return .seconds(amount)
-    case "m": return .milliseconds(amount)
-    case "u": return .microseconds(amount)
-    case "n": return .nanoseconds(amount)
-    default: return nil
     }
 }
 
