@@ -465,7 +465,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
 /// The subject common name of a certificate, from NIOSSL's description of it.
 func commonName(of certificate: NIOSSLCertificate) -> String? {
     let description = certificate.description
-    guard let range = description.range(of: ";common_name=") else { return nil }
+    guard let range = description.firstRange(of: ";common_name=") else { return nil }
     let rest = description[range.upperBound...]
     let end = rest.firstIndex(where: { $0 == ";" || $0 == ">" }) ?? rest.endIndex
     return String(rest[..<end])
