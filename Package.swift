@@ -68,7 +68,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-        ], path: "Sources/grpc-test-server"),
+        ], path: "Sources/grpc-test-server", linkerSettings: [.unsafeFlags(["-static-stdlib", "-l_FoundationCollections", "-l_FoundationCShims"])]),
         .target(name: "EtcdProto", dependencies: [
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], path: "Sources/EtcdProto"),
