@@ -98,7 +98,7 @@ let package = Package(
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "SwiftASN1", package: "swift-asn1"),
-        ], path: "Sources/Server/rusd"),
+        ], path: "Sources/Server/rusd", linkerSettings: [.unsafeFlags(["-static-stdlib", "-lFoundationInternationalization", "-lCoreFoundation", "-l_FoundationICU", "-l_FoundationCollections", "-l_FoundationCShims"])]),
         .executableTarget(name: "rusd-compare", dependencies: [
             "EtcdProto", "GRPCTransport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
