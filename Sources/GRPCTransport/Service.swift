@@ -4,20 +4,37 @@ import SwiftProtobuf
 /// A gRPC service: its full name (`package.Service`) and its methods.
 public struct Service: Sendable {
     public let name: String
-    let methods: [String: MethodHandler]
+    let methods: [String: ServiceMethod]
 
     public init(name: String, methods: [ServiceMethod]) {
         self.name = name
-        var table: [String: MethodHandler] = [:]
-        for method in methods { table[method.name] = method.handler }
+        var table: [String: ServiceMethod] = [:]
+        for method in methods { table[method.name] = method }
         self.methods = table
+    }
+
+    /// This service with each method's monitor from `monitor` (see `GRPCCallMonitor`).
+    func monitored(by monitor: any GRPCCallMonitor) -> Service {
+        Service(name: name, methods: methods.values.map { m in
+            var m = m
+            m.monitor = monitor.monitor(service: name, method: m.name, kind: m.kind)
+            return m
+        })
     }
 }
 
 /// One method of a `Service`. Handlers run on the call's event loop.
 public struct ServiceMethod: Sendable {
     let name: String
+    let kind: GRPCMethodKind
     let handler: MethodHandler
+    var monitor: (any GRPCMethodMonitor)?
+
+    init(name: String, kind: GRPCMethodKind, handler: MethodHandler) {
+        self.name = name
+        self.kind = kind
+        self.handler = handler
+    }
 
     /// A unary method. The handler must complete `responder` exactly once, now or later, from
     /// any thread. Requests that fail to decode end with INTERNAL
@@ -26,7 +43,7 @@ public struct ServiceMethod: Sendable {
         _ name: String, request: Request.Type = Request.self, response: Response.Type = Response.self,
         _ handler: @escaping @Sendable (Request, CallContext, UnaryResponder<Response>) -> Void
     ) -> ServiceMethod {
-        ServiceMethod(name: name, handler: .unary { bytes, call in
+        ServiceMethod(name: name, kind: .unary, handler: .unary { bytes, call in
             let request: Request
             do {
                 request = try decode(Request.self, bytes)
@@ -34,6 +51,7 @@ public struct ServiceMethod: Sendable {
                 call.finish(error as? GRPCStatus ?? GRPCStatus(.internalError, "\(error)"))
                 return
             }
+            call.noteStarted()
             handler(request, call.context, UnaryResponder(call: call))
         })
     }
@@ -44,7 +62,7 @@ public struct ServiceMethod: Sendable {
         _ name: String, request: Request.Type = Request.self, response: Response.Type = Response.self,
         _ handler: @escaping @Sendable (Request, ServerStream<Response>) -> Void
     ) -> ServiceMethod {
-        ServiceMethod(name: name, handler: .unary { bytes, call in
+        ServiceMethod(name: name, kind: .serverStream, handler: .unary { bytes, call in
             let request: Request
             do {
                 request = try decode(Request.self, bytes)
@@ -52,6 +70,7 @@ public struct ServiceMethod: Sendable {
                 call.finish(error as? GRPCStatus ?? GRPCStatus(.internalError, "\(error)"))
                 return
             }
+            call.noteStarted()
             handler(request, ServerStream(call: call, context: call.context))
         })
     }
@@ -63,7 +82,8 @@ public struct ServiceMethod: Sendable {
         _ name: String, request: Request.Type = Request.self, response: Response.Type = Response.self,
         _ handler: @escaping @Sendable (ServerStream<Response>) -> BidiInbound<Request>
     ) -> ServiceMethod {
-        ServiceMethod(name: name, handler: .bidirectional { call in
+        ServiceMethod(name: name, kind: .bidiStream, handler: .bidirectional { call in
+            call.noteStarted()
             let stream = ServerStream<Response>(call: call, context: call.context)
             let inbound = handler(stream)
             return InboundCallbacks(

@@ -1,3 +1,4 @@
+import Foundation
 import EngineAPI
 import InMemoryEngine
 import Synchronization
@@ -27,6 +28,22 @@ extension StoreWriter {
 }
 
 final class MVCCStoreTests: XCTestCase {
+    /// The observer is called through the same number of frames at the 1st and the 3,000th
+    /// commit: storing it must not wrap it again on every access (a thunk chain that grew by
+    /// two per commit once made every commit slower and leaked memory).
+    func testCommitObserverCallDepthDoesNotGrow() throws {
+        let store = try MVCCStore(engine: InMemoryEngine())
+        let depths = Mutex<[Int]>([])
+        store.setObserver { _ in
+            let depth = Thread.callStackSymbols.count
+            depths.withLock { $0.append(depth) }
+        }
+        for i in 0..<3_000 { try store.writer.putNow("k\(i % 10)", "v") }
+        let seen = depths.withLock { $0 }
+        XCTAssertEqual(seen.count, 3_000)
+        XCTAssertEqual(seen.first, seen.last, "observer call depth grew from \(seen.first ?? 0) to \(seen.last ?? 0) frames")
+    }
+
     func testRevisionsAndVersionsFollowEtcd() throws {
         let store = try MVCCStore(engine: InMemoryEngine())
         let w = store.writer

@@ -106,3 +106,19 @@ def test_endpoint_and_alarm(pair):
     ctl.compare(pair, "endpoint", "health", "-w", "json")
     ctl.compare(pair, "alarm", "list")
     ctl.compare(pair, "member", "list", "-w", "json")
+
+
+@pytest.mark.rpc("etcdctl endpoint", "Maintenance.Status", "Maintenance.HashKV", "Maintenance.Defragment")
+def test_per_member_commands_with_url_endpoints(pair):
+    """etcdctl dials each member on its own for these commands, and the Go client then sends
+    the endpoint as given ("http://127.0.0.1:2379") as :authority, which etcd accepts."""
+    import subprocess
+    for args in (["endpoint", "status", "-w", "json"], ["endpoint", "hashkv", "-w", "json"], ["defrag"]):
+        outcomes = []
+        for ep in pair.endpoints:
+            url = f"http://{ep.server.endpoint}"
+            proc = subprocess.run([ctl.ETCDCTL, f"--endpoints={url}", "--command-timeout=10s", *args],
+                                  capture_output=True, text=True, env=ctl.env(), timeout=30)
+            outcomes.append((ep.role, proc.returncode, proc.stderr.strip()[-300:]))
+            assert url in proc.stdout, outcomes
+        assert all(code == 0 for _, code, _ in outcomes), outcomes

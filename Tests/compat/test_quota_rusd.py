@@ -1,5 +1,6 @@
-"""NOSPACE on rusd through etcdctl and HTTP (not differential: etcd's quota counts bbolt pages,
-so the point at which the alarm fires differs; the behaviour after it must be etcd's).
+"""NOSPACE on rusd through etcdctl and HTTP: puts, txns with puts and lease grants refused (not
+differential: etcd's quota counts bbolt pages, so the point at which the alarm fires differs;
+the behaviour after it must be etcd's, see test_nospace.py).
 
 Needs RUSD_BIN (skipped otherwise).
 """
@@ -41,6 +42,9 @@ def test_nospace_alarm_blocks_puts_until_disarmed():
     server.start()
     try:
         assert health(server) == (200, {"health": "true", "reason": ""})
+        granted = etcdctl(server, "lease", "grant", "600")
+        assert granted.returncode == 0, granted.stderr
+        lease_id = granted.stdout.split()[1]          # "lease 694d... granted with TTL(600s)"
         value = "v" * 20000
         deadline = time.monotonic() + 30
         while True:
@@ -59,6 +63,11 @@ def test_nospace_alarm_blocks_puts_until_disarmed():
         txn = subprocess.run(["etcdctl", f"--endpoints={server.endpoint}", "txn"], input="\nput t 1\n\n\n",
                              capture_output=True, text=True, env=dict(os.environ, ETCDCTL_API="3"), timeout=30)
         assert NOSPACE in txn.stderr, txn.stdout + txn.stderr
+        # LeaseGrant is refused too (etcd's capped applier); revoking frees space and works.
+        refused = etcdctl(server, "lease", "grant", "600")
+        assert refused.returncode != 0 and NOSPACE in refused.stderr, refused.stdout + refused.stderr
+        revoked = etcdctl(server, "lease", "revoke", lease_id)
+        assert revoked.returncode == 0, revoked.stderr
         assert etcdctl(server, "del", "big").returncode == 0
         rev = json.loads(etcdctl(server, "endpoint", "status", "-w", "json").stdout)[0]["Status"]["header"]["revision"]
         assert etcdctl(server, "compaction", "--physical", str(rev)).returncode == 0
@@ -68,6 +77,7 @@ def test_nospace_alarm_blocks_puts_until_disarmed():
         assert etcdctl(server, "alarm", "disarm").returncode == 0
         assert etcdctl(server, "alarm", "list").stdout.strip() == ""
         assert etcdctl(server, "put", "small", "1").returncode == 0
+        assert etcdctl(server, "lease", "grant", "600").returncode == 0
         assert health(server)[0] == 200
     finally:
         server.stop()

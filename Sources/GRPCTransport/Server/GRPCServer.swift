@@ -31,7 +31,9 @@ public final class GRPCServer: Sendable {
     public init(services: [Service], configuration: GRPCServerConfiguration = .init(),
                 group: any EventLoopGroup) {
         var table: [String: Service] = [:]
-        for service in services { table[service.name] = service }
+        for service in services {
+            table[service.name] = configuration.callMonitor.map { service.monitored(by: $0) } ?? service
+        }
         self.services = table
         self.configuration = configuration
         self.group = group

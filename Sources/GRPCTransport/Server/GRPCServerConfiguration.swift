@@ -19,6 +19,8 @@ public struct GRPCServerConfiguration: Sendable {
     /// Serves HTTP/1.1 requests arriving on the same port, and non-gRPC HTTP/2 requests
     /// (nil: HTTP/1.1 gets 404, HTTP/2 gets 415).
     public var http1Handler: HTTP1Handler?
+    /// Observes every call to a registered method (e.g. to count calls); nil: none.
+    public var callMonitor: (any GRPCCallMonitor)?
     /// TLS settings used by `https://` listeners.
     public var tls: GRPCServerTLS?
 

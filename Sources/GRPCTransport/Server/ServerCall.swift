@@ -61,6 +61,10 @@ final class ServerCall: @unchecked Sendable {
     /// Ends the call at its `grpc-timeout` deadline; nil without one, cancelled once the call ends.
     private var deadlineCallback: NIOScheduledCallback?
 
+    // Monitoring (see `GRPCMethodMonitor`): `handled` follows `started` exactly once.
+    var monitor: (any GRPCMethodMonitor)?
+    private var monitorStarted = false
+
     init(streamID: Int32, connection: ServerConnectionHandler, eventLoop: any EventLoop,
          highWatermark: Int, lowWatermark: Int) {
         self.streamID = streamID
@@ -102,12 +106,26 @@ final class ServerCall: @unchecked Sendable {
 
     // MARK: On the event loop
 
+    /// The handler is being invoked (on the event loop).
+    func noteStarted() {
+        guard let monitor, !monitorStarted else { return }
+        monitorStarted = true
+        monitor.started()
+    }
+
+    private func noteHandled(_ code: GRPCStatus.Code) {
+        guard monitorStarted, let monitor else { return }
+        self.monitor = nil
+        monitor.handled(code)
+    }
+
     private func respondOnLoop(_ message: ByteBuffer) {
         guard !finished, !closed else { return }
         cancelDeadline()
         append(message)
         finished = true
         trailerStatus = .ok
+        noteHandled(.ok)
         submitResponse()
     }
 
@@ -121,6 +139,7 @@ final class ServerCall: @unchecked Sendable {
         guard !finished, !closed else { return }
         cancelDeadline()
         finished = true
+        noteHandled(status.code)
         guard let connection else { return }
         if !headersSubmitted {
             headersSubmitted = true
@@ -177,6 +196,7 @@ final class ServerCall: @unchecked Sendable {
         if !wasFinished || trailerStatus == nil && pending.readableBytes > 0 {
             observer?.cancelled()
         }
+        if !wasFinished { noteHandled(.cancelled) }
     }
 
     // MARK: Deadline (on the event loop)

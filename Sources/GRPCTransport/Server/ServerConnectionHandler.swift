@@ -265,6 +265,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
             }
             deadline = .now() + amount
         }
+        guard call.httpMethod == "POST" else {
+            reject(call, GRPCStatus(.internalError, "transport: :method \"\(call.httpMethod)\" should be POST"))
+            return
+        }
         let path = call.path
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
         guard path.hasPrefix("/"), parts.count == 3, !parts[1].isEmpty, !parts[2].isEmpty else {
@@ -284,9 +288,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
         call.context = CallContext(method: path, metadata: call.metadata, deadline: deadline,
                                    eventLoop: eventLoop, peerCommonName: peerCommonName,
                                    remoteAddress: remoteAddress)
-        call.handler = method
+        call.handler = method.handler
+        call.monitor = method.monitor
         if let deadline { call.startDeadline(deadline) }
-        if case .bidirectional(let start) = method {
+        if case .bidirectional(let start) = method.handler {
             call.inbound = start(call)
         }
     }

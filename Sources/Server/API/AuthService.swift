@@ -50,7 +50,9 @@ public enum AuthService {
             },
             mutating("AuthDisable", Etcdserverpb_AuthDisableRequest.self, Etcdserverpb_AuthDisableResponse.self,
                      { _, _ in .disable }, { h in var r = Etcdserverpb_AuthDisableResponse(); r.header = h; return r }),
-            .unary("AuthStatus") { (_: Etcdserverpb_AuthStatusRequest, _, responder: UnaryResponder<Etcdserverpb_AuthStatusResponse>) in
+            // etcd 3.5: any caller (no permission needed), but an invalid token is refused.
+            .unary("AuthStatus") { (_: Etcdserverpb_AuthStatusRequest, context, responder: UnaryResponder<Etcdserverpb_AuthStatusResponse>) in
+                guard authorized(server, context, responder, { (_: AuthCaller) throws(EtcdError) in }) else { return }
                 let state = server.auth.state
                 var r = Etcdserverpb_AuthStatusResponse()
                 r.header = server.header(revision: server.currentRevision)

@@ -17,7 +17,7 @@ public enum EtcdServices {
         return [
             KVService.make(server, alarms: member.alarms),
             WatchService.make(server, hub: WatchHub(store: server.store, config: watch)),
-            LeaseService.make(server),
+            LeaseService.make(server, alarms: member.alarms),
             MaintenanceService.make(server, member: member),
             ClusterService.make(server, member: member),
             AuthService.make(server),

@@ -10,10 +10,13 @@ import GRPCTransport
 public struct HTTPEndpoints: Sendable {
     let server: EtcdServer
     let member: LocalMember
+    let grpcMetrics: GRPCServerMetrics?
 
-    public init(server: EtcdServer, member: LocalMember? = nil) {
+    /// `grpcMetrics`: the client transport's call counters, shown on /metrics.
+    public init(server: EtcdServer, member: LocalMember? = nil, grpcMetrics: GRPCServerMetrics? = nil) {
         self.server = server
         self.member = member ?? LocalMember(name: "default", peerURLs: [], clientURLs: [])
+        self.grpcMetrics = grpcMetrics
     }
 
     public func respond(to request: HTTP1Request) -> HTTP1Response {
@@ -30,7 +33,7 @@ public struct HTTPEndpoints: Sendable {
                                  body: "{\"etcdserver\":\"\(ReportedVersion.server)\",\"etcdcluster\":\"\(ReportedVersion.cluster)\"}")
         case "/metrics":
             return HTTP1Response(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
-                                 body: PrometheusMetrics(server: server, member: member).text())
+                                 body: PrometheusMetrics(server: server, member: member, grpc: grpcMetrics).text())
         default:
             return HTTP1Response(status: 404, body: "404 page not found\n")
         }

@@ -23,7 +23,7 @@ public enum KVService {
             },
             .unary("Put") { (request: Etcdserverpb_PutRequest, context, responder: UnaryResponder<Etcdserverpb_PutResponse>) in
                 if alarms?.noSpace == true { return responder.fail(GRPCStatus(EtcdError.noSpace)) }
-                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.check(request) }) else { return }
+                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.check(request, leasesOf: server) }) else { return }
                 server.put(request) { responder.complete($0, on: context) }
             },
             .unary("DeleteRange") { (request: Etcdserverpb_DeleteRangeRequest, context, responder: UnaryResponder<Etcdserverpb_DeleteRangeResponse>) in

@@ -133,19 +133,27 @@ public enum MaintenanceService {
         return resp
     }
 
-    /// etcd 3.5's Downgrade on a member that reports `ReportedVersion.cluster`: the target must
-    /// be one minor version below the cluster's.
+    /// etcd 3.5's Downgrade on a member whose cluster version is `ReportedVersion.cluster`:
+    /// - VALIDATE / ENABLE: a target that is not semver (X.Y.Z, or X.Y) → "etcdserver: wrong
+    ///   downgrade target version format"; a target other than one minor version below the
+    ///   cluster's → "etcdserver: invalid downgrade target version"; VALIDATE answers the
+    ///   cluster version ("3.6.0", as etcd's semver). ENABLE of a valid target is refused: rusd
+    ///   cannot write an older storage format.
+    /// - CANCEL: no downgrade is ever in flight → "etcdserver: no inflight downgrade job".
+    /// - Any other action: UNKNOWN "etcdserver: unknown method".
     static func downgrade(_ request: Etcdserverpb_DowngradeRequest, _ server: EtcdServer) -> Result<Etcdserverpb_DowngradeResponse, EtcdError> {
-        let cluster = ReportedVersion.cluster.split(separator: ".").compactMap { Int($0) }
+        let cluster = majorMinor(ReportedVersion.cluster)!
         var resp = Etcdserverpb_DowngradeResponse()
         resp.header = server.header(revision: server.currentRevision)
-        resp.version = cluster.prefix(2).map(String.init).joined(separator: ".")
+        resp.version = "\(cluster.major).\(cluster.minor).0"
         switch request.action {
         case .cancel:
             return .failure(EtcdError(.failedPrecondition, "etcdserver: no inflight downgrade job"))
         case .validate, .enable:
-            let target = request.version.split(separator: ".").compactMap { Int($0) }
-            guard target.count >= 2, cluster.count >= 2, target[0] == cluster[0], target[1] == cluster[1] - 1 else {
+            guard let target = majorMinor(request.version) ?? majorMinor(request.version + ".0") else {
+                return .failure(EtcdError(.invalidArgument, "etcdserver: wrong downgrade target version format"))
+            }
+            guard target.major == cluster.major, target.minor == cluster.minor - 1 else {
                 return .failure(EtcdError(.invalidArgument, "etcdserver: invalid downgrade target version"))
             }
             if request.action == .enable {
@@ -153,8 +161,19 @@ public enum MaintenanceService {
             }
             return .success(resp)
         case .UNRECOGNIZED:
-            return .failure(EtcdError(.invalidArgument, "etcdserver: unknown downgrade action"))
+            return .failure(EtcdError(.unknown, "etcdserver: unknown method"))
         }
+    }
+
+    /// Major and minor of a semantic version "X.Y.Z[-pre][+build]" (numeric X, Y, Z), nil when
+    /// `version` is not one.
+    static func majorMinor(_ version: String) -> (major: Int, minor: Int)? {
+        let core = version.split(separator: "+", maxSplits: 1, omittingEmptySubsequences: false)[0]
+            .split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)[0]
+        let parts = core.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }),
+              let major = Int(parts[0]), let minor = Int(parts[1]), Int(parts[2]) != nil else { return nil }
+        return (major, minor)
     }
 }
 

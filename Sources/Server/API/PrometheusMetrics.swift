@@ -5,12 +5,15 @@ import EtcdServer
 /// numbers at each scrape. Names are etcd's where they mean the same thing; rusd_* are rusd's
 /// own (engine and group-commit numbers).
 ///
-/// Not yet exported (need timing hooks in the applier and transport): etcd_disk_wal_fsync_
-/// duration_seconds, etcd_disk_backend_commit_duration_seconds, grpc_server_handled_total,
-/// grpc_server_started_total.
+/// etcd_disk_wal_fsync_duration_seconds and etcd_disk_backend_commit_duration_seconds both
+/// observe the same thing in rusd: the synced engine write of each group commit (rusd has no
+/// separate WAL and backend; that one write is both the log append and the state commit).
+/// grpc_server_started_total / grpc_server_handled_total come from `GRPCServerMetrics` when
+/// the transport counts calls.
 struct PrometheusMetrics {
     let server: EtcdServer
     let member: LocalMember
+    var grpc: GRPCServerMetrics?
 
     func text() -> String {
         var out = ""
@@ -63,6 +66,26 @@ struct PrometheusMetrics {
                ["NOSPACE", "CORRUPT"].map { name in
                    ("{alarm=\"\(name)\"}", "\(member.alarms.get().filter { AlarmList.name($0.alarm) == name }.count)")
                })
+        let commits = server.commitDurations
+        out += Self.histogram("etcd_disk_wal_fsync_duration_seconds",
+                              "The latency distributions of fsync called by WAL. (rusd: the synced engine write of each group commit, "
+                              + "the same observations as etcd_disk_backend_commit_duration_seconds.)", commits)
+        out += Self.histogram("etcd_disk_backend_commit_duration_seconds",
+                              "The latency distributions of commit called by backend. (rusd: the synced engine write of each group commit, "
+                              + "the same observations as etcd_disk_wal_fsync_duration_seconds.)", commits)
+        if let grpc { out += grpc.text() }
+        return out
+    }
+
+    /// A histogram family: cumulative `le` buckets, +Inf, _sum, _count.
+    static func histogram(_ name: String, _ help: String, _ h: DurationHistogram.Snapshot) -> String {
+        var out = "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
+        for (bound, count) in zip(h.bounds, h.cumulativeCounts) {
+            out += "\(name)_bucket{le=\"\(number(bound))\"} \(count)\n"
+        }
+        out += "\(name)_bucket{le=\"+Inf\"} \(h.count)\n"
+        out += "\(name)_sum \(number(h.sumSeconds))\n"
+        out += "\(name)_count \(h.count)\n"
         return out
     }
 

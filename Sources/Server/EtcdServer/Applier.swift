@@ -32,6 +32,8 @@ final class Applier: Sendable {
     private let state: Mutex<Queue>
     /// Number of group commits done (for tests and metrics).
     private let groups = Mutex<Int>(0)
+    /// Durations of the successful synced engine writes (one per group commit).
+    let commitDurations = DurationHistogram.etcdDiskBuckets()
 
     init(machine: StateMachine, firstIndex: UInt64, maxEntriesPerCommit: Int) {
         self.machine = machine
@@ -97,7 +99,8 @@ final class Applier: Sendable {
         var failure = machine.groupFailure
         if failure == nil {
             do {
-                try machine.writer.commit(appliedIndex: group[group.count - 1].entry.index)
+                let synced = try machine.writer.commit(appliedIndex: group[group.count - 1].entry.index)
+                commitDurations.observe(synced)
             } catch {
                 failure = EtcdError(error)
             }

@@ -37,6 +37,30 @@ public struct AuthCaller: Sendable {
         if r.prevKv { try require(.read, r.key, Data()) }
     }
 
+    /// KV.Put (etcd 3.4's order): WRITE on the key; with a lease, WRITE on every key already
+    /// attached to that lease (etcd's checkLeasePuts: a user who could not revoke the lease
+    /// must not attach keys to it); with prev_kv, READ on the key. Puts inside a Txn get only
+    /// `check(_:)`'s checks, as in etcd 3.4.
+    /// Difference from etcd: the lease's keys are read when the request arrives, not when it
+    /// is applied.
+    public func check(_ r: Etcdserverpb_PutRequest, leasesOf server: EtcdServer) throws(EtcdError) {
+        guard enabled else { return }
+        try require(.write, r.key, Data())
+        try requireWriteOnKeys(ofLease: r.lease, server)
+        if r.prevKv { try require(.read, r.key, Data()) }
+    }
+
+    /// Lease.LeaseRevoke: WRITE on every key attached to the lease (revoking deletes them).
+    /// A lease without keys, or an unknown one, needs no permission (etcd 3.4).
+    public func check(_ r: Etcdserverpb_LeaseRevokeRequest, leasesOf server: EtcdServer) throws(EtcdError) {
+        try requireWriteOnKeys(ofLease: r.id, server)
+    }
+
+    private func requireWriteOnKeys(ofLease id: Int64, _ server: EtcdServer) throws(EtcdError) {
+        guard enabled, id != 0, let keys = server.lessor.keys(of: id) else { return }
+        for key in keys { try require(.write, Data(key), Data()) }
+    }
+
     public func check(_ r: Etcdserverpb_DeleteRangeRequest) throws(EtcdError) {
         try require(.write, r.key, r.rangeEnd)
         if r.prevKv { try require(.read, r.key, r.rangeEnd) }

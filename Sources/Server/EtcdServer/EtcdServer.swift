@@ -95,6 +95,9 @@ public final class EtcdServer: Sendable {
     public var appliedIndex: UInt64 { store.appliedIndex }
     /// Number of group commits since start (each is one synced engine write).
     public var groupCommitCount: Int { applier.groupCommits }
+    /// Durations of the applier's synced engine writes (one per successful group commit):
+    /// rusd's equivalent of both etcd's WAL fsync and its backend commit.
+    public var commitDurations: DurationHistogram.Snapshot { applier.commitDurations.snapshot }
 
     // MARK: KV
 

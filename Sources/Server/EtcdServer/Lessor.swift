@@ -120,6 +120,11 @@ public final class Lessor: Sendable {
         }
     }
 
+    /// The keys attached to a lease (unordered), nil when it does not exist.
+    func keys(of id: Int64) -> Set<[UInt8]>? {
+        table.withLock { $0[id]?.keys }
+    }
+
     var ids: [Int64] { table.withLock { Array($0.keys).sorted() } }
 
     /// Leases past their deadline not yet being revoked; marks them as being revoked.

@@ -5,6 +5,12 @@ import Synchronization
 /// after the batch holding them is durable and visible to readers. Must not block for long.
 public typealias CommitObserver = @Sendable (_ revisions: [RevisionEvents]) -> Void
 
+/// The installed commit observer (see `MVCCStore.observer`).
+final class ObserverBox: Sendable {
+    let notify: CommitObserver
+    init(_ notify: @escaping CommitObserver) { self.notify = notify }
+}
+
 /// The committed state readers see: an immutable snapshot of the index and revisions.
 struct CommittedState: Sendable {
     var index: KeyIndex
@@ -27,7 +33,10 @@ struct CommittedState: Sendable {
 public final class MVCCStore: Sendable {
     public let engine: any StorageEngine
     let committed: Mutex<CommittedState>
-    let observer = Mutex<CommitObserver?>(nil)
+    /// Boxed: a closure kept directly in a `Mutex` is re-wrapped in a reabstraction thunk by
+    /// every `withLock` (inout access to a function value in a generic container), so each
+    /// commit would have added two thunks to the chain every later commit calls through.
+    let observer = Mutex<ObserverBox?>(nil)
     let compactor: Compactor
     /// The one writer. Confined to the thread that applies the log (see `StoreWriter`).
     public let writer: StoreWriter
@@ -50,7 +59,8 @@ public final class MVCCStore: Sendable {
 
     /// Installs (or removes) the commit observer (the watch hub).
     public func setObserver(_ o: CommitObserver?) {
-        observer.withLock { $0 = o }
+        let box = o.map(ObserverBox.init)
+        observer.withLock { $0 = box }
     }
 
     /// A consistent read view of the committed state, cheap to take (one lock, one copy).

@@ -213,20 +213,24 @@ public final class StoreWriter: @unchecked Sendable {
     /// Writes every change since the last commit, plus the applied log index, in ONE engine
     /// batch with `sync: true`; then publishes the new state to readers, delivers the events to
     /// the observer and starts the physical part of compactions. On failure, rolls back to the
-    /// last committed state and rethrows.
-    public func commit(appliedIndex: UInt64) throws(MVCCError) {
+    /// last committed state and rethrows. Returns how long the synced engine write took.
+    @discardableResult
+    public func commit(appliedIndex: UInt64) throws(MVCCError) -> Duration {
         precondition(!inTxn, "StoreWriter: commit inside a transaction")
         batch.put(MetaKey.currentRevision.engineKey, MetaKey.encode(UInt64(bitPattern: revision)))
         batch.put(MetaKey.appliedIndex.engineKey, MetaKey.encode(appliedIndex))
         if needsLayoutVersion {
             batch.put(MetaKey.layoutVersion.engineKey, MetaKey.encode(StoreLoader.layoutVersion))
         }
+        let clock = ContinuousClock()
+        let writeStarted = clock.now
         do {
             try engine.write(batch, sync: true)
         } catch {
             rollback()
             throw .engine("\(error)")
         }
+        let writeDuration = clock.now - writeStarted
         let state = CommittedState(index: index, revision: revision, compactRevision: compactRevision,
                                    appliedIndex: appliedIndex)
         committedState = state
@@ -239,11 +243,12 @@ public final class StoreWriter: @unchecked Sendable {
         pendingEvents = []
         pendingCompactions = []
         if !events.isEmpty, let observer = store?.observer.withLock({ $0 }) {
-            observer(events)
+            observer.notify(events)
         }
         for c in compactions {
             store?.compactor.schedule(revision: c.revision, dropped: c.dropped, completion: c.done)
         }
+        return writeDuration
     }
 
     /// Discards every change since the last commit.

@@ -50,7 +50,9 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     let member = LocalMember(name: config.name, peerURLs: config.advertisePeerURLs.map(\.description),
                              clientURLs: config.advertiseClientURLs.map(\.description),
                              quotaBackendBytes: config.quotaBackendBytes)
-    let http = HTTPEndpoints(server: etcd, member: member)
+    let grpcMetrics = GRPCServerMetrics()
+    transport.callMonitor = grpcMetrics
+    let http = HTTPEndpoints(server: etcd, member: member, grpcMetrics: grpcMetrics)
     let quota = QuotaMonitor(server: etcd, member: member)
     transport.http1Handler = { request, loop in loop.makeSucceededFuture(http.respond(to: request)) }
     do {

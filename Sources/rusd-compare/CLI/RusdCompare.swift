@@ -11,7 +11,7 @@ struct RusdCompare: AsyncParsableCommand {
         plus any external endpoint, runs the selected workloads with targets interleaved round by \
         round, and writes reports/YYYY-MM-DD-<host>.{md,json} with SVG charts.
         """,
-        subcommands: [RunCommand.self, ReportCommand.self, ListCommand.self],
+        subcommands: [RunCommand.self, ReportCommand.self, ListCommand.self, WatchSinkCommand.self],
         defaultSubcommand: nil)
 }
 

@@ -41,7 +41,10 @@ struct MarkdownReport {
         rows.append(HeadlineRow(workload: "k8s-churn", label: "k8s churn, requests/s", source: .metric(MetricName.throughput), unit: .opsPerSecond))
         rows.append(HeadlineRow(workload: "k8s-churn", label: "k8s churn, update p99", source: .latency("update", \.p99Ms), unit: .ms))
         rows.append(HeadlineRow(workload: "watch-fanout", label: "watch fan-out, events/s", source: .metric("events_per_s"), unit: .opsPerSecond))
+        rows.append(HeadlineRow(workload: "watch-fanout", label: "watch fan-out, delivery p50", source: .latency("event delivery", \.p50Ms), unit: .ms))
         rows.append(HeadlineRow(workload: "watch-fanout", label: "watch fan-out, delivery p99", source: .latency("event delivery", \.p99Ms), unit: .ms))
+        rows.append(HeadlineRow(workload: "watch-fanout", label: "watch fan-out, put rate with watchers / without", source: .metric("put_rate_with_vs_without"), unit: .ratio))
+        rows.append(HeadlineRow(workload: "watch-fanout", label: "watch fan-out, peak RSS", source: .metric(MetricName.peakRSS), unit: .bytes))
         for t in ["s", "m", "l", "xl"] {
             rows.append(HeadlineRow(workload: "check-perf", label: "check perf \(t)", source: .metric("tier_\(t)_pass"), unit: .passFail))
         }

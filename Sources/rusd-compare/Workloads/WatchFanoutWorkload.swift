@@ -1,100 +1,103 @@
 import Foundation
 
-/// Watch fan-out: many watchers (1,000; 100 quick) on one prefix, spread over 10 connections;
-/// one writer puts 1,000 keys (100 quick) whose values carry the send time. Measures event
-/// delivery latency (put sent -> event received, same clock) and time until every watcher has
-/// every event.
+/// Watch fan-out, as the Watch issue's benchmark asks: 1,000 watchers (100 quick) on one prefix,
+/// spread over 10 connections, while 16 writers put 10,000 keys (1,000 quick) under it; the same
+/// puts first run with no watcher (on another prefix) for the baseline. Values carry their send
+/// time, so delivery latency is put sent -> event received (same clock). Every watcher must
+/// receive every event exactly once, in revision order.
 struct WatchFanoutWorkload: Workload {
     let name = "watch-fanout"
-    let summary = "1,000 watchers (100 quick) on one prefix, 1,000 puts (100 quick); delivery latency and completion time"
+    let summary = "1,000 watchers (100 quick) on one prefix while 16 clients put 10,000 keys (1,000 quick); put rate with and without the watchers, delivery latency, order"
     let needsPersistentClient = true
+
+    static let writers = 16
 
     func run(_ context: WorkloadContext) async throws -> WorkloadResult {
         let watcherCount = context.quick ? 100 : 1_000
-        let puts = context.quick ? 100 : 1_000
+        let puts = context.quick ? 1_000 : 10_000
         let prefix = Array("/fanout/".utf8)
-        let watchConnections = try await context.connect(count: 10)
-        let writer = try await context.connect()
-        let startRevision = try await writer.currentRevision()
-        var handles: [WatchHandle] = []
-        for i in 0..<watcherCount {
-            handles.append(try await watchConnections[i % watchConnections.count]
-                .watch(key: prefix, rangeEnd: prefixEnd(prefix), startRevision: startRevision + 1, prevKV: false))
-        }
-        let expected = puts
-        let readers = handles.map { handle in
-            Task { () -> (LatencyHistogram, Int, String?) in
-                var histogram = LatencyHistogram()
-                var received = 0
-                do {
-                    for try await batch in handle.events {
-                        let now = monotonicNanos()
-                        for event in batch where event.kv.value.count >= 8 {
-                            let sent = event.kv.value.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-                            histogram.record(nanos: now &- sent)
-                            received += 1
-                        }
-                        if received >= expected { break }
-                    }
-                    return (histogram, received, nil)
-                } catch {
-                    return (histogram, received, "\(error)")
-                }
-            }
-        }
+        let writers = try await context.connect(count: Self.writers)
+
+        // Baseline: the same puts, nobody watching.
+        context.progress.begin("  \(name) baseline on \(context.spec.name)", total: puts)
+        let (_, baselineSeconds, _) = try await putAll(Array("/fanout-baseline/".utf8), count: puts, writers: writers,
+                                                       progress: context.progress)
+        let baselineRate = Double(puts) / baselineSeconds
+        context.progress.finish(String(format: "%.0f puts/s", baselineRate))
+
+        // The watchers run in a child process (see `WatchSinkCommand`).
+        guard let endpoint = context.server?.endpoint else { throw SubprocessError(description: "no server") }
+        let startRevision = try await writers[0].currentRevision()
+        let sink = try WatchSinkProcess.start(endpoint: endpoint, prefix: String(decoding: prefix, as: UTF8.self),
+                                              watchers: watcherCount, startRevision: startRevision + 1, expect: puts)
+        context.measurementWindow.restart()
         context.progress.begin("  \(name) on \(context.spec.name)", total: puts)
         let started = monotonicNanos()
-        var putLatency = LatencyHistogram()
-        for i in 0..<puts {
-            let t0 = monotonicNanos()
-            let value = withUnsafeBytes(of: t0.bigEndian) { Array($0) } + [UInt8](repeating: 0x61, count: 56)
-            _ = try await writer.put(key: prefix + Array(String(format: "key-%06d", i).utf8), value: value, lease: 0)
-            putLatency.recordSince(t0)
-            context.progress.advance()
+        let (putLatency, putSeconds, putErrors) = try await putAll(prefix, count: puts, writers: writers,
+                                                                   progress: context.progress)
+        for w in writers { await w.close() }
+        let all: WatchSinkResult
+        switch sink.finish() {
+        case .success(let r): all = r
+        case .failure(let e): throw e
         }
-        // Wait (at most 30 s) for every watcher to receive every event.
-        let waitDeadline = monotonicNanos() + 30_000_000_000
-        var delivery = LatencyHistogram()
-        var delivered = 0
-        let collector = Task { () -> (LatencyHistogram, Int, String?) in
-            var all = LatencyHistogram()
-            var count = 0
-            var firstError: String?
-            for reader in readers {
-                let (h, n, error) = await reader.value
-                all.merge(h)
-                count += n
-                if firstError == nil { firstError = error }
-            }
-            return (all, count, firstError)
-        }
-        let timeout = Task {
-            while monotonicNanos() < waitDeadline { try await Task.sleep(nanoseconds: 50_000_000) }
-            for handle in handles { await handle.cancel() }
-        }
-        let watchError: String?
-        (delivery, delivered, watchError) = await collector.value
         let seconds = secondsSince(started)
-        timeout.cancel()
-        for handle in handles { await handle.cancel() }
-        for c in watchConnections { await c.close() }
-        await writer.close()
 
-        if delivered == 0, let watchError { throw SubprocessError(description: watchError) }
+        if all.received == 0, let error = all.error { throw SubprocessError(description: error) }
+        let withRate = Double(puts) / putSeconds
         var result = WorkloadResult()
-        result.note = watchError
-        result.latency["event delivery"] = delivery.summary()
+        result.note = all.error
+        result.latency["event delivery"] = all.delivery
         result.latency["put"] = putLatency.summary()
         result.operations = puts
         result.logicalBytesWritten = Int64(puts * (prefix.count + 10 + 64))
         result.metrics["watchers"] = Double(watcherCount)
         result.metrics["events_expected"] = Double(watcherCount * puts)
-        result.metrics["events_delivered"] = Double(delivered)
-        result.metrics["events_per_s"] = Double(delivered) / seconds
+        result.metrics["events_delivered"] = Double(all.received)
+        result.metrics["events_out_of_order"] = Double(all.outOfOrder)
+        result.metrics["watchers_complete_in_order"] = Double(all.completeInOrder)
+        result.metrics["events_per_s"] = Double(all.received) / seconds
+        result.metrics["put_s_without_watchers"] = baselineRate
+        result.metrics["put_s_with_watchers"] = withRate
+        result.metrics["put_rate_with_vs_without"] = withRate / baselineRate
+        result.metrics[MetricName.errors] = Double(putErrors)
         result.metrics[MetricName.durationSeconds] = seconds
-        result.metrics[MetricName.throughput] = Double(delivered) / seconds
-        context.progress.finish(String(format: "%d/%d events in %.2f s, delivery p99 %.1f ms", delivered,
-                                       watcherCount * puts, seconds, delivery.summary().p99Ms))
+        result.metrics[MetricName.throughput] = Double(all.received) / seconds
+        context.progress.finish(String(format: "%d/%d events in %.2f s (%d watchers complete, in order), delivery p99 %.1f ms, puts %.0f/s vs %.0f/s alone",
+                                       all.received, watcherCount * puts, seconds, all.completeInOrder,
+                                       all.delivery.p99Ms, withRate, baselineRate))
         return result
+    }
+
+    /// Puts keys prefix + key-000000 ... with values that start with their send time, spread
+    /// over the writers (one request in flight each); returns put latencies, seconds, errors.
+    private func putAll(_ prefix: [UInt8], count: Int, writers: [any EtcdClient],
+                        progress: ProgressReporter) async throws -> (LatencyHistogram, Double, Int) {
+        let start = monotonicNanos()
+        let merged = try await withThrowingTaskGroup(of: LatencyHistogram.self) { group in
+            for (w, writer) in writers.enumerated() {
+                group.addTask {
+                    var histogram = LatencyHistogram()
+                    var i = w
+                    while i < count {
+                        let t0 = monotonicNanos()
+                        let value = withUnsafeBytes(of: t0.bigEndian) { Array($0) } + [UInt8](repeating: 0x61, count: 56)
+                        do {
+                            _ = try await writer.put(key: prefix + Array(String(format: "key-%06d", i).utf8), value: value, lease: 0)
+                            histogram.recordSince(t0)
+                        } catch {
+                            histogram.recordError()
+                        }
+                        progress.advance()
+                        i += writers.count
+                    }
+                    return histogram
+                }
+            }
+            var all = LatencyHistogram()
+            for try await h in group { all.merge(h) }
+            return all
+        }
+        return (merged, secondsSince(start), merged.errors)
     }
 }

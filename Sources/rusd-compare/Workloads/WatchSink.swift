@@ -1,0 +1,312 @@
+import ArgumentParser
+import EtcdProto
+import Foundation
+import GRPCTransport
+import NIOCore
+import NIOPosix
+import SwiftProtobuf
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a watch sink saw: counts, order violations and delivery latency.
+struct WatchSinkResult: Codable, Sendable {
+    var received = 0
+    var outOfOrder = 0
+    /// Watchers that received exactly the expected events, in revision order.
+    var completeInOrder = 0
+    var error: String?
+    var delivery: LatencySummary
+}
+
+/// `rusd-compare watch-sink`: the watch side of the watch-fanout workload, in its own process
+/// so that decoding millions of events does not starve the writers of CPU inside one process
+/// (the writers and the watchers are different clients in a real cluster too). Opens the
+/// watchers, prints `ready`, consumes until every watcher has `expect` events (or the timeout),
+/// then prints one JSON line (`WatchSinkResult`). Values must start with their send time
+/// (CLOCK_MONOTONIC nanoseconds, big-endian): the machine's clock is shared by both processes.
+struct WatchSinkCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "watch-sink",
+        abstract: "Internal: the watchers of the watch-fanout workload (prints a JSON result).",
+        shouldDisplay: false)
+
+    @Option(help: "Endpoint, http://HOST:PORT.") var endpoint: String
+    @Option(help: "Key prefix to watch.") var prefix: String
+    @Option(help: "Number of watchers.") var watchers: Int
+    @Option(help: "Connections the watchers are spread over.") var connections: Int = 10
+    @Option(help: "Revision to watch from.") var startRevision: Int64
+    @Option(help: "Events each watcher must receive.") var expect: Int
+    @Option(help: "Give up after this many seconds.") var timeoutSeconds: Double = 120
+
+    func run() async throws {
+        guard let url = URL(string: endpoint), let host = url.host, let port = url.port else {
+            throw SubprocessError(description: "bad endpoint \(endpoint)")
+        }
+        var clients: [GRPCClient] = []
+        for _ in 0..<max(1, connections) {
+            clients.append(try await GRPCClient.connect(host: host, port: port,
+                                                        group: MultiThreadedEventLoopGroup.singleton).get())
+        }
+        let key = Array(prefix.utf8)
+        var tallies: [WatcherTally] = []
+        var calls: [ClientStreamingCall<Etcdserverpb_WatchRequest>] = []
+        for i in 0..<watchers {
+            let client = clients[i % clients.count]
+            let tally = WatcherTally(expect: expect, done: client.eventLoop.makePromise())
+            let call = client.bidirectionalStreaming(
+                "/etcdserverpb.Watch/Watch", requestType: Etcdserverpb_WatchRequest.self,
+                responseType: WatchResponseDigest.self) { tally.take($0) }
+            call.status.whenComplete { result in
+                tally.end(result.map { "watch stream ended: \($0.code) \($0.message ?? "")" })
+            }
+            var create = Etcdserverpb_WatchCreateRequest()
+            create.key = Data(key)
+            create.rangeEnd = Data(prefixEnd(key))
+            create.startRevision = startRevision
+            var request = Etcdserverpb_WatchRequest()
+            request.requestUnion = .createRequest(create)
+            call.send(request)
+            tallies.append(tally)
+            calls.append(call)
+        }
+        writeLine("ready")
+        let timeoutNanos = UInt64(timeoutSeconds * 1e9)
+        let timeout = Task {
+            try await Task.sleep(nanoseconds: timeoutNanos)
+            for t in tallies { t.end(.success("timed out after \(timeoutSeconds) s")) }
+        }
+        var all = LatencyHistogram()
+        var result = WatchSinkResult(delivery: all.summary())
+        for t in tallies {
+            try? await t.done.futureResult.get()
+            // The tally is final once `done` completed (on its event loop); read it there.
+            let r = try await t.done.futureResult.eventLoop.submit { (t.latency, t.received, t.outOfOrder, t.error) }.get()
+            all.merge(r.0)
+            result.received += r.1
+            result.outOfOrder += r.2
+            if r.1 == expect && r.2 == 0 { result.completeInOrder += 1 }
+            if result.error == nil { result.error = r.3 }
+        }
+        timeout.cancel()
+        result.delivery = all.summary()
+        for call in calls { call.cancel() }
+        for c in clients { try? await c.close().get() }
+        let json = try JSONEncoder().encode(result)
+        writeLine(String(decoding: json, as: UTF8.self))
+    }
+}
+
+/// One watcher's counts, updated on its connection's event loop only (the response callback
+/// and `end` run there, and `run` reads it there after `done`).
+final class WatcherTally: @unchecked Sendable {
+    let expect: Int
+    let done: EventLoopPromise<Void>
+    var latency = LatencyHistogram()
+    var received = 0
+    var outOfOrder = 0
+    var lastRevision: Int64 = 0
+    var error: String?
+    private var finished = false
+
+    init(expect: Int, done: EventLoopPromise<Void>) {
+        self.expect = expect
+        self.done = done
+    }
+
+    func take(_ response: WatchResponseDigest) {
+        guard !finished else { return }
+        if response.canceled || response.compactRevision != 0 {
+            end(.success("watch canceled: \(response.cancelReason) (compact revision \(response.compactRevision))"))
+            return
+        }
+        let now = monotonicNanos()
+        for event in response.events {
+            guard let (modRevision, sent) = WatchResponseDigest.modRevisionAndStamp(event) else {
+                end(.success("undecodable event"))
+                return
+            }
+            if modRevision <= lastRevision { outOfOrder += 1 }
+            lastRevision = modRevision
+            if let sent { latency.record(nanos: now &- sent) }
+            received += 1
+        }
+        if received >= expect { end(.success(nil)) }
+    }
+
+    /// Finishes the tally (nil: complete), once; a later call changes nothing.
+    func end(_ outcome: Result<String?, any Error>) {
+        done.futureResult.eventLoop.execute {
+            guard !self.finished else { return }
+            self.finished = true
+            switch outcome {
+            case .success(let message): if self.received < self.expect { self.error = message ?? self.error }
+            case .failure(let e): if self.received < self.expect { self.error = "\(e)" }
+            }
+            self.done.succeed(())
+        }
+    }
+}
+
+/// etcd's WatchResponse decoded only as far as the sink needs: the cancel fields, and each
+/// event as its encoded bytes (parsed by `modRevisionAndStamp`, without building messages).
+struct WatchResponseDigest: SwiftProtobuf.Message, Equatable {
+    static let protoMessageName = "etcdserverpb.WatchResponse"
+    var canceled = false
+    var compactRevision: Int64 = 0
+    var cancelReason = ""
+    var events: [Data] = []
+    var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    init() {}
+
+    mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+        while let field = try decoder.nextFieldNumber() {
+            switch field {
+            case 4: try decoder.decodeSingularBoolField(value: &canceled)
+            case 5: try decoder.decodeSingularInt64Field(value: &compactRevision)
+            case 6: try decoder.decodeSingularStringField(value: &cancelReason)
+            case 11: try decoder.decodeRepeatedBytesField(value: &events)
+            default: break
+            }
+        }
+    }
+
+    func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {}
+
+    func isEqualTo(message: any SwiftProtobuf.Message) -> Bool {
+        (message as? WatchResponseDigest) == self
+    }
+
+    /// From an encoded mvccpb.Event: kv.mod_revision (field 2 -> 3) and, when kv.value (5)
+    /// holds at least 8 bytes, their big-endian value (the send time). nil if malformed.
+    static func modRevisionAndStamp(_ event: Data) -> (Int64, UInt64?)? {
+        event.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> (Int64, UInt64?)? in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            guard let kv = field(2, in: bytes[...]) else { return nil }
+            var modRevision: Int64 = 0
+            var stamp: UInt64?
+            var i = kv.startIndex
+            while i < kv.endIndex {
+                guard let tag = varint(bytes, &i) else { return nil }
+                let number = tag >> 3
+                switch tag & 7 {
+                case 0:
+                    guard let v = varint(bytes, &i) else { return nil }
+                    if number == 3 { modRevision = Int64(bitPattern: v) }
+                case 2:
+                    guard let n = varint(bytes, &i), i + Int(n) <= kv.endIndex else { return nil }
+                    if number == 5 && n >= 8 { stamp = bytes[i..<(i + 8)].reduce(UInt64(0)) { $0 << 8 | UInt64($1) } }
+                    i += Int(n)
+                case 1: i += 8
+                case 5: i += 4
+                default: return nil
+                }
+            }
+            return (modRevision, stamp)
+        }
+    }
+
+    /// The payload of the first length-delimited field `number` in `message`.
+    private static func field(_ number: UInt64, in message: Slice<UnsafeBufferPointer<UInt8>>) -> Range<Int>? {
+        let bytes = message.base
+        var i = message.startIndex
+        while i < message.endIndex {
+            guard let tag = varint(bytes, &i) else { return nil }
+            switch tag & 7 {
+            case 0: guard varint(bytes, &i) != nil else { return nil }
+            case 2:
+                guard let n = varint(bytes, &i), i + Int(n) <= message.endIndex else { return nil }
+                if tag >> 3 == number { return i..<(i + Int(n)) }
+                i += Int(n)
+            case 1: i += 8
+            case 5: i += 4
+            default: return nil
+            }
+        }
+        return nil
+    }
+
+    private static func varint(_ bytes: UnsafeBufferPointer<UInt8>, _ i: inout Int) -> UInt64? {
+        var value: UInt64 = 0
+        var shift: UInt64 = 0
+        while i < bytes.count && shift < 64 {
+            let b = bytes[i]
+            i += 1
+            value |= UInt64(b & 0x7f) << shift
+            if b < 0x80 { return value }
+            shift += 7
+        }
+        return nil
+    }
+}
+
+/// Writes `line` and a newline to stdout, unbuffered (the parent reads it through a pipe).
+private func writeLine(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes[offset...].withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { return }
+        offset += n
+    }
+}
+
+/// A running `watch-sink` child process.
+struct WatchSinkProcess {
+    let pid: pid_t
+    private let output: Int32
+
+    /// Starts the sink and returns once it printed `ready` (its watchers exist).
+    static func start(endpoint: String, prefix: String, watchers: Int, startRevision: Int64,
+                      expect: Int) throws -> WatchSinkProcess {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw SubprocessError(description: "pipe: \(String(cString: strerror(errno)))") }
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let pid: pid_t
+        do {
+            pid = try Subprocess.spawn(executable, [
+                "watch-sink", "--endpoint", endpoint, "--prefix", prefix, "--watchers", String(watchers),
+                "--start-revision", String(startRevision), "--expect", String(expect),
+            ], stdoutFD: fds[1], stderrFD: 2)
+        } catch {
+            close(fds[0]); close(fds[1])
+            throw error
+        }
+        close(fds[1])
+        ChildProcessRegistry.shared.add(pid)
+        let sink = WatchSinkProcess(pid: pid, output: fds[0])
+        let first = sink.readLine()
+        guard first == "ready" else {
+            _ = sink.finish()
+            throw SubprocessError(description: "watch-sink did not start: \(first ?? "(no output)")")
+        }
+        return sink
+    }
+
+    /// Waits for the sink to finish and returns its result.
+    func finish() -> Result<WatchSinkResult, SubprocessError> {
+        let line = readLine()
+        let status = Subprocess.waitForExit(pid)
+        ChildProcessRegistry.shared.remove(pid)
+        close(output)
+        guard let line, let result = try? JSONDecoder().decode(WatchSinkResult.self, from: Data(line.utf8)) else {
+            return .failure(SubprocessError(description: "watch-sink exited with status \(status) without a result"))
+        }
+        return .success(result)
+    }
+
+    /// One line of the child's stdout (blocking), nil at end of file.
+    private func readLine() -> String? {
+        var bytes: [UInt8] = []
+        var byte: UInt8 = 0
+        while true {
+            let n = read(output, &byte, 1)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self) }
+            if byte == UInt8(ascii: "\n") { return String(decoding: bytes, as: UTF8.self) }
+            bytes.append(byte)
+        }
+    }
+}
