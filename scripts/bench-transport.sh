@@ -73,8 +73,12 @@ run() {  # name pid url conns streams
   cpu[$name,$c]=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$N" 'BEGIN {printf "%.1f", t / hz / n * 1e6}')
 }
 
+# Idle RSS: after start and one request (VmRSS from /proc/PID/status).
+h2load -n 1 -d "$work/body.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
+  "http://127.0.0.1:$ours_port/rusd.transporttest.Echo/Unary" >/dev/null
+sleep 0.5
 idle_rss_ours=$(rss_kib "$ours_pid")
-idle_rss_etcd=$(rss_kib "$etcd_pid")
+idle_rss_etcd=$(rss_kib "$etcd_pid")  # etcdctl put above was its request
 for c in 1 16 64; do
   run etcd "$etcd_pid" "http://127.0.0.1:$client_port/etcdserverpb.KV/Range" "$c" 4
   run ours "$ours_pid" "http://127.0.0.1:$ours_port/rusd.transporttest.Echo/Unary" "$c" 4
@@ -89,5 +93,6 @@ for c in 1 16 64; do
     printf "| c=%s m=4 | %.0f | %.0f | %.2fx | %.1f | %.1f | %.2fx |\n", c, er, or, or / er, ec, oc, (ec > 0 ? oc / ec : 0) }'
 done
 echo
-echo "RSS idle: transport $((idle_rss_ours / 1024)) MiB, etcd $((idle_rss_etcd / 1024)) MiB;" \
+echo "RSS idle (after start + one request): transport $((idle_rss_ours / 1024)) MiB ($idle_rss_ours KiB)," \
+     "etcd $((idle_rss_etcd / 1024)) MiB ($idle_rss_etcd KiB);" \
      "after the run: transport $(( $(rss_kib "$ours_pid") / 1024 )) MiB, etcd $(( $(rss_kib "$etcd_pid") / 1024 )) MiB"

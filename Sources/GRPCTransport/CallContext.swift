@@ -8,8 +8,10 @@ public struct CallContext: Sendable {
     /// names. A header sent more than once has its values joined with `,`.
     /// etcd's auth token is `metadata["token"]`.
     public let metadata: [String: String]
-    /// The client's deadline from `grpc-timeout`, if it sent one. The server does not end calls
-    /// at the deadline: the client does, by resetting the stream (seen as cancellation).
+    /// The client's deadline from `grpc-timeout`, if it sent one. When it passes before the
+    /// handler finished, the server ends the call with DEADLINE_EXCEEDED ("context deadline
+    /// exceeded"), streaming handlers see cancellation, and later completions are ignored.
+    /// Handlers with long work should check it (or cancellation) and stop early.
     public let deadline: NIODeadline?
     /// The event loop of the call's connection. Completing responders and sending on streams
     /// from this loop writes without a thread hop.

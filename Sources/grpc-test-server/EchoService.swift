@@ -1,6 +1,7 @@
 import Dispatch
-import Foundation
+import FoundationEssentials
 import GRPCTransport
+import NIOConcurrencyHelpers
 import NIOCore
 
 typealias EchoRequest = Rusd_Transporttest_EchoRequest
@@ -10,6 +11,7 @@ typealias EchoResponse = Rusd_Transporttest_EchoResponse
 func makeEchoService() -> Service {
     Service(name: "rusd.transporttest.Echo", methods: [
         .unary("Unary") { (request: EchoRequest, context, responder: UnaryResponder<EchoResponse>) in
+            if request.neverFinish { return }  // the deadline or the client ends the call
             let answer = { @Sendable in
                 if request.failCode != 0 {
                     responder.fail(GRPCStatus(.init(rawValue: Int(request.failCode)), request.failMessage))
@@ -25,9 +27,11 @@ func makeEchoService() -> Service {
             }
         },
         .serverStreaming("ServerStream") { (request: EchoRequest, stream: ServerStream<EchoResponse>) in
+            stream.setOnCancel { cancelledStreams.withLockedValue { $0 += 1 } }
             StreamProducer(request: request, stream: stream).run()
         },
         .bidirectionalStreaming("Bidi") { (stream: ServerStream<EchoResponse>) in
+            stream.setOnCancel { cancelledStreams.withLockedValue { $0 += 1 } }
             let counter = LoopCounter()
             return BidiInbound(
                 onMessage: { (request: EchoRequest) in
@@ -48,6 +52,7 @@ private func echo(_ request: EchoRequest, _ context: CallContext, index: UInt32)
     response.metadata = context.metadata
     response.index = index
     response.peerCommonName = context.peerCommonName ?? ""
+    response.cancelledStreams = cancelledStreams.withLockedValue { $0 }
     if let deadline = context.deadline {
         response.deadlineRemainingMs = (deadline - .now()).nanoseconds / 1_000_000
     } else {
@@ -55,6 +60,9 @@ private func echo(_ request: EchoRequest, _ context: CallContext, index: UInt32)
     }
     return response
 }
+
+/// Streaming handlers that have seen cancellation, reported in every `EchoResponse`.
+private let cancelledStreams = NIOLockedValueBox<UInt64>(0)
 
 /// Counts on the event loop (bidi callbacks run there, in order).
 private final class LoopCounter: @unchecked Sendable {
@@ -70,12 +78,14 @@ private final class LoopCounter: @unchecked Sendable {
 private final class StreamProducer: @unchecked Sendable {
     private let stream: ServerStream<EchoResponse>
     private let count: UInt32
+    private let neverFinish: Bool
     private let payload: Data
     private var sent: UInt32 = 0
 
     init(request: EchoRequest, stream: ServerStream<EchoResponse>) {
         self.stream = stream
         self.count = request.responseCount
+        self.neverFinish = request.neverFinish
         self.payload = Data(repeating: UInt8(ascii: "x"), count: Int(request.responseSize))
     }
 
@@ -95,6 +105,6 @@ private final class StreamProducer: @unchecked Sendable {
             sent += 1
             stream.send(response)
         }
-        stream.finish()
+        if !neverFinish { stream.finish() }
     }
 }

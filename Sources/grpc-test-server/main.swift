@@ -8,8 +8,6 @@
 //
 // Prints "listening <url> <port>" per listener, then serves until SIGTERM/SIGINT, which
 // shuts down gracefully.
-import Dispatch
-import Foundation
 import GRPCTransport
 import NIOCore
 import NIOPosix
@@ -30,7 +28,7 @@ var index = 0
 @MainActor func value(_ flag: String) -> String {
     index += 1
     guard index < arguments.count else {
-        FileHandleOutput.error("missing value for \(flag)")
+        Diagnostics.error("missing value for \(flag)")
         exit(2)
     }
     return arguments[index]
@@ -51,7 +49,7 @@ while index < arguments.count {
     case "--trusted-ca": trustedCA = value(arg)
     case "--client-cert-auth": clientCertAuth = true
     default:
-        FileHandleOutput.error("unknown argument \(arg)")
+        Diagnostics.error("unknown argument \(arg)")
         exit(2)
     }
     index += 1
@@ -80,9 +78,9 @@ let server = GRPCServer(services: [makeEchoService(), health.service], configura
 for url in listens {
     do {
         let address = try server.bind(url).wait()
-        FileHandle.standardOutput.write(Data("listening \(url) \(address.port ?? 0)\n".utf8))
+        writeLine(STDOUT_FILENO, "listening \(url) \(address.port ?? 0)")
     } catch {
-        FileHandleOutput.error("cannot listen on \(url): \(error)")
+        Diagnostics.error("cannot listen on \(url): \(error)")
         exit(1)
     }
 }
@@ -93,8 +91,21 @@ waitForTermination {
 }
 try? group.syncShutdownGracefully()
 
-enum FileHandleOutput {
+enum Diagnostics {
     static func error(_ message: String) {
-        FileHandle.standardError.write(Data("grpc-test-server: \(message)\n".utf8))
+        writeLine(STDERR_FILENO, "grpc-test-server: \(message)")
+    }
+}
+
+/// Writes `text` and a newline to `fd` unbuffered (the tests read stdout line by line).
+func writeLine(_ fd: Int32, _ text: String) {
+    var line = text + "\n"
+    line.withUTF8 { bytes in
+        var offset = 0
+        while offset < bytes.count {
+            let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n <= 0 { return }
+            offset += n
+        }
     }
 }

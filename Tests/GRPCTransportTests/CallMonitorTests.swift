@@ -75,6 +75,13 @@ final class CallMonitorTests: XCTestCase {
         }
         XCTAssertEqual(monitor.events("test.Echo/Upper bidi_stream"),
                        ["started", "handled OK", "started", "handled Canceled"])
+
+        // A call whose deadline passes first (grpc-timeout as metadata: only the server's timer
+        // runs): DeadlineExceeded, once, and the late completion changes nothing.
+        _ = try? await h.client.unary("/test.Echo/Delayed", UInt32Value(200), metadata: [("grpc-timeout", "50m")],
+                                      responseType: UInt32Value.self).get()
+        try await Task.sleep(nanoseconds: 250_000_000)
+        XCTAssertEqual(monitor.events("test.Echo/Delayed unary"), ["started", "handled DeadlineExceeded"])
         try await h.stop()
     }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import GRPCTransport
+@testable import GRPCTransport
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -118,6 +118,42 @@ final class GRPCTransportTests: XCTestCase {
                                           responseType: UInt32Value.self),
                            .deadlineExceeded, "context deadline exceeded")
         try await h.stop()
+    }
+
+    func testServerEndsCallsAtTheirDeadline() async throws {
+        let h = try await Harness.start()
+        // grpc-timeout sent as plain metadata: our client sets no timer of its own, so the
+        // status below can only come from the server.
+        let deadline = [("grpc-timeout", "100m")]
+        await assertStatus(h.client.unary("/test.Echo/Delayed", UInt32Value(300), metadata: deadline,
+                                          responseType: UInt32Value.self),
+                           .deadlineExceeded, "context deadline exceeded")
+        let status = try await h.client.serverStreaming("/test.Echo/Count", UInt32Value(0), metadata: deadline,
+                                                        responseType: UInt32Value.self) { _ in }.get()
+        XCTAssertEqual(status.code, .deadlineExceeded)
+        XCTAssertEqual(status.message, "context deadline exceeded")
+        // The never-finishing stream handler saw cancellation.
+        XCTAssertEqual(h.observations.cancelledStreams.withLockedValue { $0 }, 1)
+        // A call that finishes in time is answered normally.
+        let reply: UInt32Value = try await h.client.unary("/test.Echo/Delayed", UInt32Value(1),
+                                                          metadata: [("grpc-timeout", "5S")]).get()
+        XCTAssertEqual(reply.value, 1)
+        try await h.stop()
+        // The Delayed(300) handler completes now, after its call ended and the event loops shut
+        // down: the completion must be dropped without a hop (NIO warns "Cannot schedule tasks
+        // on an EventLoop that has already shut down", and will crash in future versions).
+        try await Task.sleep(nanoseconds: 300_000_000)
+    }
+
+    func testGRPCTimeoutParsing() {
+        XCTAssertEqual(parseGRPCTimeout("100m"), .milliseconds(100))
+        XCTAssertEqual(parseGRPCTimeout("99999999n"), .nanoseconds(99_999_999))
+        XCTAssertEqual(parseGRPCTimeout("-1S"), .seconds(-1))
+        XCTAssertEqual(parseGRPCTimeout("+2M"), .minutes(2))
+        XCTAssertEqual(parseGRPCTimeout("99999999H"), .nanoseconds(Int64.max))
+        for bad in ["", "S", "1", "1x", "123456789S", "1S ", " 1S", "1.5S", "-S", "0xS", "1\u{0600}S"] {
+            XCTAssertNil(parseGRPCTimeout(bad), bad)
+        }
     }
 
     func testClientCancelNotifiesServerStream() async throws {

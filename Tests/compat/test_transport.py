@@ -9,6 +9,7 @@ The server binary: $GRPC_TEST_SERVER, else `swift build --show-bin-path`/grpc-te
 import functools
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -200,6 +201,140 @@ def test_deadline(server, stubs):
         assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         # The connection is still fine afterwards.
         assert stub.Unary(pb.EchoRequest(payload=b"ok")).payload == b"ok"
+
+
+# ---------------------------------------------------------------- server-side deadlines
+
+def _nghttp_grpc(port, method, message, timeout, extra=()):
+    """One gRPC call through nghttp (nghttp2's client: it enforces no deadline of its own, so
+    what it prints is what the server sent). Returns (seconds taken, verbose output)."""
+    with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as f:
+        f.write(h2.grpc_message(message))
+        body = f.name
+    try:
+        start = time.monotonic()
+        out = subprocess.run(["nghttp", "-v", "-d", body, "-H", "content-type: application/grpc",
+                              "-H", "te: trailers", "-H", f"grpc-timeout: {timeout}", *extra,
+                              f"http://127.0.0.1:{port}{ECHO}{method}"],
+                             capture_output=True, text=True, errors="replace", timeout=30).stdout
+        return time.monotonic() - start, out
+    finally:
+        os.unlink(body)
+
+
+def _cancelled_streams(stub, pb):
+    return stub.Unary(pb.EchoRequest()).cancelled_streams
+
+
+@pytest.mark.skipif(shutil.which("nghttp") is None, reason="nghttp not installed")
+def test_deadline_trailers_come_from_the_server(server, stubs):
+    pb, rpc = stubs
+    # A unary call that never answers: the server ends it at the deadline by itself.
+    took, out = _nghttp_grpc(server.port, "Unary", pb.EchoRequest(never_finish=True).SerializeToString(), "300m")
+    assert "grpc-status: 4" in out, out
+    assert "grpc-message: context deadline exceeded" in out, out
+    assert "recv DATA frame" not in out, out
+    assert 0.25 < took < 10, took
+    # A call answered after its deadline: one trailers-only answer at the deadline, and the late
+    # completion (1 s) is dropped without a second response or a crash.
+    took, out = _nghttp_grpc(server.port, "Unary", pb.EchoRequest(delay_ms=1000).SerializeToString(), "100m")
+    assert "grpc-status: 4" in out and "grpc-status: 0" not in out, out
+    assert out.count("recv HEADERS frame") == 1, out
+    assert took < 0.9, took  # answered at the deadline, not at the completion
+    time.sleep(1.2 - took)
+    assert server.alive()
+    # A server stream that sends three messages and never finishes: the messages, then the
+    # trailers, and the handler sees cancellation though the client never reset the stream.
+    with channel(server.port) as ch:
+        stub = rpc.EchoStub(ch)
+        before = _cancelled_streams(stub, pb)
+        took, out = _nghttp_grpc(server.port, "ServerStream", pb.EchoRequest(
+            response_count=3, response_size=10, never_finish=True).SerializeToString(), "400m")
+        sent = sum(len(h2.grpc_message(pb.EchoResponse(payload=b"x" * 10, index=i).SerializeToString()))
+                   for i in range(3))
+        received = sum(int(m) for m in re.findall(r"recv DATA frame <length=(\d+)", out))
+        assert received == sent, out
+        assert "grpc-status: 4" in out and "grpc-message: context deadline exceeded" in out, out
+        assert "send RST_STREAM" not in out, out
+        assert _cancelled_streams(stub, pb) == before + 1
+        # A deadline far in the future is only a deadline: the call is answered normally.
+        _, out = _nghttp_grpc(server.port, "Unary", pb.EchoRequest(payload=b"x").SerializeToString(), "99999999H")
+        assert "grpc-status: 0" in out, out
+
+
+def test_deadline_exceeded_for_grpcio_calls(server, stubs):
+    pb, rpc = stubs
+    with channel(server.port) as ch:
+        stub = rpc.EchoStub(ch)
+        before = _cancelled_streams(stub, pb)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Unary(pb.EchoRequest(never_finish=True), timeout=0.3)
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        stream = stub.ServerStream(pb.EchoRequest(response_count=2, response_size=10, never_finish=True),
+                                   timeout=0.5)
+        assert next(stream).index == 0 and next(stream).index == 1
+        with pytest.raises(grpc.RpcError) as err:
+            next(stream)
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        release = threading.Event()
+
+        def requests():
+            yield pb.EchoRequest(payload=b"one")
+            release.wait(10)  # keep the request side open past the deadline
+
+        replies = stub.Bidi(requests(), timeout=0.5)
+        assert next(replies).payload == b"one"
+        with pytest.raises(grpc.RpcError) as err:
+            next(replies)
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        release.set()
+        # Many calls completing after their deadline: all end once, the server keeps serving.
+        futures = [stub.Unary.future(pb.EchoRequest(delay_ms=200, payload=b"%d" % i), timeout=0.05)
+                   for i in range(300)]
+        for f in futures:
+            with pytest.raises(grpc.RpcError) as err:
+                f.result(timeout=10)
+            assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        time.sleep(0.4)  # the late completions arrive now
+        assert stub.Unary(pb.EchoRequest(payload=b"after"), timeout=5).payload == b"after"
+        # Both streaming handlers saw cancellation.
+        assert _cancelled_streams(stub, pb) >= before + 2
+    assert server.alive()
+
+
+def test_malformed_grpc_timeout_resets_stream(server, stubs):
+    # grpc-go (1.33, which Debian's etcd 3.4 uses) answers RST_STREAM PROTOCOL_ERROR without
+    # running a handler; "-1S" and "+1S" are accepted (strconv.ParseInt), as there.
+    pb, _ = stubs
+    conn = h2.RawH2(server.port)
+    body = h2.grpc_message(pb.EchoRequest(payload=b"t").SerializeToString())
+    cases = {"1x": "rst", "123456789S": "rst", "S": "rst", "1S ": "rst", "": "rst", "1.5S": "rst",
+             "-1S": "answer", "+1S": "answer", "99999999H": "answer", "0n": "answer"}
+    sid = 1
+    expected = {}
+    for value, outcome in cases.items():
+        headers = h2.header_block([(":method", "POST"), (":scheme", "http"), (":path", ECHO + "Unary"),
+                                   (":authority", "localhost"), ("content-type", "application/grpc"),
+                                   ("te", "trailers"), ("grpc-timeout", value)])
+        conn.send(h2.frame(h2.HEADERS, h2.END_HEADERS, sid, headers) + h2.frame(h2.DATA, h2.END_STREAM, sid, body))
+        expected[sid] = (value, outcome)
+        sid += 2
+    seen = {}
+    while len(seen) < len(expected):
+        f = conn.read_frame()
+        assert f is not None, f"connection closed; seen {seen}"
+        ftype, _, stream_id, payload = f
+        if stream_id in expected and stream_id not in seen:
+            if ftype == h2.RST_STREAM:
+                seen[stream_id] = ("rst", int.from_bytes(payload, "big"))
+            elif ftype == h2.HEADERS:
+                seen[stream_id] = ("answer", None)
+    conn.close()
+    for stream_id, (value, outcome) in expected.items():
+        assert seen[stream_id][0] == outcome, (value, seen[stream_id])
+        if outcome == "rst":
+            assert seen[stream_id][1] == 1, (value, seen[stream_id])  # PROTOCOL_ERROR
+    assert _still_serves(server.port, stubs)
 
 
 def test_unknown_service_and_method(server, stubs):

@@ -45,6 +45,7 @@ enum H2 {
     static let eof = UInt32(NGHTTP2_DATA_FLAG_EOF.rawValue)
     static let noEndStream = UInt32(NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue)
     static let noError = UInt32(NGHTTP2_NO_ERROR.rawValue)
+    static let protocolError = UInt32(NGHTTP2_PROTOCOL_ERROR.rawValue)
     static let cancel = UInt32(NGHTTP2_CANCEL.rawValue)
     static let enhanceYourCalm = UInt32(NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
     static let requestCategory = NGHTTP2_HCAT_REQUEST

@@ -21,7 +21,8 @@ public protocol GRPCCallMonitor: Sendable {
 /// Contract: `started` is called when the handler is invoked (for unary and server-streaming
 /// calls, after the request message decoded; for bidirectional calls, when the stream opens);
 /// then `handled` exactly once with the status the call ended with (`.cancelled` when the
-/// stream closed before the handler finished it). Calls that never reach the handler (decode
+/// stream closed before the handler finished it, `.deadlineExceeded` when its `grpc-timeout`
+/// deadline passed first). Calls that never reach the handler (decode
 /// failures, oversized or missing requests) are not observed, as in grpc-go's interceptors.
 public protocol GRPCMethodMonitor: AnyObject, Sendable {
     func started()

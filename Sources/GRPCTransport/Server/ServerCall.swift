@@ -1,5 +1,6 @@
 import CNghttp2
 import NIOCore
+import Synchronization
 
 /// Notified (on the event loop) of what happens to a streaming call's response side.
 protocol CallObserver: AnyObject {
@@ -13,7 +14,9 @@ protocol CallObserver: AnyObject {
 ///
 /// Invariant: all mutable state is touched on `eventLoop` only; the public entry points
 /// (`respond`, `enqueue`, `finish`) hop there when called elsewhere. That is what makes the
-/// `@unchecked Sendable` sound.
+/// `@unchecked Sendable` sound. The one exception is `ended`, an atomic mirror of `finished`
+/// that lets completions arriving from other threads after the call ended (past its deadline,
+/// reset by the client, connection gone, event loop shut down) skip the hop.
 final class ServerCall: @unchecked Sendable {
     let streamID: Int32
     let eventLoop: any EventLoop
@@ -45,12 +48,18 @@ final class ServerCall: @unchecked Sendable {
     // Response side.
     var pending = ByteBuffer()
     var headersSubmitted = false
-    var finished = false
+    var finished = false {
+        didSet { if finished { ended.store(true, ordering: .relaxed) } }
+    }
+    /// Set (once) when `finished` becomes true; readable from any thread.
+    private let ended = Atomic<Bool>(false)
     var trailerStatus: GRPCStatus?
     var deferred = false
     var closed = false
     var observer: CallObserver?
     var drainedSinceNotify = 0
+    /// Ends the call at its `grpc-timeout` deadline; nil without one, cancelled once the call ends.
+    private var deadlineCallback: NIOScheduledCallback?
 
     // Monitoring (see `GRPCMethodMonitor`): `handled` follows `started` exactly once.
     var monitor: (any GRPCMethodMonitor)?
@@ -67,10 +76,14 @@ final class ServerCall: @unchecked Sendable {
 
     // MARK: Entry points callable from any thread
 
+    /// True once the call has ended (answered, failed, past its deadline, reset or closed);
+    /// later completions are ignored. Callable from any thread.
+    var hasEnded: Bool { ended.load(ordering: .relaxed) }
+
     func respond(message: ByteBuffer) {
         if eventLoop.inEventLoop {
             respondOnLoop(message)
-        } else {
+        } else if !hasEnded {
             eventLoop.execute { self.respondOnLoop(message) }
         }
     }
@@ -78,7 +91,7 @@ final class ServerCall: @unchecked Sendable {
     func enqueue(message: ByteBuffer) {
         if eventLoop.inEventLoop {
             enqueueOnLoop(message)
-        } else {
+        } else if !hasEnded {
             eventLoop.execute { self.enqueueOnLoop(message) }
         }
     }
@@ -86,7 +99,7 @@ final class ServerCall: @unchecked Sendable {
     func finish(_ status: GRPCStatus) {
         if eventLoop.inEventLoop {
             finishOnLoop(status)
-        } else {
+        } else if !hasEnded {
             eventLoop.execute { self.finishOnLoop(status) }
         }
     }
@@ -108,6 +121,7 @@ final class ServerCall: @unchecked Sendable {
 
     private func respondOnLoop(_ message: ByteBuffer) {
         guard !finished, !closed else { return }
+        cancelDeadline()
         append(message)
         finished = true
         trailerStatus = .ok
@@ -123,6 +137,7 @@ final class ServerCall: @unchecked Sendable {
 
     func finishOnLoop(_ status: GRPCStatus) {
         guard !finished, !closed else { return }
+        cancelDeadline()
         finished = true
         noteHandled(status.code)
         guard let connection else { return }
@@ -172,6 +187,7 @@ final class ServerCall: @unchecked Sendable {
     func closedByTransport() {
         guard !closed else { return }
         closed = true
+        cancelDeadline()
         let wasFinished = finished
         finished = true
         let observer = self.observer
@@ -181,6 +197,38 @@ final class ServerCall: @unchecked Sendable {
             observer?.cancelled()
         }
         if !wasFinished { noteHandled(.cancelled) }
+    }
+
+    // MARK: Deadline (on the event loop)
+
+    /// Arms the call's deadline: one scheduled callback, cancelled when the call ends first.
+    /// If the loop is shutting down the call goes without (the connection is closing anyway).
+    func startDeadline(_ deadline: NIODeadline) {
+        deadlineCallback = try? eventLoop.scheduleCallback(at: deadline, handler: self)
+    }
+
+    private func cancelDeadline() {
+        if let callback = deadlineCallback {
+            deadlineCallback = nil
+            callback.cancel()
+        }
+    }
+
+    /// The deadline passed before the handler finished: end the call as grpc-go's server does
+    /// when a handler returns its expired context's error (DEADLINE_EXCEEDED, "context deadline
+    /// exceeded"). Response messages not yet taken by HTTP/2 are dropped (the client stopped
+    /// waiting for them), request messages still arriving are discarded, a streaming handler
+    /// sees cancellation, and a late completion or `send` is ignored.
+    fileprivate func deadlineExceeded() {
+        deadlineCallback = nil
+        guard !finished, !closed else { return }
+        discardInput = true
+        inbound = nil
+        pending.clear()
+        finishOnLoop(GRPCStatus(.deadlineExceeded, "context deadline exceeded"))
+        let observer = self.observer
+        self.observer = nil
+        observer?.cancelled()
     }
 
     /// Fills an HTTP/2 DATA frame payload from the pending response bytes.
@@ -226,5 +274,11 @@ final class ServerCall: @unchecked Sendable {
             }
         }
         return count
+    }
+}
+
+extension ServerCall: NIOScheduledCallbackHandler {
+    func handleScheduledCallback(eventLoop: some EventLoop) {
+        deadlineExceeded()
     }
 }

@@ -249,6 +249,22 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
                 "invalid gRPC request content-type \"\(call.contentType)\""), httpStatus: 415)
             return
         }
+        // grpc-go decodes grpc-timeout with the other headers, before looking at the method: a
+        // malformed value resets the stream (PROTOCOL_ERROR) and no handler runs.
+        var deadline: NIODeadline?
+        if let timeout = call.timeout {
+            guard let amount = parseGRPCTimeout(timeout) else {
+                call.discardInput = true
+                call.finished = true
+                call.headersSubmitted = true
+                if let session {
+                    nghttp2_submit_rst_stream(session, H2.none, call.streamID, H2.protocolError)
+                    scheduleFlush()
+                }
+                return
+            }
+            deadline = .now() + amount
+        }
         guard call.httpMethod == "POST" else {
             reject(call, GRPCStatus(.internalError, "transport: :method \"\(call.httpMethod)\" should be POST"))
             return
@@ -269,19 +285,12 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
             reject(call, GRPCStatus(.unimplemented, "unknown method \(methodName) for service \(serviceName)"))
             return
         }
-        var deadline: NIODeadline?
-        if let timeout = call.timeout {
-            guard let amount = parseGRPCTimeout(timeout) else {
-                reject(call, GRPCStatus(.internalError, "transport: malformed grpc-timeout: \(timeout)"))
-                return
-            }
-            deadline = .now() + amount
-        }
         call.context = CallContext(method: path, metadata: call.metadata, deadline: deadline,
                                    eventLoop: eventLoop, peerCommonName: peerCommonName,
                                    remoteAddress: remoteAddress)
         call.handler = method.handler
         call.monitor = method.monitor
+        if let deadline { call.startDeadline(deadline) }
         if case .bidirectional(let start) = method.handler {
             call.inbound = start(call)
         }
@@ -458,25 +467,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     }
 }
 
-/// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
-func parseGRPCTimeout(_ value: String) -> TimeAmount? {
-    guard let unit = value.last, value.count >= 2, value.count <= 9,
-          let amount = Int64(value.dropLast()), amount >= 0 else { return nil }
-    switch unit {
-    case "H": return .hours(amount)
-    case "M": return .minutes(amount)
-    case "S": return .seconds(amount)
-    case "m": return .milliseconds(amount)
-    case "u": return .microseconds(amount)
-    case "n": return .nanoseconds(amount)
-    default: return nil
-    }
-}
-
 /// The subject common name of a certificate, from NIOSSL's description of it.
 func commonName(of certificate: NIOSSLCertificate) -> String? {
     let description = certificate.description
-    guard let range = description.range(of: ";common_name=") else { return nil }
+    guard let range = description.firstRange(of: ";common_name=") else { return nil }
     let rest = description[range.upperBound...]
     let end = rest.firstIndex(where: { $0 == ";" || $0 == ">" }) ?? rest.endIndex
     return String(rest[..<end])

@@ -2,7 +2,8 @@ import NIOCore
 import SwiftProtobuf
 
 /// Completes a unary call. Complete it exactly once (`succeed` or `fail`); later completions
-/// are ignored.
+/// are ignored, and so are completions after the call ended without the handler (its
+/// deadline passed, the client cancelled or the connection closed).
 ///
 /// Thread-safety: callable from any thread. Called on the call's event loop
 /// (`CallContext.eventLoop`, e.g. synchronously inside the handler) it encodes and writes
@@ -13,6 +14,7 @@ public struct UnaryResponder<Response: SwiftProtobuf.Message>: Sendable {
 
     /// Ends the call with `response` and status OK.
     public func succeed(_ response: Response) {
+        if call.hasEnded { return }  // e.g. past the deadline: skip the encoding too
         let bytes: ByteBuffer
         do {
             bytes = try response.grpcFramed()

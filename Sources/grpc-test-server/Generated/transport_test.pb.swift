@@ -48,6 +48,10 @@ nonisolated struct Rusd_Transporttest_EchoRequest: Sendable {
 
   var failMessage: String = String()
 
+  /// Never end the call: Unary never answers; ServerStream sends its response_count messages
+  /// and never finishes. Only the deadline (grpc-timeout) or the client ends it.
+  var neverFinish: Bool = false
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
@@ -71,6 +75,10 @@ nonisolated struct Rusd_Transporttest_EchoResponse: Sendable {
   /// The CN of the client's TLS certificate, if any.
   var peerCommonName: String = String()
 
+  /// How many streaming handlers have seen cancellation (client reset, connection loss or
+  /// deadline) since the server started.
+  var cancelledStreams: UInt64 = 0
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
@@ -82,7 +90,7 @@ fileprivate nonisolated let _protobuf_package = "rusd.transporttest"
 
 nonisolated extension Rusd_Transporttest_EchoRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".EchoRequest"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}payload\0\u{3}response_count\0\u{3}response_size\0\u{3}delay_ms\0\u{3}fail_code\0\u{3}fail_message\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}payload\0\u{3}response_count\0\u{3}response_size\0\u{3}delay_ms\0\u{3}fail_code\0\u{3}fail_message\0\u{3}never_finish\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -96,6 +104,7 @@ nonisolated extension Rusd_Transporttest_EchoRequest: SwiftProtobuf.Message, Swi
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.delayMs) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.failCode) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.failMessage) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.neverFinish) }()
       default: break
       }
     }
@@ -120,6 +129,9 @@ nonisolated extension Rusd_Transporttest_EchoRequest: SwiftProtobuf.Message, Swi
     if !self.failMessage.isEmpty {
       try visitor.visitSingularStringField(value: self.failMessage, fieldNumber: 6)
     }
+    if self.neverFinish != false {
+      try visitor.visitSingularBoolField(value: self.neverFinish, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -130,6 +142,7 @@ nonisolated extension Rusd_Transporttest_EchoRequest: SwiftProtobuf.Message, Swi
     if lhs.delayMs != rhs.delayMs {return false}
     if lhs.failCode != rhs.failCode {return false}
     if lhs.failMessage != rhs.failMessage {return false}
+    if lhs.neverFinish != rhs.neverFinish {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -137,7 +150,7 @@ nonisolated extension Rusd_Transporttest_EchoRequest: SwiftProtobuf.Message, Swi
 
 nonisolated extension Rusd_Transporttest_EchoResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".EchoResponse"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}payload\0\u{1}metadata\0\u{3}deadline_remaining_ms\0\u{1}index\0\u{3}peer_common_name\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}payload\0\u{1}metadata\0\u{3}deadline_remaining_ms\0\u{1}index\0\u{3}peer_common_name\0\u{3}cancelled_streams\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -150,6 +163,7 @@ nonisolated extension Rusd_Transporttest_EchoResponse: SwiftProtobuf.Message, Sw
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.deadlineRemainingMs) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.index) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.peerCommonName) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.cancelledStreams) }()
       default: break
       }
     }
@@ -171,6 +185,9 @@ nonisolated extension Rusd_Transporttest_EchoResponse: SwiftProtobuf.Message, Sw
     if !self.peerCommonName.isEmpty {
       try visitor.visitSingularStringField(value: self.peerCommonName, fieldNumber: 5)
     }
+    if self.cancelledStreams != 0 {
+      try visitor.visitSingularUInt64Field(value: self.cancelledStreams, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -180,6 +197,7 @@ nonisolated extension Rusd_Transporttest_EchoResponse: SwiftProtobuf.Message, Sw
     if lhs.deadlineRemainingMs != rhs.deadlineRemainingMs {return false}
     if lhs.index != rhs.index {return false}
     if lhs.peerCommonName != rhs.peerCommonName {return false}
+    if lhs.cancelledStreams != rhs.cancelledStreams {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
