@@ -1,3 +1,4 @@
+import EngineAPI
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,27 +15,6 @@ struct TempDirectory {
     }
 
     func remove() {
-        Self.removeTree(path)
-    }
-
-    static func removeTree(_ path: String) {
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return }
-        if (st.st_mode & S_IFMT) == S_IFDIR {
-            if let dir = opendir(path) {
-                var names: [String] = []
-                while let entry = readdir(dir) {
-                    let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                        String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
-                    }
-                    if name != "." && name != ".." { names.append(name) }
-                }
-                closedir(dir)
-                for name in names { removeTree(path + "/" + name) }
-            }
-            rmdir(path)
-        } else {
-            unlink(path)
-        }
+        try? PosixFiles.removeTree(path)
     }
 }

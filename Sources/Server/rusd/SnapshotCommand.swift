@@ -81,11 +81,12 @@ enum SnapshotCommand {
             guard rename(temporary, dataDir) == 0 else {
                 throw DataDirectory.Failure(description: "cannot rename \(temporary) to \(dataDir): \(String(cString: strerror(errno)))")
             }
-            syncDirectory(containing: dataDir)
+            // Best effort: the restore is complete once renamed.
+            try? PosixFiles.fsyncPath(PosixFiles.parentDirectory(of: dataDir))
             print("restored snapshot \(file) into \(dataDir) (engine \(name)): \(summary)")
             exit(0)
         } catch {
-            removeTree(temporary)
+            try? PosixFiles.removeTree(temporary)
             fail("restore failed, nothing written to \(dataDir): \(error)")
         }
     }
@@ -104,34 +105,6 @@ enum SnapshotCommand {
         } catch {
             try? engine.close()
             throw error
-        }
-    }
-
-    private static func syncDirectory(containing path: String) {
-        let parent = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-        let fd = open(parent.isEmpty ? "/" : parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 { fsync(fd); close(fd) }
-    }
-
-    /// Removes `path` and everything under it (no symlinks followed).
-    private static func removeTree(_ path: String) {
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return }
-        if (st.st_mode & S_IFMT) == S_IFDIR {
-            if let dir = opendir(path) {
-                var names: [String] = []
-                while let entry = readdir(dir) {
-                    let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                        String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
-                    }
-                    if name != "." && name != ".." { names.append(name) }
-                }
-                closedir(dir)
-                for name in names { removeTree(path + "/" + name) }
-            }
-            rmdir(path)
-        } else {
-            unlink(path)
         }
     }
 }
