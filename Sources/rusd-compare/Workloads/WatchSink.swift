@@ -183,61 +183,58 @@ struct WatchResponseDigest: SwiftProtobuf.Message, Equatable {
     static func modRevisionAndStamp(_ event: Data) -> (Int64, UInt64?)? {
         event.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> (Int64, UInt64?)? in
             let bytes = raw.bindMemory(to: UInt8.self)
-            guard let kv = field(2, in: bytes[...]) else { return nil }
+            var kv: Range<Int>?
+            guard forEachField(bytes, 0..<bytes.count, { number, field in
+                if number == 2, kv == nil, case .bytes(let r) = field { kv = r }
+            }), let kv else { return nil }
             var modRevision: Int64 = 0
             var stamp: UInt64?
-            var i = kv.startIndex
-            while i < kv.endIndex {
-                guard let tag = varint(bytes, &i) else { return nil }
-                let number = tag >> 3
-                switch tag & 7 {
-                case 0:
-                    guard let v = varint(bytes, &i) else { return nil }
-                    if number == 3 { modRevision = Int64(bitPattern: v) }
-                case 2:
-                    guard let n = varint(bytes, &i), i + Int(n) <= kv.endIndex else { return nil }
-                    if number == 5 && n >= 8 { stamp = bytes[i..<(i + 8)].reduce(UInt64(0)) { $0 << 8 | UInt64($1) } }
-                    i += Int(n)
-                case 1: i += 8
-                case 5: i += 4
-                default: return nil
+            guard forEachField(bytes, kv, { number, field in
+                switch (number, field) {
+                case (3, .varint(let v)): modRevision = Int64(bitPattern: v)
+                case (5, .bytes(let r)) where r.count >= 8:
+                    stamp = bytes[r.lowerBound..<(r.lowerBound + 8)].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                default: break
                 }
-            }
+            }) else { return nil }
             return (modRevision, stamp)
         }
     }
 
-    /// The payload of the first length-delimited field `number` in `message`.
-    private static func field(_ number: UInt64, in message: Slice<UnsafeBufferPointer<UInt8>>) -> Range<Int>? {
-        let bytes = message.base
-        var i = message.startIndex
-        while i < message.endIndex {
-            guard let tag = varint(bytes, &i) else { return nil }
+    private enum Field { case varint(UInt64), bytes(Range<Int>) }
+
+    /// Visits the varint and length-delimited fields of the message in `range` (fixed-width
+    /// fields are skipped); false when it is malformed.
+    private static func forEachField(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>,
+                                     _ visit: (UInt64, Field) -> Void) -> Bool {
+        var i = range.lowerBound
+        func varint() -> UInt64? {
+            var value: UInt64 = 0, shift: UInt64 = 0
+            while i < range.upperBound && shift < 64 {
+                let b = bytes[i]
+                i += 1
+                value |= UInt64(b & 0x7f) << shift
+                if b < 0x80 { return value }
+                shift += 7
+            }
+            return nil
+        }
+        while i < range.upperBound {
+            guard let tag = varint() else { return false }
             switch tag & 7 {
-            case 0: guard varint(bytes, &i) != nil else { return nil }
+            case 0:
+                guard let v = varint() else { return false }
+                visit(tag >> 3, .varint(v))
             case 2:
-                guard let n = varint(bytes, &i), i + Int(n) <= message.endIndex else { return nil }
-                if tag >> 3 == number { return i..<(i + Int(n)) }
+                guard let n = varint(), n <= UInt64(range.upperBound - i) else { return false }
+                visit(tag >> 3, .bytes(i..<(i + Int(n))))
                 i += Int(n)
             case 1: i += 8
             case 5: i += 4
-            default: return nil
+            default: return false
             }
         }
-        return nil
-    }
-
-    private static func varint(_ bytes: UnsafeBufferPointer<UInt8>, _ i: inout Int) -> UInt64? {
-        var value: UInt64 = 0
-        var shift: UInt64 = 0
-        while i < bytes.count && shift < 64 {
-            let b = bytes[i]
-            i += 1
-            value |= UInt64(b & 0x7f) << shift
-            if b < 0x80 { return value }
-            shift += 7
-        }
-        return nil
+        return i == range.upperBound
     }
 }
 
