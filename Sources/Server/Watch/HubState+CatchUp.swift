@@ -115,7 +115,7 @@ extension HubState {
     func deliverCatchUp(_ w: Watcher, _ list: EventList, reached: Int64, current: Int64) {
         if !list.events.isEmpty {
             var r = WatchResponse(watchID: w.id, headerRevision: current)
-            r.eventList = list
+            r.eventLists = [list]
             r.fragmentAllowed = w.fragment
             guard w.session.enqueue(r, bounded: true) else { return }
             w.sentSinceProgressTick = true

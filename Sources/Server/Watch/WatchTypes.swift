@@ -46,6 +46,9 @@ public final class EventList: Sendable {
         bytes = WatchHub.size(of: events)
     }
 
+    /// The revision of the last event (0 when empty).
+    var lastRevision: Int64 { events.last?.kv.modRevision ?? 0 }
+
     /// A value computed from the events on first use and shared by every holder of this list.
     public func derived<T: Sendable>(_ make: ([Event]) -> T) -> T {
         if let v = cache.withLock({ $0 }) as? T { return v }
@@ -53,8 +56,6 @@ public final class EventList: Sendable {
         cache.withLock { $0 = v }
         return v
     }
-
-    static let empty = EventList([])
 }
 
 /// One message of a watch session (etcd's WatchResponse without the member identity, which
@@ -71,12 +72,16 @@ public struct WatchResponse: Sendable {
     public var cancelReason = ""
     /// Set (with `canceled`) when the watcher's start revision was compacted.
     public var compactRevision: Int64 = 0
-    /// Events in revision order; `prevKV` set only for watchers that asked for it.
-    public var eventList = EventList.empty
+    /// Events in revision order, as the shared lists they were queued in (several when the
+    /// session merged later revisions into a response not sent yet); never an empty list.
+    /// `prevKV` set only for watchers that asked for it.
+    public var eventLists: [EventList] = []
     public var events: [Event] {
-        get { eventList.events }
-        set { eventList = EventList(newValue) }
+        get { eventLists.count == 1 ? eventLists[0].events : eventLists.flatMap(\.events) }
+        set { eventLists = newValue.isEmpty ? [] : [EventList(newValue)] }
     }
+    /// Approximate bytes of the events (the outbox budget's unit).
+    public var eventBytes: Int { eventLists.reduce(0) { $0 + $1.bytes } }
     /// The watcher asked for large responses to be fragmented (etcd's `fragment`).
     public var fragmentAllowed = false
 
@@ -86,7 +91,9 @@ public struct WatchResponse: Sendable {
     }
 
     /// True for a progress notification (no events, not a control message).
-    public var isProgress: Bool { events.isEmpty && !created && !canceled }
+    public var isProgress: Bool { eventLists.isEmpty && !created && !canceled }
+    /// True for a response that carries events (and nothing else).
+    var carriesEventsOnly: Bool { !eventLists.isEmpty && !created && !canceled && compactRevision == 0 }
 }
 
 /// Where a session's responses go: the response side of one Watch stream.
@@ -115,6 +122,9 @@ public struct WatchHubConfig: Sendable {
     /// Bytes of events a session may hold queued for its stream before its watchers stop being
     /// fed live and fall back to catching up from the store ("unsynced").
     public var sessionBufferBytes: Int = 256 << 10
+    /// Most bytes of events one response grows to when later revisions are merged into it
+    /// while it waits to be sent (see `WatchSession`).
+    public var mergedResponseBytes: Int = 64 << 10
     /// Most revisions one catch-up response covers (etcd: 1000).
     public var maxRevisionsPerCatchUp: Int64 = 1000
     /// Most unsynced watchers served per catch-up round (etcd: 512).
