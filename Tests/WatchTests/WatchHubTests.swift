@@ -164,6 +164,34 @@ final class WatchHubTests: XCTestCase {
         assertWellFormed(sink.responses, id: 0)
     }
 
+    func testWatchersReplayingFromDifferentRevisionsGetExactlyTheirOwnHistory() throws {
+        var config = WatchHubConfig()
+        config.sessionBufferBytes = 4096        // several catch-up rounds
+        let f = try HubFixture(config: config)
+        let first = f.store.currentRevision + 1
+        for i in 0..<300 { try f.put("h/\(i % 13)", "v\(i)") }
+        let last = f.store.currentRevision
+        let starts: [Int64] = [first, first + 1, first + 37, first + 150, first + 299, last + 1]
+        var sessions: [(WatchSession, RecordingSink)] = []
+        for start in starts {
+            let (s, sink) = f.session()
+            s.create(WatchCreateOptions(key: bytes("h/"), rangeEnd: bytes("h0"), startRevision: start, prevKV: start % 2 == 0))
+            sessions.append((s, sink))
+        }
+        try f.put("h/live", "after")
+        for (i, (_, sink)) in sessions.enumerated() {
+            let start = starts[i]
+            let expected = (start <= last ? Array(start...last) : []) + [last + 1]
+            sink.wait("history from \(start)") { $0.flatMap(\.events).count >= expected.count }
+            XCTAssertEqual(sink.events(of: 0).map(\.kv.modRevision), expected, "watcher from \(start)")
+            for e in sink.events(of: 0) where e.kv.modRevision <= last {
+                XCTAssertEqual(text(e.kv.value), "v\(e.kv.modRevision - first)")
+                XCTAssertEqual(e.prevKV != nil, start % 2 == 0 && e.kv.modRevision - first >= 13)
+            }
+            assertWellFormed(sink.responses, id: 0)
+        }
+    }
+
     func testStartRevisionReplaysHistoryWithPrevKV() throws {
         let f = try HubFixture()
         let r1 = try f.put("a", "1")

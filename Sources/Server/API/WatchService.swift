@@ -80,12 +80,12 @@ final class WatchStreamSink: WatchSink {
         p.canceled = r.canceled
         p.cancelReason = r.cancelReason
         p.compactRevision = r.compactRevision
-        // Encoded once per event list, shared by every watcher that gets the same events.
-        let encoded = r.eventLists.map { $0.derived { EncodedEvents($0) } }
-        if r.fragmentAllowed && encoded.reduce(0, { $0 + $1.count }) >= 2 {
-            sendFragments(p, encoded.flatMap { e in (0..<e.count).map { e.record($0) } })
+        // Encoded once per event list, shared by every watcher that gets any of its events.
+        let encoded = r.eventSlices.map { ($0.list.derived { EncodedEvents($0) }, $0.range) }
+        if r.fragmentAllowed && r.eventSlices.reduce(0, { $0 + $1.range.count }) >= 2 {
+            sendFragments(p, encoded.flatMap { e, range in range.map { e.record($0) } })
         } else {
-            p.eventRecords = encoded.map(\.records)
+            p.eventRecords = encoded.map { e, range in e.records(range) }
             stream.send(p)
         }
     }
@@ -230,8 +230,14 @@ struct EncodedEvents: Sendable {
 
     var count: Int { ends.count }
 
+    /// The records of the events in `range` (sharing `records`' storage).
+    func records(_ range: Range<Int>) -> Data {
+        if range.count == ends.count { return records }
+        return records[(range.lowerBound == 0 ? 0 : ends[range.lowerBound - 1])..<ends[range.upperBound - 1]]
+    }
+
     /// Event `i`'s record alone.
     func record(_ i: Int) -> Data {
-        Data(records[(i == 0 ? 0 : ends[i - 1])..<ends[i]])
+        records(i..<(i + 1))
     }
 }

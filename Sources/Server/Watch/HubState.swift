@@ -131,11 +131,11 @@ final class HubState: @unchecked Sendable {
         for (span, events) in perSpan {
             // Each chunk wrapped once: the responses of every watcher that gets it share one
             // array as well as the list.
-            var withPrev: [[EventList]]?
-            var withoutPrev: [[EventList]]?
+            var withPrev: [[EventSlice]]?
+            var withoutPrev: [[EventSlice]]?
             var fellBehind: [Watcher] = []
             synced.forEachWatcher(of: span) { w in
-                let lists: [[EventList]]
+                let lists: [[EventSlice]]
                 if w.filterPuts || w.filterDeletes || events[0].kv.modRevision < w.next {
                     let mine = events.filter { $0.kv.modRevision >= w.next && w.accepts($0) }.map(w.shaped)
                     if mine.isEmpty { return }
@@ -149,14 +149,14 @@ final class HubState: @unchecked Sendable {
                 }
                 for (i, list) in lists.enumerated() {
                     var r = WatchResponse(watchID: w.id, headerRevision: last.revision)
-                    r.eventLists = list
+                    r.eventSlices = list
                     r.fragmentAllowed = w.fragment
                     if w.session.enqueue(r, bounded: true) {
-                        w.next = i == lists.count - 1 ? last.revision + 1 : list[0].lastRevision + 1
+                        w.next = i == lists.count - 1 ? last.revision + 1 : list[0].events.last!.kv.modRevision + 1
                         w.sentSinceProgressTick = true
                     } else {
                         // The session cannot take more: catch up from the store once it drained.
-                        w.next = list[0].events[0].kv.modRevision
+                        w.next = list[0].events.first!.kv.modRevision
                         fellBehind.append(w)
                         break
                     }
@@ -174,21 +174,21 @@ final class HubState: @unchecked Sendable {
     /// an array) of at most
     /// `mergedResponseBytes` each (a single larger revision stays whole), so that a dispatch
     /// covering many commits does not make one oversized response.
-    private func chunked(_ events: [Event]) -> [[EventList]] {
+    private func chunked(_ events: [Event]) -> [[EventSlice]] {
         let limit = config.mergedResponseBytes
-        var lists: [[EventList]] = []
+        var lists: [[EventSlice]] = []
         var start = 0
         var bytes = 0
         for i in events.indices {
             let size = WatchHub.size(of: events[i])
             if i > start && events[i].kv.modRevision != events[i - 1].kv.modRevision && bytes + size > limit {
-                lists.append([EventList(Array(events[start..<i]))])
+                lists.append([EventSlice(EventList(Array(events[start..<i])))])
                 start = i
                 bytes = 0
             }
             bytes += size
         }
-        lists.append([start == 0 ? EventList(events) : EventList(Array(events[start...]))])
+        lists.append([EventSlice(start == 0 ? EventList(events) : EventList(Array(events[start...])))])
         return lists
     }
 

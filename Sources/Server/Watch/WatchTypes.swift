@@ -38,12 +38,20 @@ public struct WatchCreateOptions: Sendable, Hashable {
 public final class EventList: Sendable {
     public let events: [Event]
     /// Approximate bytes held (the outbox budget's unit).
-    public let bytes: Int
+    public var bytes: Int { byteEnds.last ?? 0 }
+    /// Approximate bytes of `events[0...i]`, for each i.
+    private let byteEnds: [Int]
     private let cache = Mutex<(any Sendable)?>(nil)
 
     public init(_ events: [Event]) {
         self.events = events
-        bytes = WatchHub.size(of: events)
+        var total = 0
+        byteEnds = events.map { total += WatchHub.size(of: $0); return total }
+    }
+
+    /// Approximate bytes of `events[range]`.
+    func bytes(in range: Range<Int>) -> Int {
+        range.isEmpty ? 0 : byteEnds[range.upperBound - 1] - (range.lowerBound == 0 ? 0 : byteEnds[range.lowerBound - 1])
     }
 
     /// The revision of the last event (0 when empty).
@@ -56,6 +64,27 @@ public final class EventList: Sendable {
         cache.withLock { $0 = v }
         return v
     }
+}
+
+/// Consecutive events of a shared `EventList`: all of it, or the part one watcher still needs
+/// (watchers catching up from different revisions share one list and its wire encoding).
+public struct EventSlice: Sendable {
+    public let list: EventList
+    /// Indices into `list.events`; never empty.
+    public let range: Range<Int>
+
+    public init(_ list: EventList) {
+        self.init(list, 0..<list.events.count)
+    }
+
+    public init(_ list: EventList, _ range: Range<Int>) {
+        self.list = list
+        self.range = range
+    }
+
+    public var events: ArraySlice<Event> { list.events[range] }
+    /// Approximate bytes (the outbox budget's unit).
+    public var bytes: Int { list.bytes(in: range) }
 }
 
 /// One message of a watch session (etcd's WatchResponse without the member identity, which
@@ -72,16 +101,16 @@ public struct WatchResponse: Sendable {
     public var cancelReason = ""
     /// Set (with `canceled`) when the watcher's start revision was compacted.
     public var compactRevision: Int64 = 0
-    /// Events in revision order, as the shared lists they were queued in (several when the
-    /// session merged later revisions into a response not sent yet); never an empty list.
-    /// `prevKV` set only for watchers that asked for it.
-    public var eventLists: [EventList] = []
+    /// Events in revision order, as slices of the shared lists they were queued in (several
+    /// when the session merged later revisions into a response not sent yet); never an empty
+    /// slice. `prevKV` set only for watchers that asked for it.
+    public var eventSlices: [EventSlice] = []
     public var events: [Event] {
-        get { eventLists.count == 1 ? eventLists[0].events : eventLists.flatMap(\.events) }
-        set { eventLists = newValue.isEmpty ? [] : [EventList(newValue)] }
+        get { eventSlices.flatMap(\.events) }
+        set { eventSlices = newValue.isEmpty ? [] : [EventSlice(EventList(newValue))] }
     }
     /// Approximate bytes of the events (the outbox budget's unit).
-    public var eventBytes: Int { eventLists.reduce(0) { $0 + $1.bytes } }
+    public var eventBytes: Int { eventSlices.reduce(0) { $0 + $1.bytes } }
     /// The watcher asked for large responses to be fragmented (etcd's `fragment`).
     public var fragmentAllowed = false
 
@@ -91,9 +120,9 @@ public struct WatchResponse: Sendable {
     }
 
     /// True for a progress notification (no events, not a control message).
-    public var isProgress: Bool { eventLists.isEmpty && !created && !canceled }
+    public var isProgress: Bool { eventSlices.isEmpty && !created && !canceled }
     /// True for a response that carries events (and nothing else).
-    var carriesEventsOnly: Bool { !eventLists.isEmpty && !created && !canceled && compactRevision == 0 }
+    var carriesEventsOnly: Bool { !eventSlices.isEmpty && !created && !canceled && compactRevision == 0 }
 }
 
 /// Where a session's responses go: the response side of one Watch stream.
