@@ -7,23 +7,25 @@ import Synchronization
 /// each stream scheduled its own task per commit, a commit watched by a thousand streams would
 /// put a thousand tasks in front of the unary responses (a Put's answer) queued after them.
 /// Instead the streams of one loop queue their delivery work here, and one task at a time runs
-/// it for at most `slice` before it re-schedules itself behind whatever the loop queued
-/// meanwhile. Requests stay responsive under a heavy fan-out; delivery that falls behind is
-/// merged into fewer, larger responses by the watch sessions' outboxes.
+/// it for at most `slice`, then re-queues itself behind whatever the loop queued meanwhile.
+///
+/// While writes are flowing (`pace` is true) a backlogged lane also waits until `interval`
+/// after its last slice started: delivery then takes at most a fifth of the loop's time, so
+/// writes keep their pace however many watchers there are. The commits that arrive meanwhile
+/// are merged into the responses still queued (see `WatchSession`), so each backlogged watcher
+/// gets fewer, larger responses, which is cheaper per event for server and client alike. When
+/// writes stop, the lane delivers its backlog at full speed; an idle lane starts at once.
 ///
 /// Thread-safety: `execute` may be called from any thread; work runs on `eventLoop`, serially,
 /// in submission order.
 final class WatchDeliveryLane: Sendable {
     let eventLoop: any EventLoop
-    /// Longest run of delivery work (a slice) before the loop gets to run its other tasks
-    /// and I/O.
+    /// Longest run of delivery work before the loop gets to run its other tasks and I/O.
     static let slice = TimeAmount.microseconds(1000)
-    /// Shortest time from the start of one slice to the start of the next. With `slice`, it
-    /// caps delivery at half of the loop's time while it is backlogged, so requests (a Put's
-    /// answer, the next request's read) keep the other half however many watchers there are;
-    /// commits that arrive in between are merged into the responses still queued, so a
-    /// backlogged watcher gets fewer, larger responses. An idle lane starts at once.
+    /// While writes are flowing: shortest time from the start of one slice to the next.
     static let interval = TimeAmount.milliseconds(5)
+    /// Whether to pace delivery now (writes are flowing).
+    let pace: @Sendable () -> Bool
 
     private struct Queue {
         var works: [@Sendable () -> Void] = []
@@ -34,8 +36,9 @@ final class WatchDeliveryLane: Sendable {
     }
     private let queue = Mutex(Queue())
 
-    init(eventLoop: any EventLoop) {
+    init(eventLoop: any EventLoop, pace: @escaping @Sendable () -> Bool) {
         self.eventLoop = eventLoop
+        self.pace = pace
     }
 
     func execute(_ work: @escaping @Sendable () -> Void) {
@@ -49,7 +52,7 @@ final class WatchDeliveryLane: Sendable {
     }
 
     private func schedule(at start: NIODeadline) {
-        if start <= .now() {
+        if start <= .now() || !pace() {
             eventLoop.execute { self.run() }
         } else {
             eventLoop.scheduleTask(deadline: start) { self.run() }
@@ -89,12 +92,17 @@ final class WatchDeliveryLane: Sendable {
 /// The delivery lanes of one server, one per event loop (created on first use).
 final class WatchDeliveryLanes: Sendable {
     private let lanes = Mutex<[ObjectIdentifier: WatchDeliveryLane]>([:])
+    let pace: @Sendable () -> Bool
+
+    init(pace: @escaping @Sendable () -> Bool) {
+        self.pace = pace
+    }
 
     func lane(for eventLoop: any EventLoop) -> WatchDeliveryLane {
         lanes.withLock { lanes in
             let id = ObjectIdentifier(eventLoop)
             if let lane = lanes[id] { return lane }
-            let lane = WatchDeliveryLane(eventLoop: eventLoop)
+            let lane = WatchDeliveryLane(eventLoop: eventLoop, pace: pace)
             lanes[id] = lane
             return lane
         }

@@ -19,7 +19,7 @@ public enum WatchService {
 
     public static func make(_ server: EtcdServer, hub: WatchHub) -> Service {
         let fragmentLimit = server.config.maxRequestBytes + grpcOverheadBytes
-        let lanes = WatchDeliveryLanes()
+        let lanes = WatchDeliveryLanes(pace: { hub.writesActive() })
         return Service(name: "etcdserverpb.Watch", methods: [
             .bidirectionalStreaming("Watch") { (stream: ServerStream<EncodedWatchResponse>) -> BidiInbound<Etcdserverpb_WatchRequest> in
                 let sink = WatchStreamSink(stream: stream, server: server, fragmentLimit: fragmentLimit,

@@ -34,6 +34,8 @@ public final class WatchHub: Sendable {
     let state: HubState
     /// Committed revisions not dispatched yet, and whether a dispatch is scheduled.
     private let pending = Mutex<(revisions: [RevisionEvents], scheduled: Bool)>(([], false))
+    /// When the last commit was observed (DispatchTime uptime nanoseconds).
+    private let lastCommit = Atomic<UInt64>(0)
 
     /// Creates the hub and installs it as `store`'s commit observer.
     public init(store: MVCCStore, config: WatchHubConfig = WatchHubConfig()) {
@@ -53,6 +55,7 @@ public final class WatchHub: Sendable {
 
     /// The commit observer: queues `revisions` for one dispatch of everything pending.
     private func committed(_ revisions: [RevisionEvents]) {
+        lastCommit.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
         let schedule = pending.withLock { p -> Bool in
             p.revisions += revisions
             if p.scheduled { return false }
@@ -68,6 +71,13 @@ public final class WatchHub: Sendable {
             }
             self.state.dispatch(revisions)
         }
+    }
+
+    /// Whether a commit was observed within the last `window`: writes are flowing (delivery
+    /// may then yield more to them, see the transport's delivery pacing).
+    public func writesActive(within window: Duration = .milliseconds(20)) -> Bool {
+        let last = lastCommit.load(ordering: .relaxed)
+        return last != 0 && DispatchTime.now().uptimeNanoseconds &- last < UInt64(window.nanoseconds)
     }
 
     /// Removes the hub from the store; sessions get nothing more.
