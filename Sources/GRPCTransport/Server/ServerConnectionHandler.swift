@@ -17,6 +17,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     typealias OutboundOut = ByteBuffer
 
     let services: [String: Service]
+    /// Every method by its full path (`/package.Service/Method`): one lookup per call.
+    private let methodsByPath: [String: ServiceMethod]
     let configuration: GRPCServerConfiguration
     var session: OpaquePointer?
     var context: ChannelHandlerContext?
@@ -43,6 +45,11 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
 
     init(services: [String: Service], configuration: GRPCServerConfiguration) {
         self.services = services
+        var byPath: [String: ServiceMethod] = [:]
+        for service in services.values {
+            for (name, method) in service.methods { byPath["/\(service.name)/\(name)"] = method }
+        }
+        methodsByPath = byPath
         self.configuration = configuration
     }
 
@@ -270,19 +277,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
             return
         }
         let path = call.path
-        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
-        guard path.hasPrefix("/"), parts.count == 3, !parts[1].isEmpty, !parts[2].isEmpty else {
-            reject(call, GRPCStatus(.unimplemented, "malformed method name: \"\(path)\""))
-            return
-        }
-        let serviceName = String(parts[1])
-        let methodName = String(parts[2])
-        guard let service = services[serviceName] else {
-            reject(call, GRPCStatus(.unimplemented, "unknown service \(serviceName)"))
-            return
-        }
-        guard let method = service.methods[methodName] else {
-            reject(call, GRPCStatus(.unimplemented, "unknown method \(methodName) for service \(serviceName)"))
+        guard let method = methodsByPath[path] else {
+            rejectUnknownMethod(call, path: path)
             return
         }
         call.context = CallContext(method: path, metadata: call.metadata, deadline: deadline,
@@ -294,6 +290,22 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
         if case .bidirectional(let start) = method.handler {
             call.inbound = start(call)
         }
+    }
+
+    /// Answers a call whose path names no method, with grpc-go's message for why.
+    private func rejectUnknownMethod(_ call: ServerCall, path: String) {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        guard path.hasPrefix("/"), parts.count == 3, !parts[1].isEmpty, !parts[2].isEmpty else {
+            reject(call, GRPCStatus(.unimplemented, "malformed method name: \"\(path)\""))
+            return
+        }
+        let serviceName = String(parts[1])
+        let methodName = String(parts[2])
+        guard services[serviceName] != nil else {
+            reject(call, GRPCStatus(.unimplemented, "unknown service \(serviceName)"))
+            return
+        }
+        reject(call, GRPCStatus(.unimplemented, "unknown method \(methodName) for service \(serviceName)"))
     }
 
     private func reject(_ call: ServerCall, _ status: GRPCStatus) {
