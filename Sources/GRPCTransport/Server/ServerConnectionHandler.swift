@@ -43,8 +43,12 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     private var pingTimeoutTask: Scheduled<Void>?
     private var awaitingPingAck = false
 
-    init(services: [String: Service], configuration: GRPCServerConfiguration) {
+    private let inboxes: LoopInboxes?
+    private var inbox: LoopInbox!
+
+    init(services: [String: Service], configuration: GRPCServerConfiguration, inboxes: LoopInboxes? = nil) {
         self.services = services
+        self.inboxes = inboxes
         var byPath: [String: ServiceMethod] = [:]
         for service in services.values {
             for (name, method) in service.methods { byPath["/\(service.name)/\(name)"] = method }
@@ -58,6 +62,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         self.eventLoop = context.eventLoop
+        inbox = inboxes?.inbox(for: context.eventLoop) ?? LoopInbox(eventLoop: context.eventLoop)
         self.remoteAddress = context.channel.remoteAddress
         if let tls = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self),
            let certificate = tls.peerCertificate {
@@ -283,7 +288,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
         }
         call.context = CallContext(method: path, metadata: call.metadata, deadline: deadline,
                                    eventLoop: eventLoop, peerCommonName: peerCommonName,
-                                   remoteAddress: remoteAddress)
+                                   remoteAddress: remoteAddress, inbox: inbox)
         call.handler = method.handler
         call.monitor = method.monitor
         if let deadline { call.startDeadline(deadline) }
