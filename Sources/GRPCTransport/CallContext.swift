@@ -20,14 +20,20 @@ public struct CallContext: Sendable {
     public let peerCommonName: String?
     /// The client's address, when known.
     public let remoteAddress: SocketAddress?
+    /// Runs tasks on `eventLoop`, batching those posted from another thread before the loop gets
+    /// to them (shared by the loop's connections): complete calls from a writer thread through
+    /// it, so that a burst of completions costs one wake-up and one write per connection.
+    public let inbox: LoopInbox
 
     public init(method: String, metadata: [String: String], deadline: NIODeadline?,
-                eventLoop: any EventLoop, peerCommonName: String?, remoteAddress: SocketAddress?) {
+                eventLoop: any EventLoop, peerCommonName: String?, remoteAddress: SocketAddress?,
+                inbox: LoopInbox? = nil) {
         self.method = method
         self.metadata = metadata
         self.deadline = deadline
         self.eventLoop = eventLoop
         self.peerCommonName = peerCommonName
         self.remoteAddress = remoteAddress
+        self.inbox = inbox ?? LoopInbox(eventLoop: eventLoop)
     }
 }

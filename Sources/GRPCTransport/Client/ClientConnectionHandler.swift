@@ -17,6 +17,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     private var flushScheduled = false
     private var wroteSinceFlush = false
     private var closedError: GRPCStatus?
+    private var headerCache: [String: OwnedHeaderList] = [:]
 
     init(authority: String, scheme: String) {
         self.authority = authority
@@ -95,17 +96,23 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
             call.finish(errorCode: H2.noError)
             return
         }
-        var headers = [(":method", "POST"), (":scheme", scheme), (":path", call.path),
-                       (":authority", authority), ("content-type", "application/grpc"), ("te", "trailers")]
-        if let timeout = call.timeout {
-            headers.append(("grpc-timeout", "\(max(1, timeout.nanoseconds / 1000))u"))
-        }
-        headers.append(contentsOf: call.metadata)
         call.connection = self
         var provider = nghttp2_data_provider(
             source: nghttp2_data_source(ptr: Unmanaged.passUnretained(call).toOpaque()),
             read_callback: clientDataSourceRead)
-        let id = withHeaderList(headers) { nghttp2_submit_request(session, nil, $0, $1, &provider, nil) }
+        let id: Int32
+        if call.timeout == nil && call.metadata.isEmpty {
+            // The common call: its header list depends on the path only; build it once.
+            let headers = plainRequestHeaders(path: call.path)
+            id = nghttp2_submit_request(session, nil, headers.pointer, headers.count, &provider, nil)
+        } else {
+            var headers = requestHeaders(path: call.path)
+            if let timeout = call.timeout {
+                headers.append(("grpc-timeout", "\(max(1, timeout.nanoseconds / 1000))u"))
+            }
+            headers.append(contentsOf: call.metadata)
+            id = withHeaderList(headers) { nghttp2_submit_request(session, nil, $0, $1, &provider, nil) }
+        }
         guard id > 0 else {
             call.localFailure = GRPCStatus(.unavailable, "cannot start stream: \(String(cString: nghttp2_strerror(id)))")
             call.finish(errorCode: H2.noError)
@@ -120,6 +127,20 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
             }
         }
         scheduleFlush()
+    }
+
+    /// The request headers every call sends.
+    private func requestHeaders(path: String) -> [(String, String)] {
+        [(":method", "POST"), (":scheme", scheme), (":path", path),
+         (":authority", authority), ("content-type", "application/grpc"), ("te", "trailers")]
+    }
+
+    /// `requestHeaders(path:)` as a list built once per path (a connection calls a few methods).
+    private func plainRequestHeaders(path: String) -> OwnedHeaderList {
+        if let list = headerCache[path] { return list }
+        let list = OwnedHeaderList(requestHeaders(path: path))
+        if headerCache.count < 64 { headerCache[path] = list }
+        return list
     }
 
     func send(_ call: ClientCall, _ framed: ByteBuffer?, end: Bool) {
@@ -231,13 +252,14 @@ private func clientOnHeader(_ session: OpaquePointer?, _ frame: UnsafePointer<ng
                             _ flags: UInt8, _ userData: UnsafeMutableRawPointer?) -> Int32 {
     let frame = frame!.pointee
     guard frame.hd.type == H2.headers, let call = clientConnection(userData).calls[frame.hd.stream_id] else { return 0 }
-    let name = String(decoding: UnsafeBufferPointer(start: name, count: nameLength), as: UTF8.self)
-    let value = String(decoding: UnsafeBufferPointer(start: value, count: valueLength), as: UTF8.self)
-    switch name {
-    case ":status": call.httpStatus = Int(value)
-    case "grpc-status": call.grpcStatus = Int(value)
-    case "grpc-message": call.grpcMessage = value
-    default: break
+    // Only three headers matter; compare bytes, make strings only for those.
+    func text() -> String { String(decoding: UnsafeBufferPointer(start: value, count: valueLength), as: UTF8.self) }
+    if bytesEqual(name, nameLength, ":status") {
+        call.httpStatus = Int(text())
+    } else if bytesEqual(name, nameLength, "grpc-status") {
+        call.grpcStatus = Int(text())
+    } else if bytesEqual(name, nameLength, "grpc-message") {
+        call.grpcMessage = text()
     }
     return 0
 }

@@ -101,12 +101,31 @@ public final class GRPCClient: Sendable {
         responseType: Response.Type = Response.self
     ) -> EventLoopFuture<Response> {
         let promise = eventLoop.makePromise(of: Response.self)
+        unary(path, request, metadata: metadata, timeout: timeout, responseType: Response.self) { result in
+            switch result {
+            case .success(let response): promise.succeed(response)
+            case .failure(let status): promise.fail(status)
+            }
+        }
+        return promise.futureResult
+    }
+
+    /// A unary call whose `completion` runs once, on the connection's event loop, with the
+    /// response (status OK and exactly one message) or the failing status. Called on the event
+    /// loop, the call starts at once, without a thread hop or a future: a completion may start
+    /// the next call directly (closed-loop load generators do).
+    public func unary<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        _ path: String, _ request: Request, metadata: [(String, String)] = [], timeout: TimeAmount? = nil,
+        responseType: Response.Type = Response.self,
+        completion: @escaping @Sendable (Result<Response, GRPCStatus>) -> Void
+    ) {
         let framed: ByteBuffer
         do {
             framed = try request.grpcFramed()
         } catch {
-            promise.fail(GRPCStatus(.internalError, "grpc: error while marshaling: \(error)"))
-            return promise.futureResult
+            let status = GRPCStatus(.internalError, "grpc: error while marshaling: \(error)")
+            onLoop { _ in completion(.failure(status)) }
+            return
         }
         onLoop { handler in
             var response: Response?
@@ -119,20 +138,19 @@ public final class GRPCClient: Sendable {
                 }
             }, onClose: { status in
                 if let decodeError {
-                    promise.fail(decodeError)
+                    completion(.failure(decodeError))
                 } else if status.code != .ok {
-                    promise.fail(status)
+                    completion(.failure(status))
                 } else if let response {
-                    promise.succeed(response)
+                    completion(.success(response))
                 } else {
-                    promise.fail(GRPCStatus(.internalError, "grpc: server returned OK without a response message"))
+                    completion(.failure(GRPCStatus(.internalError, "grpc: server returned OK without a response message")))
                 }
             })
             call.append(framed)
             call.inputFinished = true
             handler.start(call)
         }
-        return promise.futureResult
     }
 
     /// A server-streaming call: `onResponse` runs on the event loop for each response; the

@@ -80,6 +80,36 @@ struct StaticHeaderList: @unchecked Sendable {
     static let okTrailers = StaticHeaderList([("grpc-status", "0")])
 }
 
+/// A header list built once and reused, freed with its owner. nghttp2 copies it on each submit.
+final class OwnedHeaderList {
+    let pointer: UnsafePointer<nghttp2_nv>
+    let count: Int
+    private let nvs: UnsafeMutablePointer<nghttp2_nv>
+    private let bytes: UnsafeMutablePointer<UInt8>
+
+    init(_ headers: [(String, String)]) {
+        let total = headers.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count }
+        bytes = .allocate(capacity: max(1, total))
+        nvs = .allocate(capacity: max(1, headers.count))
+        var offset = 0
+        for (i, (name, value)) in headers.enumerated() {
+            let nameStart = bytes + offset
+            for byte in name.utf8 { bytes[offset] = byte; offset += 1 }
+            let valueStart = bytes + offset
+            for byte in value.utf8 { bytes[offset] = byte; offset += 1 }
+            nvs[i] = nghttp2_nv(name: nameStart, value: valueStart, namelen: name.utf8.count,
+                                valuelen: value.utf8.count, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+        }
+        pointer = UnsafePointer(nvs)
+        count = headers.count
+    }
+
+    deinit {
+        nvs.deallocate()
+        bytes.deallocate()
+    }
+}
+
 /// Whether the `length` bytes at `bytes` spell `literal` (ASCII).
 @inline(__always)
 func bytesEqual(_ bytes: UnsafePointer<UInt8>?, _ length: Int, _ literal: StaticString) -> Bool {

@@ -20,6 +20,7 @@ public final class GRPCServer: Sendable {
     public let configuration: GRPCServerConfiguration
     private let services: [String: Service]
     private let group: any EventLoopGroup
+    private let inboxes: LoopInboxes
     private let state = NIOLockedValueBox(State())
 
     private struct State {
@@ -37,6 +38,7 @@ public final class GRPCServer: Sendable {
         self.services = table
         self.configuration = configuration
         self.group = group
+        inboxes = LoopInboxes(group: group)
     }
 
     /// Starts listening on `url` (`http://host:port` or `https://host:port`) and returns the
@@ -74,6 +76,7 @@ public final class GRPCServer: Sendable {
         let tlsContext = sslContext
         let services = self.services
         let configuration = self.configuration
+        let inboxes = self.inboxes
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -87,7 +90,7 @@ public final class GRPCServer: Sendable {
                         try sync.addHandler(NIOSSLServerHandler(context: sslContext))
                     }
                     try sync.addHandler(ProtocolSniffer(
-                        makeHTTP2Handler: { ServerConnectionHandler(services: services, configuration: configuration) },
+                        makeHTTP2Handler: { ServerConnectionHandler(services: services, configuration: configuration, inboxes: inboxes) },
                         http1Handler: configuration.http1Handler))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {

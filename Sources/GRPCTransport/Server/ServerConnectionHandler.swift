@@ -17,6 +17,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     typealias OutboundOut = ByteBuffer
 
     let services: [String: Service]
+    /// Every method by its full path (`/package.Service/Method`): one lookup per call.
+    private let methodsByPath: [String: ServiceMethod]
     let configuration: GRPCServerConfiguration
     var session: OpaquePointer?
     var context: ChannelHandlerContext?
@@ -41,8 +43,17 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     private var pingTimeoutTask: Scheduled<Void>?
     private var awaitingPingAck = false
 
-    init(services: [String: Service], configuration: GRPCServerConfiguration) {
+    private let inboxes: LoopInboxes?
+    private var inbox: LoopInbox!
+
+    init(services: [String: Service], configuration: GRPCServerConfiguration, inboxes: LoopInboxes? = nil) {
         self.services = services
+        self.inboxes = inboxes
+        var byPath: [String: ServiceMethod] = [:]
+        for service in services.values {
+            for (name, method) in service.methods { byPath["/\(service.name)/\(name)"] = method }
+        }
+        methodsByPath = byPath
         self.configuration = configuration
     }
 
@@ -51,6 +62,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         self.eventLoop = context.eventLoop
+        inbox = inboxes?.inbox(for: context.eventLoop) ?? LoopInbox(eventLoop: context.eventLoop)
         self.remoteAddress = context.channel.remoteAddress
         if let tls = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self),
            let certificate = tls.peerCertificate {
@@ -270,6 +282,23 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
             return
         }
         let path = call.path
+        guard let method = methodsByPath[path] else {
+            rejectUnknownMethod(call, path: path)
+            return
+        }
+        call.context = CallContext(method: path, metadata: call.metadata, deadline: deadline,
+                                   eventLoop: eventLoop, peerCommonName: peerCommonName,
+                                   remoteAddress: remoteAddress, inbox: inbox)
+        call.handler = method.handler
+        call.monitor = method.monitor
+        if let deadline { call.startDeadline(deadline) }
+        if case .bidirectional(let start) = method.handler {
+            call.inbound = start(call)
+        }
+    }
+
+    /// Answers a call whose path names no method, with grpc-go's message for why.
+    private func rejectUnknownMethod(_ call: ServerCall, path: String) {
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
         guard path.hasPrefix("/"), parts.count == 3, !parts[1].isEmpty, !parts[2].isEmpty else {
             reject(call, GRPCStatus(.unimplemented, "malformed method name: \"\(path)\""))
@@ -277,23 +306,11 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
         }
         let serviceName = String(parts[1])
         let methodName = String(parts[2])
-        guard let service = services[serviceName] else {
+        guard services[serviceName] != nil else {
             reject(call, GRPCStatus(.unimplemented, "unknown service \(serviceName)"))
             return
         }
-        guard let method = service.methods[methodName] else {
-            reject(call, GRPCStatus(.unimplemented, "unknown method \(methodName) for service \(serviceName)"))
-            return
-        }
-        call.context = CallContext(method: path, metadata: call.metadata, deadline: deadline,
-                                   eventLoop: eventLoop, peerCommonName: peerCommonName,
-                                   remoteAddress: remoteAddress)
-        call.handler = method.handler
-        call.monitor = method.monitor
-        if let deadline { call.startDeadline(deadline) }
-        if case .bidirectional(let start) = method.handler {
-            call.inbound = start(call)
-        }
+        reject(call, GRPCStatus(.unimplemented, "unknown method \(methodName) for service \(serviceName)"))
     }
 
     private func reject(_ call: ServerCall, _ status: GRPCStatus) {

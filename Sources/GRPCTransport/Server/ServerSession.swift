@@ -74,7 +74,8 @@ private func serverOnHeader(_ session: OpaquePointer?, _ frame: UnsafePointer<ng
         return 0
     }
     if bytesEqual(name, nameLength, "content-type") {
-        call.contentType = text(value, valueLength)
+        // The usual value as a literal: no string to allocate per call.
+        call.contentType = bytesEqual(value, valueLength, "application/grpc") ? "application/grpc" : text(value, valueLength)
     } else if bytesEqual(name, nameLength, "te") || bytesEqual(name, nameLength, "content-length")
                 || bytesEqual(name, nameLength, "grpc-accept-encoding") {
         return 0

@@ -11,13 +11,10 @@ extension GRPCStatus {
 extension UnaryResponder {
     /// Completes with a result computed off the event loop (e.g. on the applier thread after a
     /// group commit): hops to the call's event loop first, so encoding and writing happen there
-    /// and the applier is free for the next group at once.
+    /// and the applier is free for the next group at once. The hop goes through the loop's
+    /// inbox: the completions of one group reach each loop as one task.
     func complete(_ result: Result<Response, EtcdError>, on context: CallContext) {
-        if context.eventLoop.inEventLoop {
-            complete(now: result)
-        } else {
-            context.eventLoop.execute { self.complete(now: result) }
-        }
+        context.inbox.execute { self.complete(now: result) }
     }
 
     /// Completes with a result computed on the caller's thread (already on the event loop).

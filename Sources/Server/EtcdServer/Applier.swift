@@ -26,6 +26,7 @@ final class Applier: Sendable {
 
     private let machine: StateMachine
     private let maxEntriesPerCommit: Int
+    private let completionBatch: @Sendable (() -> Void) -> Void
     /// A group stops growing past this many request bytes (bounds the batch's memory).
     static let maxBytesPerCommit = 64 << 20
     private let queue = DispatchQueue(label: "rusd.applier")
@@ -35,9 +36,11 @@ final class Applier: Sendable {
     /// Durations of the successful synced engine writes (one per group commit).
     let commitDurations = DurationHistogram.etcdDiskBuckets()
 
-    init(machine: StateMachine, firstIndex: UInt64, maxEntriesPerCommit: Int) {
+    init(machine: StateMachine, firstIndex: UInt64, maxEntriesPerCommit: Int,
+         completionBatch: (@Sendable (() -> Void) -> Void)? = nil) {
         self.machine = machine
         self.maxEntriesPerCommit = max(1, maxEntriesPerCommit)
+        self.completionBatch = completionBatch ?? { $0() }
         state = Mutex(Queue(nextIndex: firstIndex))
     }
 
@@ -110,11 +113,15 @@ final class Applier: Sendable {
         groups.withLock { $0 += 1 }
         if let failure {
             machine.resyncAfterRollback()
-            for p in group { p.complete(.failure(failure)) }
+            completionBatch {
+                for p in group { p.complete(.failure(failure)) }
+            }
             return
         }
-        for (p, r) in zip(group, results) {
-            if let r { p.complete(r) }
+        completionBatch {
+            for (p, r) in zip(group, results) {
+                if let r { p.complete(r) }
+            }
         }
     }
 }

@@ -47,7 +47,8 @@ public final class EtcdServer: Sendable {
         try auth.reload(from: store)
         machine = StateMachine(store: store, leases: lessor, auth: auth)
         applier = Applier(machine: machine, firstIndex: store.appliedIndex + 1,
-                          maxEntriesPerCommit: config.maxEntriesPerCommit)
+                          maxEntriesPerCommit: config.maxEntriesPerCommit,
+                          completionBatch: config.completionBatch)
         expiryTimer = TimerBox(DispatchSource.makeTimerSource(queue: DispatchQueue(label: "rusd.lease-expiry")))
         let interval = DispatchTimeInterval.milliseconds(max(10, config.leaseExpiryCheckMilliseconds))
         expiryTimer.timer.schedule(deadline: .now() + interval, repeating: interval)

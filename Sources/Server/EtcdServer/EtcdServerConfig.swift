@@ -17,6 +17,10 @@ public struct EtcdServerConfig: Sendable {
     public var leaseExpiryCheckMilliseconds: Int = 500
     /// Most log entries applied in one group commit (bounds latency and memory of a group).
     public var maxEntriesPerCommit: Int = 4096
+    /// Wraps the completions of each group commit (all run inside one call, on the applier's
+    /// thread): the transport can hold back its thread hand-offs until the whole group is
+    /// completed and then hand them over at once. nil: completions just run.
+    public var completionBatch: (@Sendable (() -> Void) -> Void)?
 
     /// --auth-token-ttl: seconds a simple token lives after its last use (etcd: 300).
     public var authTokenTTLSeconds: Int = 300

@@ -119,21 +119,24 @@ public final class StoreWriter: @unchecked Sendable {
         var create = rev.main
         var version: Int64 = 1
         var prevLease: Int64 = 0
-        var prev: KeyValue?
-        if let e = index.get(key), e.isLive {
-            create = e.createRevision
-            version = e.version + 1
-            prevLease = e.lease
-            if wantPrevious || wantsPrevKV { prev = try fetch(e.latest.revision) }
+        var prevRevision: Revision?
+        let ir = IndexedRevision(revision: rev, isTombstone: false)
+        // One index lookup: read the key's latest state and append the new revision in place.
+        // (A failure below fails the whole group, which rolls the index back.)
+        index.upsert(key, make: { KeyHistory(key: key, first: ir, createRevision: rev.main, version: 1, lease: lease) }) { e in
+            if e.latest.revision == rev { return }  // just made
+            if e.isLive {
+                create = e.createRevision
+                version = e.version + 1
+                prevLease = e.lease
+                prevRevision = e.latest.revision
+            }
+            e.append(ir, createRevision: create, version: version, lease: lease)
         }
+        var prev: KeyValue?
+        if let prevRevision, wantPrevious || wantsPrevKV { prev = try fetch(prevRevision) }
         let record = RevisionRecord.encodePut(key: key, value: value, createRevision: create, version: version, lease: lease)
         stageRecord(rev, record)
-        let ir = IndexedRevision(revision: rev, isTombstone: false)
-        index.upsert(key, make: { KeyHistory(key: key, first: ir, createRevision: create, version: version, lease: lease) }) { e in
-            if e.latest.revision != rev {
-                e.append(ir, createRevision: create, version: version, lease: lease)
-            }
-        }
         txnEvents.append(Event(kind: .put,
                                kv: KeyValue(key: key, value: value, createRevision: create, modRevision: rev.main,
                                             version: version, lease: lease),

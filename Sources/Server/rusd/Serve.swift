@@ -25,6 +25,8 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     serverConfig.maxTxnOps = config.maxTxnOps
     serverConfig.authTokenTTLSeconds = config.authTokenTTL
     serverConfig.bcryptCost = config.bcryptCost
+    // The responses of a group commit reach each event loop as one task (see LoopInbox).
+    serverConfig.completionBatch = { LoopInbox.batching($0) }
 
     let etcd: EtcdServer
     do {

@@ -27,6 +27,9 @@ protocol EtcdClient: Sendable {
     func defragment() async throws
     /// Closes the connection; the client is unusable afterwards.
     func close() async
+    /// Runs a closed-loop load on this connection and returns its latencies (failed requests
+    /// counted as errors). Throws only when the run cannot complete (see `ClosedLoopLoad.grace`).
+    func runClosedLoop(_ load: ClosedLoopLoad) async throws -> LatencyHistogram
 }
 
 /// Makes connected clients for one endpoint.

@@ -207,6 +207,10 @@ struct EtcdctlClient: EtcdClient {
     }
 
     func close() async {}
+
+    func runClosedLoop(_ load: ClosedLoopLoad) async throws -> LatencyHistogram {
+        try await runClosedLoopWithTasks(load)
+    }
 }
 
 /// Makes `EtcdctlClient`s (`--client etcdctl`).

@@ -142,6 +142,10 @@ struct GRPCEtcdClient: EtcdClient {
         try? await connection.close().get()
     }
 
+    func runClosedLoop(_ load: ClosedLoopLoad) async throws -> LatencyHistogram {
+        try await GRPCClosedLoop.run(load, on: connection)
+    }
+
     static func keyValue(_ kv: Mvccpb_KeyValue) -> KeyValue {
         KeyValue(key: [UInt8](kv.key), value: [UInt8](kv.value), createRevision: kv.createRevision,
                  modRevision: kv.modRevision, version: kv.version, lease: kv.lease)

@@ -45,13 +45,26 @@ struct ConcurrentWorkload: Workload {
         var totalOps = 0
         var errors = 0
         var logical: Int64 = 0
+        let serverPID = context.server?.pid
+        let clientPID = getpid()
         for clients in levels {
+            let serverBefore = serverPID.flatMap(ProcessStats.read(pid:))
+            let clientBefore = ProcessStats.read(pid: clientPID)
             let (histogram, elapsed) = try await runLevel(clients: clients, seconds: seconds, keySpace: keySpace,
                                                           connections: connections, value: value)
             let ops = Int(histogram.count)
             let rate = Double(ops) / elapsed
             result.latency["\(name) c=\(clients)"] = histogram.summary()
             result.metrics["ops_s c=\(clients)"] = rate
+            // CPU per 1k requests at this level: the server's and this process's (the client).
+            if ops > 0 {
+                if let before = serverBefore, let after = serverPID.flatMap(ProcessStats.read(pid:)) {
+                    result.metrics["server_cpu_ms_per_1k c=\(clients)"] = (after.cpuSeconds - before.cpuSeconds) * 1e6 / Double(ops)
+                }
+                if let before = clientBefore, let after = ProcessStats.read(pid: clientPID) {
+                    result.metrics["client_cpu_ms_per_1k c=\(clients)"] = (after.cpuSeconds - before.cpuSeconds) * 1e6 / Double(ops)
+                }
+            }
             best = max(best, rate)
             totalOps += ops
             errors += histogram.errors
@@ -71,36 +84,25 @@ struct ConcurrentWorkload: Workload {
 
     private func runLevel(clients: Int, seconds: Double, keySpace: Int, connections: [any EtcdClient],
                           value: [UInt8]) async throws -> (LatencyHistogram, Double) {
-        let kind = self.kind
+        let operation: ClosedLoopLoad.Operation
+        switch kind {
+        case .put, .putLarge: operation = .put
+        case .range: operation = .range
+        case .txn: operation = .txnPut
+        }
         let start = monotonicNanos()
         let deadline = start + UInt64(seconds * 1e9)
+        // Worker w uses connection w % connections.count, with its own random key sequence.
+        var loads: [(any EtcdClient, ClosedLoopLoad)] = []
+        for (index, client) in connections.enumerated() {
+            let seeds = stride(from: index, to: clients, by: connections.count).map { UInt64($0) &+ start }
+            if seeds.isEmpty { continue }
+            loads.append((client, ClosedLoopLoad(operation: operation, seeds: seeds, deadline: deadline,
+                                                 keySpace: keySpace, value: value)))
+        }
         let merged = try await withThrowingTaskGroup(of: LatencyHistogram.self) { group in
-            for worker in 0..<clients {
-                let client = connections[worker % connections.count]
-                group.addTask {
-                    var histogram = LatencyHistogram()
-                    var rng = SplitMix64(seed: UInt64(worker) &+ start)
-                    while monotonicNanos() < deadline {
-                        let key = eightByteKey(Int(rng.next() % UInt64(keySpace)))
-                        let t0 = monotonicNanos()
-                        do {
-                            switch kind {
-                            case .put, .putLarge:
-                                _ = try await client.put(key: key, value: value, lease: 0)
-                            case .range:
-                                _ = try await client.range(key: key, rangeEnd: [], limit: 0, revision: 0,
-                                                           keysOnly: false, countOnly: false)
-                            case .txn:
-                                _ = try await client.txn(compares: [], success: [.put(key: key, value: value, lease: 0)],
-                                                         failure: [])
-                            }
-                            histogram.recordSince(t0)
-                        } catch {
-                            histogram.recordError()
-                        }
-                    }
-                    return histogram
-                }
+            for (client, load) in loads {
+                group.addTask { try await client.runClosedLoop(load) }
             }
             var all = LatencyHistogram()
             for try await h in group { all.merge(h) }
