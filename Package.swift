@@ -26,6 +26,19 @@ let staticSwiftRuntime: [LinkerSetting] = [.unsafeFlags([
     "-use-ld=lld", "-Xlinker", "--no-export-dynamic", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
 ])]
 
+/// rusd links FoundationEssentials but not the rest of Foundation (Foundation, CoreFoundation,
+/// FoundationInternationalization, ICU: 48 MB of binary, 3 MB resident). swift-crypto imports
+/// Foundation, so `-lFoundation` is on the link line ahead of FoundationEssentials, and lld took
+/// generic specializations that both define from Foundation's archive, dragging in the rest.
+/// Mapping those archives to an empty input keeps them out, and fails the link with an
+/// undefined symbol if code really needs them (use FoundationEssentials APIs instead).
+let withoutFullFoundation: [LinkerSetting] = [.unsafeFlags([
+    "-Xlinker", "--remap-inputs=*/libFoundation.a=/dev/null",
+    "-Xlinker", "--remap-inputs=*/libFoundationInternationalization.a=/dev/null",
+    "-Xlinker", "--remap-inputs=*/libCoreFoundation.a=/dev/null",
+    "-Xlinker", "--remap-inputs=*/lib_FoundationICU.a=/dev/null",
+])]
+
 let package = Package(
     name: "rusd",
     platforms: [.macOS(.v14)],
@@ -112,7 +125,7 @@ let package = Package(
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "SwiftASN1", package: "swift-asn1"),
-        ], path: "Sources/Server/rusd", linkerSettings: staticSwiftRuntime),
+        ], path: "Sources/Server/rusd", linkerSettings: staticSwiftRuntime + withoutFullFoundation),
         .executableTarget(name: "rusd-compare", dependencies: [
             "EtcdProto", "GRPCTransport", "EngineAPI", "Engines",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
