@@ -39,6 +39,15 @@ let withoutFullFoundation: [LinkerSetting] = [.unsafeFlags([
     "-Xlinker", "--remap-inputs=*/lib_FoundationICU.a=/dev/null",
 ])]
 
+/// rusd's hot functions and data first, in the order a running rusd first touches them
+/// (Sources/Server/rusd/link-order.txt, made by scripts/generate-rusd-link-order.sh). A fault on
+/// the binary maps the whole page-cache folio around it, so resident memory follows how many
+/// places are touched; clustered, they share pages (-3 MiB). Stale names are skipped.
+let hotCodeFirst: [LinkerSetting] = [.unsafeFlags([
+    "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/Server/rusd/link-order.txt",
+    "-Xlinker", "--no-warn-symbol-ordering",
+])]
+
 let package = Package(
     name: "rusd",
     platforms: [.macOS(.v14)],
@@ -125,7 +134,8 @@ let package = Package(
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "SwiftASN1", package: "swift-asn1"),
-        ], path: "Sources/Server/rusd", linkerSettings: staticSwiftRuntime + withoutFullFoundation),
+        ], path: "Sources/Server/rusd", exclude: ["link-order.txt"],
+        linkerSettings: staticSwiftRuntime + withoutFullFoundation + hotCodeFirst),
         .executableTarget(name: "rusd-compare", dependencies: [
             "EtcdProto", "GRPCTransport", "EngineAPI", "Engines",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
