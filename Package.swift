@@ -19,7 +19,7 @@ import PackageDescription
 /// plugins that would bind to our symbols, and exporting ~50,000 of them made every start read
 /// 5 MB of .dynsym/.dynstr/.gnu.hash and apply 120,000 symbolic relocations. What relocations
 /// remain are relative, packed as DT_RELR (`-z pack-relative-relocs`, glibc 2.36+): 2.8 MB of
-/// .rela.dyn become 40 KB. Together -5 MB of resident memory in rusd (README, "Memory").
+/// .rela.dyn become 40 KB. Together -5 MB of resident memory in rusd (README, "Memory and binary").
 let staticSwiftRuntime: [LinkerSetting] = [.unsafeFlags([
     "-static-stdlib", "-lFoundationInternationalization", "-lCoreFoundation", "-l_FoundationICU",
     "-l_FoundationCollections", "-l_FoundationCShims",
@@ -27,7 +27,7 @@ let staticSwiftRuntime: [LinkerSetting] = [.unsafeFlags([
 ])]
 
 /// rusd links FoundationEssentials but not the rest of Foundation (Foundation, CoreFoundation,
-/// FoundationInternationalization, ICU: 48 MB of binary, 3 MB resident). swift-crypto imports
+/// FoundationInternationalization, ICU: ~50 MB of binary, 3 MB resident). swift-crypto imports
 /// Foundation, so `-lFoundation` is on the link line ahead of FoundationEssentials, and lld took
 /// generic specializations that both define from Foundation's archive, dragging in the rest.
 /// Mapping those archives to an empty input keeps them out, and fails the link with an
