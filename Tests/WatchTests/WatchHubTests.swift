@@ -110,6 +110,88 @@ final class WatchHubTests: XCTestCase {
         XCTAssertEqual(slowSink.events(of: 0).last.map { text($0.kv.value) }, "after")
     }
 
+    func testLaggingSessionGetsRevisionsMergedButNeverAcrossAProgressResponse() throws {
+        let f = try HubFixture()
+        let (s, sink) = f.session()
+        s.create(WatchCreateOptions(key: bytes("m/"), rangeEnd: bytes("m0")))
+        sink.wait("created") { $0.count == 1 }
+        // The stream stops taking responses: commits queue up in the session's outbox.
+        sink.setWritable(false)
+        let first = f.store.currentRevision + 1
+        for i in 0..<50 { try f.put("m/\(i % 7)", "a\(i)") }
+        f.hub.sync()
+        s.requestProgress()
+        f.hub.sync()
+        let progressRevision = f.store.currentRevision
+        for i in 0..<30 { try f.put("m/\(i % 5)", "b\(i)") }
+        let last = f.store.currentRevision
+        f.hub.sync()
+        XCTAssertEqual(sink.responses.count, 1, "nothing is written while the stream is not writable")
+
+        sink.setWritable(true)
+        sink.wait("all events") { $0.flatMap(\.events).count == 80 }
+        let rs = Array(sink.responses.dropFirst())
+        // 80 commits arrived while the outbox waited: merged into one response before the
+        // progress response and one after it, not 80.
+        XCTAssertEqual(rs.count, 3, "responses: \(rs.map { ($0.watchID, $0.events.count, $0.headerRevision) })")
+        XCTAssertEqual(rs[0].events.map(\.kv.modRevision), Array(first...progressRevision))
+        XCTAssertEqual(rs[1].watchID, -1)
+        XCTAssertTrue(rs[1].isProgress)
+        XCTAssertEqual(rs[1].headerRevision, progressRevision)
+        XCTAssertEqual(rs[2].events.map(\.kv.modRevision), Array(progressRevision + 1...last))
+        XCTAssertEqual(rs[2].headerRevision, last)
+        XCTAssertEqual(sink.events(of: 0).map { text($0.kv.value) }, (0..<50).map { "a\($0)" } + (0..<30).map { "b\($0)" })
+        assertWellFormed(sink.responses, id: 0)
+    }
+
+    func testMergedResponsesStayWithinTheMergeLimit() throws {
+        var config = WatchHubConfig()
+        config.mergedResponseBytes = 1000
+        let f = try HubFixture(config: config)
+        let (s, sink) = f.session()
+        s.create(WatchCreateOptions(key: bytes("m/"), rangeEnd: bytes("m0")))
+        sink.wait("created") { $0.count == 1 }
+        sink.setWritable(false)
+        let value = String(repeating: "v", count: 100)
+        for i in 0..<40 { try f.put("m/\(i)", value) }
+        f.hub.sync()
+        sink.setWritable(true)
+        sink.wait("all events") { $0.flatMap(\.events).count == 40 }
+        let rs = Array(sink.responses.dropFirst())
+        XCTAssertGreaterThan(rs.count, 1)
+        XCTAssertLessThan(rs.count, 40)
+        for r in rs { XCTAssertLessThanOrEqual(r.eventBytes, 1000) }
+        assertWellFormed(sink.responses, id: 0)
+    }
+
+    func testWatchersReplayingFromDifferentRevisionsGetExactlyTheirOwnHistory() throws {
+        var config = WatchHubConfig()
+        config.sessionBufferBytes = 4096        // several catch-up rounds
+        let f = try HubFixture(config: config)
+        let first = f.store.currentRevision + 1
+        for i in 0..<300 { try f.put("h/\(i % 13)", "v\(i)") }
+        let last = f.store.currentRevision
+        let starts: [Int64] = [first, first + 1, first + 37, first + 150, first + 299, last + 1]
+        var sessions: [(WatchSession, RecordingSink)] = []
+        for start in starts {
+            let (s, sink) = f.session()
+            s.create(WatchCreateOptions(key: bytes("h/"), rangeEnd: bytes("h0"), startRevision: start, prevKV: start % 2 == 0))
+            sessions.append((s, sink))
+        }
+        try f.put("h/live", "after")
+        for (i, (_, sink)) in sessions.enumerated() {
+            let start = starts[i]
+            let expected = (start <= last ? Array(start...last) : []) + [last + 1]
+            sink.wait("history from \(start)") { $0.flatMap(\.events).count >= expected.count }
+            XCTAssertEqual(sink.events(of: 0).map(\.kv.modRevision), expected, "watcher from \(start)")
+            for e in sink.events(of: 0) where e.kv.modRevision <= last {
+                XCTAssertEqual(text(e.kv.value), "v\(e.kv.modRevision - first)")
+                XCTAssertEqual(e.prevKV != nil, start % 2 == 0 && e.kv.modRevision - first >= 13)
+            }
+            assertWellFormed(sink.responses, id: 0)
+        }
+    }
+
     func testStartRevisionReplaysHistoryWithPrevKV() throws {
         let f = try HubFixture()
         let r1 = try f.put("a", "1")

@@ -158,13 +158,18 @@ public final class GRPCClient: Sendable {
         let promise = eventLoop.makePromise(of: GRPCStatus.self)
         let box = NIOLoopBoundBox.makeEmptyBox(valueType: ClientCall.self, eventLoop: eventLoop)
         let streaming = ClientStreamingCall<Request>(eventLoop: eventLoop, status: promise.futureResult, call: box, client: self)
+        let direct = Response.self as? any GRPCDirectDecodable.Type
         onLoop { handler in
             var failure: GRPCStatus?
             var cancelSelf: (() -> Void)?
             let call = self.makeCall(path: path, metadata: metadata, timeout: timeout, onMessage: { bytes in
                 guard failure == nil else { return }
                 do {
-                    onResponse(try Response(serializedBytes: FramedMessage(received: bytes)))
+                    if let direct, let response = try direct.init(grpcPayload: bytes) as? Response {
+                        onResponse(response)
+                    } else {
+                        onResponse(try Response(serializedBytes: FramedMessage(received: bytes)))
+                    }
                 } catch {
                     failure = GRPCStatus(.internalError, "grpc: failed to unmarshal the received message: \(error)")
                     cancelSelf?()

@@ -13,9 +13,12 @@ public struct GRPCServerConfiguration: Sendable {
     public var connectionWindowSize: Int32 = 4 << 20
     /// Server keepalive and the client ping policy.
     public var keepalive = Keepalive()
-    /// Response-stream backpressure thresholds (see `ServerStream`).
-    public var streamHighWatermark = 1 << 20
-    public var streamLowWatermark = 256 << 10
+    /// Response-stream backpressure thresholds (see `ServerStream`). Small, so that a stream
+    /// whose client reads slowly holds little encoded data of its own: producers that can
+    /// wait (Watch, Snapshot) keep their backlog in their own, shared form instead (the watch
+    /// hub's outboxes share one event list among all the watchers that get it).
+    public var streamHighWatermark = 64 << 10
+    public var streamLowWatermark = 16 << 10
     /// Serves HTTP/1.1 requests arriving on the same port, and non-gRPC HTTP/2 requests
     /// (nil: HTTP/1.1 gets 404, HTTP/2 gets 415).
     public var http1Handler: HTTP1Handler?

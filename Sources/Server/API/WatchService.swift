@@ -23,9 +23,11 @@ public enum WatchService {
 
     public static func make(_ server: EtcdServer, hub: WatchHub) -> Service {
         let fragmentLimit = server.config.maxRequestBytes + grpcOverheadBytes
+        let lanes = WatchDeliveryLanes()
         return Service(name: "etcdserverpb.Watch", methods: [
             .bidirectionalStreaming("Watch") { (stream: ServerStream<EncodedWatchResponse>) -> BidiInbound<Etcdserverpb_WatchRequest> in
-                let sink = WatchStreamSink(stream: stream, server: server, fragmentLimit: fragmentLimit)
+                let sink = WatchStreamSink(stream: stream, server: server, fragmentLimit: fragmentLimit,
+                                           lane: lanes.lane(for: stream.context.eventLoop))
                 let session = hub.openSession(sink)
                 stream.setOnWritable { session.resumeDelivery() }
                 stream.setOnCancel { session.close() }
@@ -57,15 +59,19 @@ final class WatchStreamSink: WatchSink {
     let stream: ServerStream<EncodedWatchResponse>
     let server: EtcdServer
     let fragmentLimit: Int
+    /// Delivery work of every Watch stream on this stream's event loop.
+    let lane: WatchDeliveryLane
 
-    init(stream: ServerStream<EncodedWatchResponse>, server: EtcdServer, fragmentLimit: Int) {
+    init(stream: ServerStream<EncodedWatchResponse>, server: EtcdServer, fragmentLimit: Int,
+         lane: WatchDeliveryLane) {
         self.stream = stream
         self.server = server
         self.fragmentLimit = fragmentLimit
+        self.lane = lane
     }
 
     func execute(_ work: @escaping @Sendable () -> Void) {
-        stream.context.eventLoop.execute(work)
+        lane.execute(work)
     }
 
     var isWritable: Bool { stream.isWritable }
@@ -78,49 +84,41 @@ final class WatchStreamSink: WatchSink {
         p.canceled = r.canceled
         p.cancelReason = r.cancelReason
         p.compactRevision = r.compactRevision
-        // Encoded once per event list, shared by every watcher that gets the same events.
-        p.events = r.eventList.derived { events in
-            events.map { (try? Self.event($0).serializedBytes() as Data) ?? Data() }
-        }
-        if r.fragmentAllowed && p.events.count >= 2 {
-            sendFragments(p)
+        // Encoded once per event list, shared by every watcher that gets any of its events.
+        let encoded = r.eventSlices.map { ($0.list.derived { EncodedEvents($0) }, $0.range) }
+        if r.fragmentAllowed && r.eventSlices.reduce(0, { $0 + $1.range.count }) >= 2 {
+            sendFragments(p, encoded.flatMap { e, range in range.map { e.record($0) } })
         } else {
+            p.eventRecords = encoded.map { e, range in e.records(range) }
             stream.send(p)
         }
     }
 
     /// etcd's sendFragments: a response at or above the limit is split into responses of whole
     /// events, each below the limit (or holding a single event), all but the last with
-    /// `fragment` set.
-    private func sendFragments(_ p: EncodedWatchResponse) {
-        let eventSizes = p.events.map { 1 + varintLength($0.count) + $0.count }
-        var base = p
-        base.events = []
+    /// `fragment` set. `records` holds one encoded event each.
+    private func sendFragments(_ base: EncodedWatchResponse, _ records: [Data]) {
+        var base = base
         let baseSize = (try? base.serializedBytes() as [UInt8])?.count ?? 0
-        guard baseSize + eventSizes.reduce(0, +) >= fragmentLimit else {
-            stream.send(p)
+        guard baseSize + records.reduce(0, { $0 + $1.count }) >= fragmentLimit else {
+            base.eventRecords = records
+            stream.send(base)
             return
         }
         base.fragment = true
         var index = 0
-        while index < p.events.count {
+        while index < records.count {
             var part = base
             var size = baseSize + 2   // the fragment flag
-            while index < p.events.count {
-                if !part.events.isEmpty && size + eventSizes[index] >= fragmentLimit { break }
-                part.events.append(p.events[index])
-                size += eventSizes[index]
+            while index < records.count {
+                if !part.eventRecords.isEmpty && size + records[index].count >= fragmentLimit { break }
+                part.eventRecords.append(records[index])
+                size += records[index].count
                 index += 1
             }
-            if index == p.events.count { part.fragment = false }
+            if index == records.count { part.fragment = false }
             stream.send(part)
         }
-    }
-
-    private func varintLength(_ n: Int) -> Int {
-        var v = UInt64(n), len = 1
-        while v >= 0x80 { v >>= 7; len += 1 }
-        return len
     }
 
     static func keyValue(_ kv: KeyValue) -> Mvccpb_KeyValue {
@@ -156,8 +154,9 @@ struct EncodedWatchResponse: SwiftProtobuf.Message, Equatable {
     var compactRevision: Int64 = 0
     var cancelReason = ""
     var fragment = false
-    /// Each an encoded `mvccpb.Event`.
-    var events: [Data] = []
+    /// `events` (field 11) as they go on the wire: each element one or more whole
+    /// length-delimited field records of encoded `mvccpb.Event`s (see `EncodedEvents`).
+    var eventRecords: [Data] = []
     var unknownFields = SwiftProtobuf.UnknownStorage()
 
     init() {}
@@ -172,7 +171,8 @@ struct EncodedWatchResponse: SwiftProtobuf.Message, Equatable {
         compactRevision = m.compactRevision
         cancelReason = m.cancelReason
         fragment = m.fragment
-        events = try m.events.map { try $0.serializedBytes() }
+        let encoded = EncodedEvents(try m.events.map { try $0.serializedBytes() as [UInt8] })
+        eventRecords = (0..<encoded.count).map { encoded.record($0) }
     }
 
     func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
@@ -183,7 +183,8 @@ struct EncodedWatchResponse: SwiftProtobuf.Message, Equatable {
         if compactRevision != 0 { try visitor.visitSingularInt64Field(value: compactRevision, fieldNumber: 5) }
         if !cancelReason.isEmpty { try visitor.visitSingularStringField(value: cancelReason, fieldNumber: 6) }
         if fragment { try visitor.visitSingularBoolField(value: true, fieldNumber: 7) }
-        for e in events { try visitor.visitSingularBytesField(value: e, fieldNumber: 11) }
+        // Already field records: written as they are (the visitor's raw-bytes entry point).
+        for r in eventRecords { try visitor.visitUnknown(bytes: r) }
     }
 
     func isEqualTo(message: any SwiftProtobuf.Message) -> Bool {
@@ -192,6 +193,55 @@ struct EncodedWatchResponse: SwiftProtobuf.Message, Equatable {
 
     func hash(into hasher: inout Hasher) {
         hasher.combine(watchID)
-        hasher.combine(events)
+        hasher.combine(eventRecords)
+    }
+}
+
+/// The wire encoding of an event list, made once and shared by every response that carries
+/// the list: each event as a record of WatchResponse's `events` field (tag, length, encoded
+/// `mvccpb.Event`), back to back.
+struct EncodedEvents: Sendable {
+    /// Field 11, length-delimited.
+    static let tag: UInt8 = 11 << 3 | 2
+    let records: Data
+    /// Where each event's record ends in `records`.
+    let ends: [Int]
+
+    init(_ events: [Event]) {
+        self.init(events.map { (try? WatchStreamSink.event($0).serializedBytes() as [UInt8]) ?? [] })
+    }
+
+    /// From encoded `mvccpb.Event`s.
+    init(_ encodedEvents: [[UInt8]]) {
+        var out: [UInt8] = []
+        out.reserveCapacity(encodedEvents.reduce(0) { $0 + $1.count + 6 })
+        var ends: [Int] = []
+        ends.reserveCapacity(encodedEvents.count)
+        for e in encodedEvents {
+            out.append(Self.tag)
+            var n = UInt64(e.count)
+            while n >= 0x80 {
+                out.append(UInt8(truncatingIfNeeded: n) | 0x80)
+                n >>= 7
+            }
+            out.append(UInt8(n))
+            out += e
+            ends.append(out.count)
+        }
+        records = Data(out)
+        self.ends = ends
+    }
+
+    var count: Int { ends.count }
+
+    /// The records of the events in `range` (sharing `records`' storage).
+    func records(_ range: Range<Int>) -> Data {
+        if range.count == ends.count { return records }
+        return records[(range.lowerBound == 0 ? 0 : ends[range.lowerBound - 1])..<ends[range.upperBound - 1]]
+    }
+
+    /// Event `i`'s record alone.
+    func record(_ i: Int) -> Data {
+        records(i..<(i + 1))
     }
 }

@@ -41,90 +41,107 @@ extension HubState {
                 live.append(w)
             }
         }
-        let from = live.map(\.next).min() ?? current + 1
-        let through = min(current, from + config.maxRevisionsPerCatchUp - 1)
-        var history: [RevisionEvents] = []
-        if from <= through {
-            do {
-                history = try snapshot.changes(from: from, through: through) { key in
-                    live.contains { $0.span.contains(key) }
-                }
-            } catch {
-                // Compacted meanwhile (the next round cancels) or an engine failure: retry.
-                scheduleCatchUp()
-                return
-            }
-        }
         var previous: [Int64: [Int: KeyValue?]] = [:]
-        // Watchers that want the same events from the same revision share one list.
-        var shared: [CatchUpKey: (list: EventList, reached: Int64)] = [:]
+        // Watchers that want the same events (a group) share one list, read from the lowest
+        // revision any of them needs; each gets the part from its own next revision, so the
+        // list's wire encoding is shared too. Each group reads its own window of history, so a
+        // watcher far behind never holds back one close to the head.
+        var groups: [CatchUpKey: [Watcher]] = [:]
         for w in live {
-            let key = CatchUpKey(span: w.span, next: w.next, prevKV: w.prevKV,
-                                 filterPuts: w.filterPuts, filterDeletes: w.filterDeletes)
-            if let (list, reached) = shared[key] {
-                deliverCatchUp(w, list, reached: reached, current: current)
-                continue
-            }
+            groups[CatchUpKey(span: w.span, prevKV: w.prevKV, filterPuts: w.filterPuts,
+                              filterDeletes: w.filterDeletes), default: []].append(w)
+        }
+        var progressed = false
+        for (_, members) in groups {
+            let from = members.map(\.next).min()!
+            let through = min(current, from + config.maxRevisionsPerCatchUp - 1)
+            let model = members[0]
             var events: [Event] = []
-            var bytes = 0
-            var reached = through
-            var lastRevision: Int64 = 0
-            revisions: for rev in history where rev.revision >= w.next {
-                var revEvents: [Event] = []
-                for (i, e) in rev.events.enumerated() where w.span.contains(e.kv.key) && w.accepts(e) {
-                    var e = e
-                    if w.prevKV {
-                        if let cached = previous[rev.revision]?[i] {
-                            e.prevKV = cached
-                        } else {
-                            let p = snapshot.previous(of: e)
-                            previous[rev.revision, default: [:]][i] = .some(p)
-                            e.prevKV = p
+            var reached = max(through, from - 1)
+            if from <= through {
+                let history: [RevisionEvents]
+                do {
+                    history = try snapshot.changes(from: from, through: through) { model.span.contains($0) }
+                } catch {
+                    // Compacted meanwhile (the next round cancels) or an engine failure: retry.
+                    progressed = true
+                    continue
+                }
+                // At most half an outbox: a session with room (less than half full) takes it.
+                let budget = config.sessionBufferBytes / 2
+                var bytes = 0
+                var lastRevision: Int64 = 0
+                revisions: for rev in history {
+                    var revEvents: [Event] = []
+                    for (i, e) in rev.events.enumerated() where model.span.contains(e.kv.key) && model.accepts(e) {
+                        var e = e
+                        if model.prevKV {
+                            if let cached = previous[rev.revision]?[i] {
+                                e.prevKV = cached
+                            } else {
+                                let p = snapshot.previous(of: e)
+                                previous[rev.revision, default: [:]][i] = .some(p)
+                                e.prevKV = p
+                            }
                         }
+                        revEvents.append(e)
                     }
-                    revEvents.append(e)
+                    if revEvents.isEmpty { continue }
+                    let size = WatchHub.size(of: revEvents)
+                    if !events.isEmpty && bytes + size > budget {
+                        reached = lastRevision
+                        break revisions
+                    }
+                    events += revEvents
+                    bytes += size
+                    lastRevision = rev.revision
                 }
-                if revEvents.isEmpty { continue }
-                let size = WatchHub.size(of: revEvents)
-                if !events.isEmpty && bytes + size > config.sessionBufferBytes {
-                    reached = lastRevision
-                    break revisions
-                }
-                events += revEvents
-                bytes += size
-                lastRevision = rev.revision
             }
             let list = EventList(events)
-            shared[key] = (list, reached)
-            deliverCatchUp(w, list, reached: reached, current: current)
+            for w in members where deliverCatchUp(w, list, reached: reached, current: current) {
+                progressed = true
+            }
         }
         answerDeferredProgress()
-        scheduleCatchUp()
+        // Another round right away only if this one moved; otherwise the sessions that lacked
+        // room signal when they have it (a round that cannot move would only spin).
+        if progressed { scheduleCatchUp() }
     }
 
     struct CatchUpKey: Hashable {
         var span: KeySpan
-        var next: Int64
         var prevKV: Bool
         var filterPuts: Bool
         var filterDeletes: Bool
     }
 
-    /// Queues a catch-up batch (history through `reached`, read at `current`) for `w`; the
-    /// watcher rejoins the synced set when it reached `current`.
-    func deliverCatchUp(_ w: Watcher, _ list: EventList, reached: Int64, current: Int64) {
-        if !list.events.isEmpty {
+    /// Queues a catch-up batch for `w`: the events of `list` (history through `reached`, read
+    /// at `current`) from `w.next` on. The watcher rejoins the synced set when it reached
+    /// `current`.
+    /// Returns whether the watcher moved (got events, skipped ahead, or became synced).
+    @discardableResult
+    func deliverCatchUp(_ w: Watcher, _ list: EventList, reached: Int64, current: Int64) -> Bool {
+        let events = list.events
+        var from = 0, to = events.count
+        while from < to {
+            let mid = (from + to) / 2
+            if events[mid].kv.modRevision < w.next { from = mid + 1 } else { to = mid }
+        }
+        if from < events.count {
             var r = WatchResponse(watchID: w.id, headerRevision: current)
-            r.eventList = list
+            r.eventSlices = [EventSlice(list, from..<events.count)]
             r.fragmentAllowed = w.fragment
-            guard w.session.enqueue(r, bounded: true) else { return }
+            guard w.session.enqueue(r, bounded: true) else { return false }
             w.sentSinceProgressTick = true
         }
+        let before = w.next
         w.next = max(w.next, reached + 1)
         if w.next > current {
             unsynced[ObjectIdentifier(w)] = nil
             w.isSynced = true
             synced.insert(w)
+            return true
         }
+        return from < events.count || w.next != before
     }
 }

@@ -129,36 +129,67 @@ final class HubState: @unchecked Sendable {
         dispatchedRevision = last.revision
         defer { answerDeferredProgress() }
         for (span, events) in perSpan {
-            var withPrev: EventList?
-            var withoutPrev: EventList?
-            for w in synced.watchers(of: span) {
-                let list: EventList
+            // Each chunk wrapped once: the responses of every watcher that gets it share one
+            // array as well as the list.
+            var withPrev: [[EventSlice]]?
+            var withoutPrev: [[EventSlice]]?
+            var fellBehind: [Watcher] = []
+            synced.forEachWatcher(of: span) { w in
+                let lists: [[EventSlice]]
                 if w.filterPuts || w.filterDeletes || events[0].kv.modRevision < w.next {
                     let mine = events.filter { $0.kv.modRevision >= w.next && w.accepts($0) }.map(w.shaped)
-                    if mine.isEmpty { continue }
-                    list = EventList(mine)
+                    if mine.isEmpty { return }
+                    lists = chunked(mine)
                 } else if w.prevKV {
-                    if withPrev == nil { withPrev = EventList(events) }
-                    list = withPrev!
+                    if withPrev == nil { withPrev = chunked(events) }
+                    lists = withPrev!
                 } else {
-                    if withoutPrev == nil { withoutPrev = EventList(events.map(w.shaped)) }
-                    list = withoutPrev!
+                    if withoutPrev == nil { withoutPrev = chunked(events.map(w.shaped)) }
+                    lists = withoutPrev!
                 }
-                var r = WatchResponse(watchID: w.id, headerRevision: last.revision)
-                r.eventList = list
-                r.fragmentAllowed = w.fragment
-                if w.session.enqueue(r, bounded: true) {
-                    w.next = last.revision + 1
-                    w.sentSinceProgressTick = true
-                } else {
-                    // The session cannot take more: catch up from the store once it drained.
-                    synced.remove(w)
-                    w.isSynced = false
-                    w.next = list.events[0].kv.modRevision
-                    unsynced[ObjectIdentifier(w)] = w
+                for (i, list) in lists.enumerated() {
+                    var r = WatchResponse(watchID: w.id, headerRevision: last.revision)
+                    r.eventSlices = list
+                    r.fragmentAllowed = w.fragment
+                    if w.session.enqueue(r, bounded: true) {
+                        w.next = i == lists.count - 1 ? last.revision + 1 : list[0].events.last!.kv.modRevision + 1
+                        w.sentSinceProgressTick = true
+                    } else {
+                        // The session cannot take more: catch up from the store once it drained.
+                        w.next = list[0].events.first!.kv.modRevision
+                        fellBehind.append(w)
+                        break
+                    }
                 }
             }
+            for w in fellBehind {
+                synced.remove(w)
+                w.isSynced = false
+                unsynced[ObjectIdentifier(w)] = w
+            }
         }
+    }
+
+    /// `events` (whole revisions, in order) cut at revision boundaries into lists (each alone in
+    /// an array) of at most
+    /// `mergedResponseBytes` each (a single larger revision stays whole), so that a dispatch
+    /// covering many commits does not make one oversized response.
+    private func chunked(_ events: [Event]) -> [[EventSlice]] {
+        let limit = config.mergedResponseBytes
+        var lists: [[EventSlice]] = []
+        var start = 0
+        var bytes = 0
+        for i in events.indices {
+            let size = WatchHub.size(of: events[i])
+            if i > start && events[i].kv.modRevision != events[i - 1].kv.modRevision && bytes + size > limit {
+                lists.append([EventSlice(EventList(Array(events[start..<i])))])
+                start = i
+                bytes = 0
+            }
+            bytes += size
+        }
+        lists.append([EventSlice(start == 0 ? EventList(events) : EventList(Array(events[start...])))])
+        return lists
     }
 
     // MARK: helpers

@@ -1,13 +1,17 @@
 import Dispatch
 import MVCC
+import Synchronization
 
 /// etcd's watchable store on an `MVCCStore`: turns committed revisions into watch responses
 /// for every session, with etcd's guarantees (revision order, no duplicates, no gaps, one
 /// revision's events never split, replay from history, compaction cancels).
 ///
 /// Design (etcd's synced / unsynced / victim split, reference `mvcc/watchable_store.go`):
-/// - The store's commit observer only enqueues the committed revisions on the hub's serial
-///   dispatch queue; the applier thread never waits for watchers.
+/// - The store's commit observer only appends the committed revisions to the hub's pending
+///   list and, unless one is already scheduled, schedules one dispatch on the hub's serial
+///   queue; the applier thread never waits for watchers. A dispatch takes every revision
+///   pending by the time it runs, so when watchers are busy, commits are matched in larger
+///   groups instead of queueing one dispatch each.
 /// - On that queue, each revision's events are matched against the *synced* watchers (those
 ///   that have everything up to the last dispatched revision) and queued in their sessions'
 ///   bounded outboxes, one response per watcher per committed group.
@@ -28,6 +32,8 @@ public final class WatchHub: Sendable {
     let queue = DispatchQueue(label: "rusd.watch-hub")
     /// Everything below is touched only on `queue`.
     let state: HubState
+    /// Committed revisions not dispatched yet, and whether a dispatch is scheduled.
+    private let pending = Mutex<(revisions: [RevisionEvents], scheduled: Bool)>(([], false))
 
     /// Creates the hub and installs it as `store`'s commit observer.
     public init(store: MVCCStore, config: WatchHubConfig = WatchHubConfig()) {
@@ -38,12 +44,30 @@ public final class WatchHub: Sendable {
         state = HubState(store: store, config: c)
         state.hub = self
         store.setObserver { [weak self] revisions in
-            guard let self else { return }
-            self.queue.async { self.state.dispatch(revisions) }
+            self?.committed(revisions)
         }
         // Revisions up to this one were published before the observer was installed (or were
         // already dispatched).
         queue.sync { state.dispatchedRevision = max(state.dispatchedRevision, store.currentRevision) }
+    }
+
+    /// The commit observer: queues `revisions` for one dispatch of everything pending.
+    private func committed(_ revisions: [RevisionEvents]) {
+        let schedule = pending.withLock { p -> Bool in
+            p.revisions += revisions
+            if p.scheduled { return false }
+            p.scheduled = true
+            return true
+        }
+        guard schedule else { return }
+        queue.async {
+            let revisions = self.pending.withLock { p -> [RevisionEvents] in
+                p.scheduled = false
+                defer { p.revisions = [] }
+                return p.revisions
+            }
+            self.state.dispatch(revisions)
+        }
     }
 
     /// Removes the hub from the store; sessions get nothing more.
@@ -73,11 +97,12 @@ public final class WatchHub: Sendable {
 
     /// Approximate bytes of `events` held in an outbox (the budget's unit).
     static func size(of events: [Event]) -> Int {
-        var n = 0
-        for e in events {
-            n += 48 + e.kv.key.count + e.kv.value.count
-            if let p = e.prevKV { n += 48 + p.key.count + p.value.count }
-        }
+        events.reduce(0) { $0 + size(of: $1) }
+    }
+
+    static func size(of e: Event) -> Int {
+        var n = 48 + e.kv.key.count + e.kv.value.count
+        if let p = e.prevKV { n += 48 + p.key.count + p.value.count }
         return n
     }
 }

@@ -10,6 +10,12 @@ import Synchronization
 /// drains (control responses always fit). So a slow client costs a bounded amount of memory
 /// and never delays writes or other sessions.
 ///
+/// While a watcher's event response waits in the outbox, later events for that watcher are
+/// merged into it (whole revisions, up to `WatchHubConfig.mergedResponseBytes`), unless a
+/// control or progress response was queued after it. A session that keeps up gets one
+/// response per commit; one that lags gets fewer, larger responses, so the cost of delivery
+/// per event falls as the load rises instead of queueing one response per commit per watcher.
+///
 /// Thread-safety: every method may be called from any thread.
 public final class WatchSession: Sendable {
     let hub: WatchHub
@@ -19,6 +25,15 @@ public final class WatchSession: Sendable {
     struct Outbox {
         var responses: [WatchResponse] = []
         var head = 0
+        /// Responses removed from the front of `responses` so far: `base + i` is the position
+        /// of `responses[i]` for the life of the session.
+        var base = 0
+        /// Per watcher, the position of its last queued event response, which later events
+        /// may be merged into while it is unsent and at or after `mergeFloor`.
+        var lastEventResponse: [Int64: Int] = [:]
+        /// Responses before this position take no more events (a control or progress response
+        /// follows them, and must keep its place after their events).
+        var mergeFloor = 0
         var eventBytes = 0
         var drainScheduled = false
         /// A watcher went unsynced for lack of room: tell the hub when room frees up.
@@ -26,6 +41,28 @@ public final class WatchSession: Sendable {
         var closed = false
 
         var isEmpty: Bool { head == responses.count }
+        var end: Int { base + responses.count }
+
+        /// Merges `r`'s events into the watcher's unsent event response if allowed; returns
+        /// false when `r` must be queued on its own.
+        mutating func merge(_ r: WatchResponse, limit: Int) -> Bool {
+            guard r.carriesEventsOnly, let position = lastEventResponse[r.watchID],
+                  position >= base + head, position >= mergeFloor else { return false }
+            let i = position - base
+            guard responses[i].eventBytes + r.eventBytes <= limit else { return false }
+            responses[i].eventSlices += r.eventSlices
+            responses[i].headerRevision = max(responses[i].headerRevision, r.headerRevision)
+            return true
+        }
+
+        mutating func append(_ r: WatchResponse) {
+            if r.carriesEventsOnly {
+                lastEventResponse[r.watchID] = end
+            } else {
+                mergeFloor = end + 1
+            }
+            responses.append(r)
+        }
     }
 
     init(hub: WatchHub, sink: any WatchSink) {
@@ -55,8 +92,10 @@ public final class WatchSession: Sendable {
     public func close() {
         outbox.withLock { o in
             o.closed = true
+            o.base += o.responses.count
             o.responses = []
             o.head = 0
+            o.lastEventResponse = [:]
             o.eventBytes = 0
         }
         hub.submit { $0.close(self) }
@@ -72,14 +111,15 @@ public final class WatchSession: Sendable {
     /// Queues `response`; with `bounded`, only if the outbox has room for its events (it
     /// always has when empty). Returns false when it did not fit (and asks for a room signal).
     func enqueue(_ response: WatchResponse, bounded: Bool) -> Bool {
-        let bytes = response.eventList.bytes
+        let bytes = response.eventBytes
+        let mergeLimit = hub.config.mergedResponseBytes
         let schedule = outbox.withLock { o -> Bool? in
             if o.closed { return false }
             if bounded && !o.isEmpty && o.eventBytes + bytes > hub.config.sessionBufferBytes {
                 o.wantsRoom = true
                 return nil
             }
-            o.responses.append(response)
+            if !o.merge(response, limit: mergeLimit) { o.append(response) }
             o.eventBytes += bytes
             if o.drainScheduled { return false }
             o.drainScheduled = true
@@ -108,7 +148,7 @@ public final class WatchSession: Sendable {
         var sent = 0
         while true {
             // Let the event loop's other work (e.g. write responses) run between batches.
-            if sent >= 64 {
+            if sent >= 16 {
                 sink.execute { self.drain() }
                 return
             }
@@ -119,16 +159,19 @@ public final class WatchSession: Sendable {
             let (batch, signalRoom) = outbox.withLock { o -> ([WatchResponse], Bool) in
                 if o.isEmpty {
                     o.drainScheduled = false
+                    o.base += o.responses.count
                     o.responses.removeAll(keepingCapacity: o.responses.capacity <= 1024)
                     o.head = 0
+                    o.lastEventResponse.removeAll(keepingCapacity: o.lastEventResponse.count <= 64)
                     return ([], false)
                 }
-                let end = min(o.responses.count, o.head + 32)
+                let end = min(o.responses.count, o.head + 16)
                 let batch = Array(o.responses[o.head..<end])
                 o.head = end
-                for r in batch { o.eventBytes -= r.eventList.bytes }
+                for r in batch { o.eventBytes -= r.eventBytes }
                 if o.head > 4096 && o.head * 2 > o.responses.count {
                     o.responses.removeFirst(o.head)
+                    o.base += o.head
                     o.head = 0
                 }
                 var signal = false

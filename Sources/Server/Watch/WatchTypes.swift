@@ -38,13 +38,24 @@ public struct WatchCreateOptions: Sendable, Hashable {
 public final class EventList: Sendable {
     public let events: [Event]
     /// Approximate bytes held (the outbox budget's unit).
-    public let bytes: Int
+    public var bytes: Int { byteEnds.last ?? 0 }
+    /// Approximate bytes of `events[0...i]`, for each i.
+    private let byteEnds: [Int]
     private let cache = Mutex<(any Sendable)?>(nil)
 
     public init(_ events: [Event]) {
         self.events = events
-        bytes = WatchHub.size(of: events)
+        var total = 0
+        byteEnds = events.map { total += WatchHub.size(of: $0); return total }
     }
+
+    /// Approximate bytes of `events[range]`.
+    func bytes(in range: Range<Int>) -> Int {
+        range.isEmpty ? 0 : byteEnds[range.upperBound - 1] - (range.lowerBound == 0 ? 0 : byteEnds[range.lowerBound - 1])
+    }
+
+    /// The revision of the last event (0 when empty).
+    var lastRevision: Int64 { events.last?.kv.modRevision ?? 0 }
 
     /// A value computed from the events on first use and shared by every holder of this list.
     public func derived<T: Sendable>(_ make: ([Event]) -> T) -> T {
@@ -53,8 +64,27 @@ public final class EventList: Sendable {
         cache.withLock { $0 = v }
         return v
     }
+}
 
-    static let empty = EventList([])
+/// Consecutive events of a shared `EventList`: all of it, or the part one watcher still needs
+/// (watchers catching up from different revisions share one list and its wire encoding).
+public struct EventSlice: Sendable {
+    public let list: EventList
+    /// Indices into `list.events`; never empty.
+    public let range: Range<Int>
+
+    public init(_ list: EventList) {
+        self.init(list, 0..<list.events.count)
+    }
+
+    public init(_ list: EventList, _ range: Range<Int>) {
+        self.list = list
+        self.range = range
+    }
+
+    public var events: ArraySlice<Event> { list.events[range] }
+    /// Approximate bytes (the outbox budget's unit).
+    public var bytes: Int { list.bytes(in: range) }
 }
 
 /// One message of a watch session (etcd's WatchResponse without the member identity, which
@@ -71,12 +101,16 @@ public struct WatchResponse: Sendable {
     public var cancelReason = ""
     /// Set (with `canceled`) when the watcher's start revision was compacted.
     public var compactRevision: Int64 = 0
-    /// Events in revision order; `prevKV` set only for watchers that asked for it.
-    public var eventList = EventList.empty
+    /// Events in revision order, as slices of the shared lists they were queued in (several
+    /// when the session merged later revisions into a response not sent yet); never an empty
+    /// slice. `prevKV` set only for watchers that asked for it.
+    public var eventSlices: [EventSlice] = []
     public var events: [Event] {
-        get { eventList.events }
-        set { eventList = EventList(newValue) }
+        get { eventSlices.flatMap(\.events) }
+        set { eventSlices = newValue.isEmpty ? [] : [EventSlice(EventList(newValue))] }
     }
+    /// Approximate bytes of the events (the outbox budget's unit).
+    public var eventBytes: Int { eventSlices.reduce(0) { $0 + $1.bytes } }
     /// The watcher asked for large responses to be fragmented (etcd's `fragment`).
     public var fragmentAllowed = false
 
@@ -86,7 +120,9 @@ public struct WatchResponse: Sendable {
     }
 
     /// True for a progress notification (no events, not a control message).
-    public var isProgress: Bool { events.isEmpty && !created && !canceled }
+    public var isProgress: Bool { eventSlices.isEmpty && !created && !canceled }
+    /// True for a response that carries events (and nothing else).
+    var carriesEventsOnly: Bool { !eventSlices.isEmpty && !created && !canceled && compactRevision == 0 }
 }
 
 /// Where a session's responses go: the response side of one Watch stream.
@@ -115,6 +151,9 @@ public struct WatchHubConfig: Sendable {
     /// Bytes of events a session may hold queued for its stream before its watchers stop being
     /// fed live and fall back to catching up from the store ("unsynced").
     public var sessionBufferBytes: Int = 256 << 10
+    /// Most bytes of events one response grows to when later revisions are merged into it
+    /// while it waits to be sent (see `WatchSession`).
+    public var mergedResponseBytes: Int = 64 << 10
     /// Most revisions one catch-up response covers (etcd: 1000).
     public var maxRevisionsPerCatchUp: Int64 = 1000
     /// Most unsynced watchers served per catch-up round (etcd: 512).

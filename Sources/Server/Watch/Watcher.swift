@@ -87,9 +87,9 @@ struct WatcherIndex {
         for span in ranges.keys where span.contains(key) { visit(span) }
     }
 
-    /// The watchers of the group with exactly `span`.
-    func watchers(of span: KeySpan) -> [Watcher] {
-        if span.isSingleKey { return singles[span.start].map { Array($0.values) } ?? [] }
-        return ranges[span].map { Array($0.values) } ?? []
+    /// Visits the watchers of the group with exactly `span` (without copying the group).
+    func forEachWatcher(of span: KeySpan, _ visit: (Watcher) -> Void) {
+        let group = span.isSingleKey ? singles[span.start] : ranges[span]
+        group?.values.forEach(visit)
     }
 }

@@ -121,15 +121,20 @@ final class WatcherTally: @unchecked Sendable {
             return
         }
         let now = monotonicNanos()
-        for event in response.events {
-            guard let (modRevision, sent) = WatchResponseDigest.modRevisionAndStamp(event) else {
-                end(.success("undecodable event"))
-                return
-            }
+        // Counted in locals, stored once per response.
+        var received = self.received, outOfOrder = self.outOfOrder, lastRevision = self.lastRevision
+        let complete = response.forEachEvent { modRevision, sent in
             if modRevision <= lastRevision { outOfOrder += 1 }
             lastRevision = modRevision
-            if let sent { latency.record(nanos: now &- sent) }
+            if let sent { self.latency.record(nanos: now &- sent) }
             received += 1
+        }
+        self.received = received
+        self.outOfOrder = outOfOrder
+        self.lastRevision = lastRevision
+        if !complete {
+            end(.success("undecodable event"))
+            return
         }
         if received >= expect { end(.success(nil)) }
     }
@@ -148,28 +153,51 @@ final class WatcherTally: @unchecked Sendable {
     }
 }
 
-/// etcd's WatchResponse decoded only as far as the sink needs: the cancel fields, and each
-/// event as its encoded bytes (parsed by `modRevisionAndStamp`, without building messages).
-struct WatchResponseDigest: SwiftProtobuf.Message, Equatable {
+/// etcd's WatchResponse decoded only as far as the sink needs: the cancel fields, and where
+/// each event's encoding lies in the received bytes (parsed by `forEachEvent`, without
+/// building messages or copying events).
+struct WatchResponseDigest: GRPCDirectDecodable, Equatable {
     static let protoMessageName = "etcdserverpb.WatchResponse"
     var canceled = false
     var compactRevision: Int64 = 0
     var cancelReason = ""
-    var events: [Data] = []
+    /// The received message and the ranges of its events (field 11) within `payload`'s
+    /// readable bytes.
+    var payload = ByteBuffer()
+    var eventRanges: [Range<Int>] = []
     var unknownFields = SwiftProtobuf.UnknownStorage()
 
     init() {}
 
-    mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-        while let field = try decoder.nextFieldNumber() {
-            switch field {
-            case 4: try decoder.decodeSingularBoolField(value: &canceled)
-            case 5: try decoder.decodeSingularInt64Field(value: &compactRevision)
-            case 6: try decoder.decodeSingularStringField(value: &cancelReason)
-            case 11: try decoder.decodeRepeatedBytesField(value: &events)
-            default: break
+    init(grpcPayload payload: ByteBuffer) throws {
+        self.payload = payload
+        var canceled = false, compactRevision: Int64 = 0, reason: Range<Int>?
+        var ranges: [Range<Int>] = []
+        let ok = payload.withUnsafeReadableBytes { raw -> Bool in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            return Self.forEachField(bytes, 0..<bytes.count) { number, field in
+                switch (number, field) {
+                case (4, .varint(let v)): canceled = v != 0
+                case (5, .varint(let v)): compactRevision = Int64(bitPattern: v)
+                case (6, .bytes(let r)): reason = r
+                case (11, .bytes(let r)): ranges.append(r)
+                default: break
+                }
             }
         }
+        guard ok else { throw SubprocessError(description: "malformed WatchResponse") }
+        self.canceled = canceled
+        self.compactRevision = compactRevision
+        if let reason {
+            cancelReason = payload.getString(at: payload.readerIndex + reason.lowerBound, length: reason.count) ?? ""
+        }
+        eventRanges = ranges
+    }
+
+    mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+        var m = Etcdserverpb_WatchResponse()
+        try m.decodeMessage(decoder: &decoder)
+        self = try Self(grpcPayload: ByteBuffer(bytes: try m.serializedBytes() as [UInt8]))
     }
 
     func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {}
@@ -178,26 +206,32 @@ struct WatchResponseDigest: SwiftProtobuf.Message, Equatable {
         (message as? WatchResponseDigest) == self
     }
 
-    /// From an encoded mvccpb.Event: kv.mod_revision (field 2 -> 3) and, when kv.value (5)
-    /// holds at least 8 bytes, their big-endian value (the send time). nil if malformed.
-    static func modRevisionAndStamp(_ event: Data) -> (Int64, UInt64?)? {
-        event.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> (Int64, UInt64?)? in
+    /// Visits each event's kv.mod_revision (Event field 2 -> KeyValue field 3) and, when
+    /// kv.value (5) holds at least 8 bytes, their big-endian value (the send time). False if
+    /// an event is malformed (the visit stops there).
+    func forEachEvent(_ visit: (Int64, UInt64?) -> Void) -> Bool {
+        payload.withUnsafeReadableBytes { raw -> Bool in
             let bytes = raw.bindMemory(to: UInt8.self)
-            var kv: Range<Int>?
-            guard forEachField(bytes, 0..<bytes.count, { number, field in
-                if number == 2, kv == nil, case .bytes(let r) = field { kv = r }
-            }), let kv else { return nil }
-            var modRevision: Int64 = 0
-            var stamp: UInt64?
-            guard forEachField(bytes, kv, { number, field in
-                switch (number, field) {
-                case (3, .varint(let v)): modRevision = Int64(bitPattern: v)
-                case (5, .bytes(let r)) where r.count >= 8:
-                    stamp = bytes[r.lowerBound..<(r.lowerBound + 8)].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-                default: break
-                }
-            }) else { return nil }
-            return (modRevision, stamp)
+            for range in eventRanges {
+                var kv: Range<Int>?
+                guard Self.forEachField(bytes, range, { number, field in
+                    if number == 2, kv == nil, case .bytes(let r) = field { kv = r }
+                }), let kv else { return false }
+                var modRevision: Int64 = 0
+                var stamp: UInt64?
+                guard Self.forEachField(bytes, kv, { number, field in
+                    switch (number, field) {
+                    case (3, .varint(let v)): modRevision = Int64(bitPattern: v)
+                    case (5, .bytes(let r)) where r.count >= 8:
+                        var s: UInt64 = 0
+                        for i in r.lowerBound..<(r.lowerBound + 8) { s = s << 8 | UInt64(bytes[i]) }
+                        stamp = s
+                    default: break
+                    }
+                }) else { return false }
+                visit(modRevision, stamp)
+            }
+            return true
         }
     }
 
