@@ -15,9 +15,37 @@ import PackageDescription
 /// process (no relocated shared-library pages; measured in Sources/GRPCTransport/README.md) and
 /// no Swift runtime needed on the host. The `-l` flags name the static archives that
 /// `-static-stdlib` leaves out when modules were compiled against the shared ones (order matters).
+/// Linked by lld without `-export-dynamic` (which `-static-stdlib` turns on): nothing loads
+/// plugins that would bind to our symbols, and exporting ~50,000 of them made every start read
+/// 5 MB of .dynsym/.dynstr/.gnu.hash and apply 120,000 symbolic relocations. What relocations
+/// remain are relative, packed as DT_RELR (`-z pack-relative-relocs`, glibc 2.36+): 2.8 MB of
+/// .rela.dyn become 40 KB. Together -5 MB of resident memory in rusd (README, "Memory and binary").
 let staticSwiftRuntime: [LinkerSetting] = [.unsafeFlags([
     "-static-stdlib", "-lFoundationInternationalization", "-lCoreFoundation", "-l_FoundationICU",
     "-l_FoundationCollections", "-l_FoundationCShims",
+    "-use-ld=lld", "-Xlinker", "--no-export-dynamic", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+])]
+
+/// rusd links FoundationEssentials but not the rest of Foundation (Foundation, CoreFoundation,
+/// FoundationInternationalization, ICU: ~50 MB of binary, 3 MB resident). swift-crypto imports
+/// Foundation, so `-lFoundation` is on the link line ahead of FoundationEssentials, and lld took
+/// generic specializations that both define from Foundation's archive, dragging in the rest.
+/// Mapping those archives to an empty input keeps them out, and fails the link with an
+/// undefined symbol if code really needs them (use FoundationEssentials APIs instead).
+let withoutFullFoundation: [LinkerSetting] = [.unsafeFlags([
+    "-Xlinker", "--remap-inputs=*/libFoundation.a=/dev/null",
+    "-Xlinker", "--remap-inputs=*/libFoundationInternationalization.a=/dev/null",
+    "-Xlinker", "--remap-inputs=*/libCoreFoundation.a=/dev/null",
+    "-Xlinker", "--remap-inputs=*/lib_FoundationICU.a=/dev/null",
+])]
+
+/// rusd's hot functions and data first, in the order a running rusd first touches them
+/// (Sources/Server/rusd/link-order.txt, made by scripts/generate-rusd-link-order.sh). A fault on
+/// the binary maps the whole page-cache folio around it, so resident memory follows how many
+/// places are touched; clustered, they share pages (-3 MiB). Stale names are skipped.
+let hotCodeFirst: [LinkerSetting] = [.unsafeFlags([
+    "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/Server/rusd/link-order.txt",
+    "-Xlinker", "--no-warn-symbol-ordering",
 ])]
 
 let package = Package(
@@ -106,7 +134,8 @@ let package = Package(
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "SwiftASN1", package: "swift-asn1"),
-        ], path: "Sources/Server/rusd", linkerSettings: staticSwiftRuntime),
+        ], path: "Sources/Server/rusd", exclude: ["link-order.txt"],
+        linkerSettings: staticSwiftRuntime + withoutFullFoundation + hotCodeFirst),
         .executableTarget(name: "rusd-compare", dependencies: [
             "EtcdProto", "GRPCTransport", "EngineAPI", "Engines",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

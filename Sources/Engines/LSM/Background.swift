@@ -1,12 +1,31 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import EngineAPI
 
 extension LSMEngine {
     /// Starts the thread that flushes memtables and runs compactions, one job at a time.
+    /// A detached pthread (not Foundation's `Thread`, which would link all of Foundation and
+    /// ICU into every process that links this engine); `close()` waits for it through `bgExited`.
     func startBackground() {
-        let thread = Thread { [self] in backgroundLoop() }
-        thread.name = "lsm-background"
-        thread.start()
+        let engine = Unmanaged.passRetained(self)
+        #if canImport(Glibc)
+        var thread = pthread_t()
+        #else
+        var thread: pthread_t?
+        #endif
+        let rc = pthread_create(&thread, nil, { arg in
+            Unmanaged<LSMEngine>.fromOpaque(arg!).takeRetainedValue().backgroundLoop()
+            return nil
+        }, engine.toOpaque())
+        precondition(rc == 0, "lsm: pthread_create for the background thread failed: \(rc)")
+        #if canImport(Glibc)
+        pthread_detach(thread)
+        #else
+        pthread_detach(thread!)
+        #endif
     }
 
     private func backgroundLoop() {

@@ -71,8 +71,12 @@ enum Recovery {
 
         if FileSystem.exists(currentPath) {
             let raw = try FileSystem.readAll(currentPath)
-            guard let name = String(validating: raw, as: UTF8.self)?
-                    .trimmingCharacters(in: "\n"), name.hasPrefix("MANIFEST-"), !name.contains("/") else {
+            guard var name = String(validating: raw, as: UTF8.self).map({ $0[...] }) else {
+                throw FileSystem.corruption(currentPath, "open", offset: 0, "CURRENT does not name a manifest")
+            }
+            while name.first == "\n" { name.removeFirst() }
+            while name.last == "\n" { name.removeLast() }
+            guard name.hasPrefix("MANIFEST-"), !name.contains("/") else {
                 throw FileSystem.corruption(currentPath, "open", offset: 0, "CURRENT does not name a manifest")
             }
             let manifestPath = directory + "/" + name

@@ -2,7 +2,11 @@ import Auth
 import Dispatch
 import EtcdProto
 import EtcdServer
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import GRPCTransport
 import SwiftProtobuf
 

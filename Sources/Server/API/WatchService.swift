@@ -1,6 +1,10 @@
 import EtcdProto
 import EtcdServer
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import GRPCTransport
 import MVCC
 import NIOCore

@@ -1,6 +1,10 @@
 import Auth
 import EtcdProto
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Who a request acts as, decided from its `token` metadata (see `EtcdServer.caller(token:)`).
 public struct AuthCaller: Sendable {

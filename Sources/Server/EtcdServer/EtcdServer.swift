@@ -1,7 +1,11 @@
 import Auth
 import EngineAPI
 import EtcdProto
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import MVCC
 import Dispatch
 import Synchronization

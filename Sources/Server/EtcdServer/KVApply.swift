@@ -1,5 +1,9 @@
 import EtcdProto
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import MVCC
 
 /// Put and DeleteRange applied inside a store transaction (etcd's applierV3backend.Put and

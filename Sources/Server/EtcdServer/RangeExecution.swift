@@ -1,5 +1,9 @@
 import EtcdProto
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import MVCC
 
 /// Executes a RangeRequest with etcd's semantics (etcd's applierV3backend.Range): the store

@@ -1,5 +1,9 @@
 import EtcdProto
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import MVCC
 
 /// Evaluates Txn compares and runs the chosen branch with etcd's semantics (etcd's

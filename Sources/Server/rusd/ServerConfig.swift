@@ -7,7 +7,7 @@ struct EndpointURL: Sendable, Hashable, CustomStringConvertible {
     let host: String
     let port: Int
 
-    var description: String { "\(scheme.rawValue)://\(host.contains(":") ? "[\(host)]" : host):\(port)" }
+    var description: String { "\(scheme.rawValue)://\(host.contains(":" as Character) ? "[\(host)]" : host):\(port)" }
     var isTLS: Bool { scheme == .https || scheme == .unixs }
 
     /// Parses "http://127.0.0.1:2379"; etcd's wording on errors.
