@@ -86,7 +86,7 @@ extension LSMEngine {
         edit.lastSequence = lastSequence
         let newVersion = current.applying(edit, tables: tables)
         var record: [UInt8] = []
-        edit.encode().withUnsafeBytes { LogFormat.appendRecord($0, to: &record) }
+        edit.encode().withUnsafeBytes { LogFormat.appendRecord($0, type: LogFormat.manifestRecord, to: &record) }
         let manifest = self.manifest
         mu.unlock()
         var failure: Error? = nil

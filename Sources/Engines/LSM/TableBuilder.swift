@@ -24,6 +24,9 @@ final class TableBuilder {
     private var hashes: [UInt64] = []
     private var lastUserKey: [UInt8] = []
     private var lastKey: [UInt8] = []
+    /// The handle of the last data block written, whose index entry waits for the next key
+    /// (its index key is a short separator between the block's last key and that one).
+    private var pendingHandle: BlockHandle?
     private var smallest: [UInt8] = []
     private(set) var entries = 0
     private(set) var deletions = 0
@@ -45,6 +48,10 @@ final class TableBuilder {
 
     func add(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws {
         if entries == 0 { smallest = Array(key) }
+        if let h = pendingHandle {
+            addIndexEntry(IndexSeparator.between(lastKey, key), h)
+            pendingHandle = nil
+        }
         let user = userKey(key)
         let sameUser = lastUserKey.withUnsafeBytes { compareBytes($0, user) == 0 } && entries > 0
         if !sameUser {
@@ -76,15 +83,22 @@ final class TableBuilder {
 
     private func flushDataBlock() throws {
         guard !data.isEmpty else { return }
-        let handle = try writeBlock(data.finish())
+        pendingHandle = try writeBlock(data.finish())
+    }
+
+    private func addIndexEntry(_ key: [UInt8], _ handle: BlockHandle) {
         var hv: [UInt8] = []
         handle.encode(into: &hv)
-        lastKey.withUnsafeBytes { k in hv.withUnsafeBytes { index.add(k, $0) } }
+        key.withUnsafeBytes { k in hv.withUnsafeBytes { index.add(k, $0) } }
     }
 
     /// Writes filter, index and footer, syncs the file. Returns its summary.
     func finish() throws -> TableSummary {
         try flushDataBlock()
+        if let h = pendingHandle {
+            addIndexEntry(IndexSeparator.successor(lastKey), h)
+            pendingHandle = nil
+        }
         let filter = BloomFilter.build(hashes: hashes)
         let filterHandle = try writeBlock(filter)
         let indexHandle = try writeBlock(index.finish())
