@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import LSMEngine
 
@@ -53,11 +54,17 @@ final class IndexSeparatorTests: XCTestCase {
     }
 
     func testTableLookupsUseSeparators() throws {
+        // With a filter, and without (bottom-level tables): same answers.
+        try tableLookups(filter: true)
+        try tableLookups(filter: false)
+    }
+
+    private func tableLookups(filter: Bool) throws {
         // Many small blocks; every key found through the shortened index, absent keys not.
         let dir = TempDirectory()
         try FileManager.default.createDirectory(atPath: dir.store, withIntermediateDirectories: true)
         let path = dir.store + "/000001.sst"
-        let builder = try TableBuilder(path: path)
+        let builder = try TableBuilder(path: path, filter: filter)
         var keys: [[UInt8]] = []
         for i in 0..<2000 {
             let k = makeInternalKey(Array(String(format: "key%05d", i * 2).utf8), UInt64(i + 1), .value)
@@ -67,6 +74,11 @@ final class IndexSeparatorTests: XCTestCase {
         }
         _ = try builder.finish()
         let table = try Table(path: path, number: 1)
+        // The footer's filter size: 10 bits per key, or nothing.
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        let footer = bytes.count - TableFormat.footerSize
+        let filterSize = bytes.withUnsafeBytes { loadFixed64($0, footer + 24) }
+        if filter { XCTAssertGreaterThanOrEqual(filterSize, 2000 * 10 / 8) } else { XCTAssertEqual(filterSize, 0) }
         XCTAssertGreaterThan(table.indexBlock.count, 20)
         let cursor = BlockCursor()
         for i in 0..<2000 {

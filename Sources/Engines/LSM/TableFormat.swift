@@ -1,7 +1,8 @@
 // Sorted table files (".sst"):
 //
 //     data block 0 .. data block n-1    (~4 KiB each; see Block.swift), each + CRC-32C
-//     filter block                      (BloomFilter over user keys) + CRC-32C
+//     filter block                      (BloomFilter over user keys; empty in tables written for
+//                                        the bottom level, see TableBuilder.init) + CRC-32C
 //     index block                       (key: a separator >= the last internal key of data block i
 //                                        and < the first of block i+1 (IndexSeparator.swift);
 //                                        value: handle) + CRC-32C
