@@ -15,12 +15,12 @@ final class RecoveryTests: XCTestCase {
         return logs[0]
     }
 
-    /// Offsets of the records of a log (header: crc u32, length u32, type u8).
+    /// Offsets of the records of a log (header: crc u32, length u32, type u8 = 2 for batches).
     private func recordOffsets(_ path: String) throws -> [Int] {
         let data = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         var offsets: [Int] = []
         var o = 0
-        while o + 9 <= data.count && data[o + 8] == 1 {
+        while o + 9 <= data.count && data[o + 8] == LogFormat.batchRecord {
             offsets.append(o)
             let len = Int(data[o + 4]) | Int(data[o + 5]) << 8 | Int(data[o + 6]) << 16 | Int(data[o + 7]) << 24
             o += 9 + len

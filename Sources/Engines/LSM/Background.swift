@@ -69,11 +69,17 @@ extension LSMEngine {
         var edit = VersionEdit()
         edit.logNumber = mem.logNumber
         var tables: [UInt64: Table] = [:]
-        if !imm.isEmpty {
+        if let range = imm.userKeyRange {
+            // The level it will go to decides the filter (see TableBuilder.init). Only this
+            // thread changes `current`, so the level chosen after writing is the same one.
+            let expected = compactionRunning ? 0 : range.smallest.withUnsafeBytes { s in
+                range.largest.withUnsafeBytes { Flush.pickLevel(current, smallestUser: s, largestUser: $0) }
+            }
             mu.unlock()
             let result: Result<(FileMetadata, Table), Error>
             do {
-                result = .success(try Flush.writeTable(imm, directory: directory, number: number))
+                result = .success(try Flush.writeTable(imm, directory: directory, number: number,
+                                                       filter: expected != Version.bottomLevel))
             } catch {
                 result = .failure(error)
             }
@@ -105,7 +111,7 @@ extension LSMEngine {
         edit.lastSequence = lastSequence
         let newVersion = current.applying(edit, tables: tables)
         var record: [UInt8] = []
-        edit.encode().withUnsafeBytes { LogFormat.appendRecord($0, to: &record) }
+        edit.encode().withUnsafeBytes { LogFormat.appendRecord($0, type: LogFormat.manifestRecord, to: &record) }
         let manifest = self.manifest
         mu.unlock()
         var failure: Error? = nil

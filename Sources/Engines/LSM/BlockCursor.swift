@@ -25,10 +25,11 @@ final class KeyBuffer {
     }
 }
 
-/// A position in one `Block`, decoding entries in place: the current key is rebuilt in a
-/// `KeyBuffer` from the previous key's shared prefix plus the entry's delta; the value points
-/// into the block. Moving backwards re-scans from the previous restart point (at most one
-/// restart interval), as LevelDB does.
+/// A position in one `Block`, decoding entries in place: the current internal key is rebuilt
+/// in a `KeyBuffer` from the reference key's shared prefix (the previous entry's, or the block's
+/// first one at a restart point), the entry's user key delta and the trailer its tag codes; the
+/// value points into the block. Moving backwards re-scans from the previous restart point (at
+/// most one restart interval), as LevelDB does.
 ///
 /// Every positioning call returns false when the block turns out to be malformed (the caller
 /// reports corruption naming the file and block); `isValid` is then false.
@@ -36,6 +37,7 @@ final class BlockCursor {
     private(set) var block: Block?
     private let keys = KeyBuffer()
     private var keyLength = 0
+    private var sequence: UInt64 = 0
     private var current = 0
     private var nextOffset = 0
     private var restartIndex = 0
@@ -54,14 +56,30 @@ final class BlockCursor {
     var key: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: keys.base, count: keyLength) }
     var value: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: block!.base + valueStart, count: valueLength) }
 
-    /// Decodes the entry at `offset`, whose key shares a prefix with the current key.
-    @inline(__always) private func parse(_ b: Block, at offset: Int) -> Bool {
-        guard let e = b.entry(at: offset), e.shared <= keyLength else { return fail() }
+    /// Decodes the entry at `offset`: a restart entry (coded against the block's first entry)
+    /// when `restart`, else one coded against the current entry.
+    @inline(__always) private func parse(_ b: Block, at offset: Int, restart: Bool) -> Bool {
+        guard let e = b.entry(at: offset) else { return fail() }
+        let reference: UInt64?
+        if offset == 0 {
+            guard e.shared == 0 else { return fail() }
+            reference = nil
+        } else if restart {
+            guard e.shared <= b.firstKeyLength else { return fail() }
+            keys.reserve(e.shared &+ e.unshared &+ 8, keeping: 0)
+            keys.base.copyMemory(from: b.base + b.firstKeyOffset, byteCount: e.shared)
+            reference = b.firstSequence
+        } else {
+            guard keyLength >= 8, e.shared <= keyLength &- 8 else { return fail() }
+            reference = sequence
+        }
+        guard let t = EntryTag.trailer(e.tag, against: reference) else { return fail() }
         let n = e.shared &+ e.unshared
-        guard n >= 8 else { return fail() }
-        keys.reserve(n, keeping: e.shared)
+        keys.reserve(n &+ 8, keeping: e.shared)
         (keys.base + e.shared).copyMemory(from: b.base + e.delta, byteCount: e.unshared)
-        keyLength = n
+        keys.base.storeBytes(of: t.littleEndian, toByteOffset: n, as: UInt64.self)
+        keyLength = n &+ 8
+        sequence = t >> 8
         current = offset
         valueStart = e.valueStart
         valueLength = e.valueLength
@@ -86,13 +104,17 @@ final class BlockCursor {
     @inline(__always) private func parseRestart(_ b: Block, _ i: Int) -> Bool {
         restartIndex = i
         keyLength = 0
-        return parse(b, at: b.restart(i))
+        return parse(b, at: b.restart(i), restart: true)
     }
 
     /// Moves to the entry at `nextOffset`, keeping `restartIndex` current.
     @inline(__always) private func parseNext(_ b: Block) -> Bool {
-        if restartIndex &+ 1 < b.restartCount && b.restart(restartIndex &+ 1) <= nextOffset { restartIndex &+= 1 }
-        return parse(b, at: nextOffset)
+        if restartIndex &+ 1 < b.restartCount && b.restart(restartIndex &+ 1) <= nextOffset {
+            restartIndex &+= 1
+            // An entry at a restart point is coded against the first entry; past it is malformed.
+            return b.restart(restartIndex) == nextOffset ? parse(b, at: nextOffset, restart: true) : fail()
+        }
+        return parse(b, at: nextOffset, restart: false)
     }
 
     func seekToFirst() -> Bool {
@@ -104,7 +126,7 @@ final class BlockCursor {
         guard let b = block, !b.isEmpty else { return invalidate() }
         guard parseRestart(b, b.restartCount - 1) else { return false }
         while nextOffset < b.dataLimit {
-            guard parse(b, at: nextOffset) else { return false }
+            guard parse(b, at: nextOffset, restart: false) else { return false }
         }
         return true
     }
@@ -143,7 +165,7 @@ final class BlockCursor {
         }
         guard parseRestart(b, restartIndex) else { return false }
         while nextOffset < original {
-            guard parse(b, at: nextOffset) else { return false }
+            guard parse(b, at: nextOffset, restart: false) else { return false }
         }
         return nextOffset == original ? true : fail()
     }

@@ -273,7 +273,8 @@ extension LSMEngine {
                             nextFileNumber += 1
                             return n
                         }
-                        builder = try TableBuilder(path: FileNames.table(directory, builderNumber))
+                        builder = try TableBuilder(path: FileNames.table(directory, builderNumber),
+                                                   filter: plan.outputLevel != Version.bottomLevel)
                     }
                     try builder!.add(k, it.value)
                 }

@@ -2,10 +2,11 @@ import EngineAPI
 
 /// Writing a memtable to a table file, and choosing its level.
 enum Flush {
-    /// Writes every entry of `mem` to table `number` and opens it.
-    static func writeTable(_ mem: Memtable, directory: String, number: UInt64) throws -> (FileMetadata, Table) {
+    /// Writes every entry of `mem` to table `number` and opens it; with a Bloom filter unless
+    /// `filter` is false (see `TableBuilder.init`).
+    static func writeTable(_ mem: Memtable, directory: String, number: UInt64, filter: Bool = true) throws -> (FileMetadata, Table) {
         let path = FileNames.table(directory, number)
-        let builder = try TableBuilder(path: path)
+        let builder = try TableBuilder(path: path, filter: filter)
         let it = mem.makeIterator()
         it.seekToFirst()
         while it.isValid {
@@ -26,16 +27,18 @@ enum Flush {
     /// and are never rewritten (a trivial move at flush time).
     static func pickLevel(_ version: Version, _ meta: FileMetadata) -> Int {
         meta.smallest.withUnsafeBytes { s in
-            meta.largest.withUnsafeBytes { l in
-                let su = userKey(s), lu = userKey(l)
-                if version.overlaps(level: 0, smallestUser: su, largestUser: lu) { return 0 }
-                var level = 0
-                while level < Version.bottomLevel {
-                    if version.overlaps(level: level + 1, smallestUser: su, largestUser: lu) { break }
-                    level += 1
-                }
-                return level
-            }
+            meta.largest.withUnsafeBytes { l in pickLevel(version, smallestUser: userKey(s), largestUser: userKey(l)) }
         }
+    }
+
+    /// `pickLevel` for a table whose user keys span smallestUser ... largestUser.
+    static func pickLevel(_ version: Version, smallestUser su: UnsafeRawBufferPointer, largestUser lu: UnsafeRawBufferPointer) -> Int {
+        if version.overlaps(level: 0, smallestUser: su, largestUser: lu) { return 0 }
+        var level = 0
+        while level < Version.bottomLevel {
+            if version.overlaps(level: level + 1, smallestUser: su, largestUser: lu) { break }
+            level += 1
+        }
+        return level
     }
 }

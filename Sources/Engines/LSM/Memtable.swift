@@ -82,6 +82,10 @@ final class Memtable: @unchecked Sendable {
     var approximateBytes: Int { lock.withLock { _bytes } }
     var count: Int { lock.withLock { _count } }
     var isEmpty: Bool { count == 0 }
+    /// The smallest and largest user keys held (nil when empty).
+    var userKeyRange: (smallest: [UInt8], largest: [UInt8])? {
+        lock.withLock { _count == 0 ? nil : (smallestUser, largestUser) }
+    }
 
     private func randomHeight() -> Int {
         var h = 1

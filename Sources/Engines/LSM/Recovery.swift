@@ -42,7 +42,7 @@ enum Recovery {
                                   message: "the directory holds files that are not an lsm engine store (\(foreign.sorted().prefix(5).joined(separator: ", "))); refusing to create a new store over them")
             }
             if !FileSystem.exists(markerPath) {
-                try FileSystem.writeAtomically(Array("rusd lsm engine store, format 1\n".utf8), to: markerPath, directory: directory)
+                try FileSystem.writeAtomically(Array("rusd lsm engine store, format 2\n".utf8), to: markerPath, directory: directory)
             }
         }
         let lockPath = FileNames.lock(directory)
@@ -85,7 +85,7 @@ enum Recovery {
                 throw EngineError(.corruption, engine: "lsm", path: manifestPath, operation: "open",
                                   message: "manifest named by CURRENT is missing")
             }
-            try LogFormat.read(path: manifestPath, operation: "read manifest") { payload, offset in
+            try LogFormat.read(path: manifestPath, type: LogFormat.manifestRecord, operation: "read manifest") { payload, offset in
                 let edit = try VersionEdit.decode(payload, path: manifestPath, offset: offset)
                 if let v = edit.logNumber { logNumber = v }
                 if let v = edit.nextFileNumber { nextFileNumber = v }
@@ -121,7 +121,7 @@ enum Recovery {
         let recovered = Memtable(logNumber: 0)
         for n in logs {
             let path = FileNames.log(directory, n)
-            try LogFormat.read(path: path, operation: "recover log") { payload, offset in
+            try LogFormat.read(path: path, type: LogFormat.batchRecord, operation: "recover log") { payload, offset in
                 let last = try WriteBatchCoding.decode(payload, path: path, offset: offset) { seq, kind, key, value in
                     recovered.add(sequence: seq, kind: kind, key: key, value: value)
                 }
@@ -158,7 +158,7 @@ enum Recovery {
             for f in files { snapshot.added.append((level, f.meta)) }
         }
         var record: [UInt8] = []
-        snapshot.encode().withUnsafeBytes { LogFormat.appendRecord($0, to: &record) }
+        snapshot.encode().withUnsafeBytes { LogFormat.appendRecord($0, type: LogFormat.manifestRecord, to: &record) }
         try manifest.append(record)
         try manifest.sync()
         try FileSystem.syncDirectory(directory)

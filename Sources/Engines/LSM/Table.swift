@@ -59,8 +59,8 @@ final class Table: @unchecked Sendable {
                 throw FileSystem.corruption(path, "open table", offset: footerOffset, "footer checksum mismatch")
             }
             guard loadFixed32(f, 32) == TableFormat.formatVersion else {
-                throw FileSystem.corruption(path, "open table", offset: footerOffset,
-                                            "unsupported table format version \(loadFixed32(f, 32))")
+                throw FileSystem.corruption(path, "open table", offset: footerOffset + 32,
+                                            "unsupported table format version \(loadFixed32(f, 32)) (this build reads version \(TableFormat.formatVersion) only)")
             }
             let indexHandle = BlockHandle(offset: loadFixed64(f, 0), size: loadFixed64(f, 8))
             let filterHandle = BlockHandle(offset: loadFixed64(f, 16), size: loadFixed64(f, 24))

@@ -1,13 +1,14 @@
 import EngineAPI
 
-// A WAL record's payload: one write batch.
+// A WAL record's payload (record type 2): one write batch.
 //
-//     sequence: UInt64 LE   sequence number of the first operation
-//     count:    UInt32 LE
-//     count operations:  kind u8 (1 put, 0 delete), key (varint length + bytes),
+//     sequence: varint   sequence number of the first operation
+//     count:    varint
+//     count operations:  varint (key length << 1 | kind: 1 put, 0 delete), key bytes,
 //                        value (varint length + bytes, puts only)
 //
-// Operation i gets sequence `sequence + i`.
+// Operation i gets sequence `sequence + i`. (Format 1, record type 1, had a fixed 8-byte
+// sequence, a 4-byte count and a kind byte before each key's length.)
 
 enum WriteBatchCoding {
     /// Appends a framed WAL record for `batch` to `out`.
@@ -15,18 +16,18 @@ enum WriteBatchCoding {
         let start = out.count
         out.appendFixed32(0) // crc
         out.appendFixed32(0) // length
-        out.append(LogFormat.fullRecord)
-        out.appendFixed64(sequence)
-        out.appendFixed32(UInt32(batch.count))
+        out.append(LogFormat.batchRecord)
+        out.appendVarint(sequence)
+        out.appendVarint(UInt64(batch.count))
         for op in batch.operations {
             switch op {
             case .put(let key, let value):
-                out.append(ValueKind.value.rawValue)
-                out.appendLengthPrefixed(key)
+                out.appendVarint(UInt64(key.count) << 1 | UInt64(ValueKind.value.rawValue))
+                out.append(contentsOf: key)
                 out.appendLengthPrefixed(value)
             case .delete(let key):
-                out.append(ValueKind.deletion.rawValue)
-                out.appendLengthPrefixed(key)
+                out.appendVarint(UInt64(key.count) << 1 | UInt64(ValueKind.deletion.rawValue))
+                out.append(contentsOf: key)
             }
         }
         let length = out.count - start - LogFormat.headerSize
@@ -41,11 +42,12 @@ enum WriteBatchCoding {
                        _ apply: (UInt64, ValueKind, UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void) throws -> UInt64 {
         var r = ByteReader(payload)
         let bad = FileSystem.corruption(path, "recover log", offset: offset, "malformed write batch in a valid record")
-        guard let seq = r.fixed64(), let count = r.fixed32() else { throw bad }
+        guard let seq = r.varint(), let count = r.varint(), count <= UInt64(payload.count),
+              seq <= maxSequence, maxSequence - seq >= count else { throw bad }
         let empty = UnsafeRawBufferPointer(start: nil, count: 0)
-        for i in 0..<UInt64(count) {
-            guard let kindByte = r.byte(), let kind = ValueKind(rawValue: kindByte),
-                  let key = r.lengthPrefixed() else { throw bad }
+        for i in 0..<count {
+            guard let head = r.varint(), let kind = ValueKind(rawValue: UInt8(head & 1)),
+                  head >> 1 <= UInt64(Int.max), let key = r.bytes(Int(head >> 1)) else { throw bad }
             if kind == .value {
                 guard let value = r.lengthPrefixed() else { throw bad }
                 apply(seq + i, kind, key, value)
