@@ -9,30 +9,33 @@ private final class ThreadBody: @unchecked Sendable {
     init(_ run: @escaping () -> Void) { self.run = run }
 }
 
+/// Starts `body` on a new OS thread and returns the thread (join or detach it). A plain
+/// pthread: Foundation's `Thread` would link all of Foundation and ICU into every process.
+package func startThread(_ body: @escaping () -> Void) -> pthread_t {
+    let box = Unmanaged.passRetained(ThreadBody(body))
+    #if canImport(Glibc)
+    var thread = pthread_t()
+    #else
+    var thread: pthread_t?
+    #endif
+    let rc = pthread_create(&thread, nil, { arg in
+        Unmanaged<ThreadBody>.fromOpaque(arg!).takeRetainedValue().run()
+        return nil
+    }, box.toOpaque())
+    precondition(rc == 0, "pthread_create failed: \(rc)")
+    #if canImport(Glibc)
+    return thread
+    #else
+    return thread!
+    #endif
+}
+
 /// Runs each body on its own OS thread (not a pool: bodies may wait for each other), joins
 /// them all, and rethrows the first error any of them threw.
 package func runOnThreads(_ bodies: [@Sendable () throws -> Void]) throws {
     let errors = EngineLocked<[any Error]>([])
-    var threads: [pthread_t] = []
-    for body in bodies {
-        let box = Unmanaged.passRetained(ThreadBody {
-            do { try body() } catch { errors.withLock { $0.append(error) } }
-        })
-        #if canImport(Glibc)
-        var thread = pthread_t()
-        #else
-        var thread: pthread_t?
-        #endif
-        let rc = pthread_create(&thread, nil, { arg in
-            Unmanaged<ThreadBody>.fromOpaque(arg!).takeRetainedValue().run()
-            return nil
-        }, box.toOpaque())
-        precondition(rc == 0, "pthread_create failed: \(rc)")
-        #if canImport(Glibc)
-        threads.append(thread)
-        #else
-        threads.append(thread!)
-        #endif
+    let threads = bodies.map { body in
+        startThread { do { try body() } catch { errors.withLock { $0.append(error) } } }
     }
     for thread in threads { pthread_join(thread, nil) }
     if let first = errors.withLock({ $0.first }) { throw first }

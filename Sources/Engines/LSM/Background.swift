@@ -7,25 +7,10 @@ import EngineAPI
 
 extension LSMEngine {
     /// Starts the thread that flushes memtables and runs compactions, one job at a time.
-    /// A detached pthread (not Foundation's `Thread`, which would link all of Foundation and
-    /// ICU into every process that links this engine); `close()` waits for it through `bgExited`.
+    /// Detached (the thread keeps the engine alive until its loop ends); `close()` waits for it
+    /// through `bgExited`.
     func startBackground() {
-        let engine = Unmanaged.passRetained(self)
-        #if canImport(Glibc)
-        var thread = pthread_t()
-        #else
-        var thread: pthread_t?
-        #endif
-        let rc = pthread_create(&thread, nil, { arg in
-            Unmanaged<LSMEngine>.fromOpaque(arg!).takeRetainedValue().backgroundLoop()
-            return nil
-        }, engine.toOpaque())
-        precondition(rc == 0, "lsm: pthread_create for the background thread failed: \(rc)")
-        #if canImport(Glibc)
-        pthread_detach(thread)
-        #else
-        pthread_detach(thread!)
-        #endif
+        pthread_detach(startThread { self.backgroundLoop() })
     }
 
     private func backgroundLoop() {

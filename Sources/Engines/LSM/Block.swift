@@ -273,23 +273,14 @@ struct Block {
 
     /// A varint of at most 32 bits at `p` (advanced past it), or nil.
     private func varint(_ p: inout Int) -> Int? {
-        var result = 0
-        var shift = 0
-        while p < dataLimit && shift <= 28 {
-            let b = base.load(fromByteOffset: p, as: UInt8.self)
-            p &+= 1
-            result |= Int(b & 0x7F) << shift
-            if b < 0x80 { return result }
-            shift += 7
-        }
-        return nil
+        varint64(&p, maxShift: 28).map { Int($0) }
     }
 
-    /// A varint of at most 64 bits at `p` (advanced past it), or nil.
-    private func varint64(_ p: inout Int) -> UInt64? {
+    /// A varint of at most 64 bits (`maxShift` 63) at `p` (advanced past it), or nil.
+    private func varint64(_ p: inout Int, maxShift: UInt64 = 63) -> UInt64? {
         var result: UInt64 = 0
         var shift: UInt64 = 0
-        while p < dataLimit && shift <= 63 {
+        while p < dataLimit && shift <= maxShift {
             let b = base.load(fromByteOffset: p, as: UInt8.self)
             p &+= 1
             result |= UInt64(b & 0x7F) << shift

@@ -129,7 +129,7 @@ extension HubState {
         }
         if from < events.count {
             var r = WatchResponse(watchID: w.id, headerRevision: current)
-            r.eventSlices = [EventSlice(list, from..<events.count)]
+            r.setEvents([EventSlice(list, from..<events.count)])
             r.fragmentAllowed = w.fragment
             guard w.session.enqueue(r, bounded: true) else { return false }
             w.sentSinceProgressTick = true

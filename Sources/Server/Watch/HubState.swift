@@ -149,7 +149,7 @@ final class HubState: @unchecked Sendable {
                 }
                 for (i, list) in lists.enumerated() {
                     var r = WatchResponse(watchID: w.id, headerRevision: last.revision)
-                    r.eventSlices = list
+                    r.setEvents(list)
                     r.fragmentAllowed = w.fragment
                     if w.session.enqueue(r, bounded: true) {
                         w.next = i == lists.count - 1 ? last.revision + 1 : list[0].events.last!.kv.modRevision + 1

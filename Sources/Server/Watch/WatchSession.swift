@@ -50,7 +50,7 @@ public final class WatchSession: Sendable {
                   position >= base + head, position >= mergeFloor else { return false }
             let i = position - base
             guard responses[i].eventBytes + r.eventBytes <= limit else { return false }
-            responses[i].eventSlices += r.eventSlices
+            responses[i].appendEvents(of: r)
             responses[i].headerRevision = max(responses[i].headerRevision, r.headerRevision)
             return true
         }

@@ -54,9 +54,6 @@ public final class EventList: Sendable {
         range.isEmpty ? 0 : byteEnds[range.upperBound - 1] - (range.lowerBound == 0 ? 0 : byteEnds[range.lowerBound - 1])
     }
 
-    /// The revision of the last event (0 when empty).
-    var lastRevision: Int64 { events.last?.kv.modRevision ?? 0 }
-
     /// A value computed from the events on first use and shared by every holder of this list.
     public func derived<T: Sendable>(_ make: ([Event]) -> T) -> T {
         if let v = cache.withLock({ $0 }) as? T { return v }
@@ -104,19 +101,29 @@ public struct WatchResponse: Sendable {
     /// Events in revision order, as slices of the shared lists they were queued in (several
     /// when the session merged later revisions into a response not sent yet); never an empty
     /// slice. `prevKV` set only for watchers that asked for it.
-    public var eventSlices: [EventSlice] = []
-    public var events: [Event] {
-        get { eventSlices.flatMap(\.events) }
-        set { eventSlices = newValue.isEmpty ? [] : [EventSlice(EventList(newValue))] }
-    }
-    /// Approximate bytes of the events (the outbox budget's unit).
-    public var eventBytes: Int { eventSlices.reduce(0) { $0 + $1.bytes } }
+    public private(set) var eventSlices: [EventSlice] = []
+    /// Approximate bytes of the events (the outbox budget's unit), kept with the slices: a
+    /// response that absorbs many merges must not re-add its slices on each one.
+    public private(set) var eventBytes = 0
+    public var events: [Event] { eventSlices.flatMap(\.events) }
     /// The watcher asked for large responses to be fragmented (etcd's `fragment`).
     public var fragmentAllowed = false
 
     public init(watchID: Int64, headerRevision: Int64) {
         self.watchID = watchID
         self.headerRevision = headerRevision
+    }
+
+    /// Sets the events: slices of shared lists, none empty.
+    mutating func setEvents(_ slices: [EventSlice]) {
+        eventSlices = slices
+        eventBytes = slices.reduce(0) { $0 + $1.bytes }
+    }
+
+    /// Appends the events of `later` (a merge of later revisions into this unsent response).
+    mutating func appendEvents(of later: WatchResponse) {
+        eventSlices += later.eventSlices
+        eventBytes += later.eventBytes
     }
 
     /// True for a progress notification (no events, not a control message).

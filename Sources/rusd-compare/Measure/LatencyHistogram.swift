@@ -29,6 +29,18 @@ struct LatencyHistogram: Sendable {
         errors += other.errors
     }
 
+    /// Runs `workers` concurrent tasks (`work` gets the worker's index) and merges the
+    /// histograms they return.
+    static func merged(workers: Int,
+                       _ work: @escaping @Sendable (Int) async throws -> LatencyHistogram) async throws -> LatencyHistogram {
+        try await withThrowingTaskGroup(of: LatencyHistogram.self) { group in
+            for w in 0..<workers { group.addTask { try await work(w) } }
+            var all = LatencyHistogram()
+            for try await h in group { all.merge(h) }
+            return all
+        }
+    }
+
     /// Percentiles in milliseconds plus a compact CDF for charts.
     func summary() -> LatencySummary {
         guard count > 0 else {

@@ -54,36 +54,29 @@ struct CheckPerfWorkload: Workload {
         let start = monotonicNanos()
         let interval = 1e9 / Double(tier.rate)
         let value = [UInt8](repeating: 0, count: 1024)
-        let merged = try await withThrowingTaskGroup(of: LatencyHistogram.self) { group in
-            for worker in 0..<tier.clients {
-                let client = connections[worker % connections.count]
-                group.addTask {
-                    var histogram = LatencyHistogram()
-                    var rng = SplitMix64(seed: start &+ UInt64(worker))
-                    while true {
-                        let i = next.takeNext()
-                        if i >= total { break }
-                        let due = start + UInt64(Double(i) * interval)
-                        let now = monotonicNanos()
-                        if due > now { try await Task.sleep(nanoseconds: due - now) }
-                        var key = Array("/etcdctl-check-perf/".utf8)
-                        key += [UInt8](repeating: 0, count: 256).enumerated().map { idx, _ in
-                            idx < 8 ? UInt8(truncatingIfNeeded: rng.next()) : 0
-                        }
-                        let t0 = monotonicNanos()
-                        do {
-                            _ = try await client.put(key: key, value: value, lease: 0)
-                            histogram.recordSince(t0)
-                        } catch {
-                            histogram.recordError()
-                        }
-                    }
-                    return histogram
+        let merged = try await LatencyHistogram.merged(workers: tier.clients) { worker in
+            let client = connections[worker % connections.count]
+            var histogram = LatencyHistogram()
+            var rng = SplitMix64(seed: start &+ UInt64(worker))
+            while true {
+                let i = next.takeNext()
+                if i >= total { break }
+                let due = start + UInt64(Double(i) * interval)
+                let now = monotonicNanos()
+                if due > now { try await Task.sleep(nanoseconds: due - now) }
+                var key = Array("/etcdctl-check-perf/".utf8)
+                key += [UInt8](repeating: 0, count: 256).enumerated().map { idx, _ in
+                    idx < 8 ? UInt8(truncatingIfNeeded: rng.next()) : 0
+                }
+                let t0 = monotonicNanos()
+                do {
+                    _ = try await client.put(key: key, value: value, lease: 0)
+                    histogram.recordSince(t0)
+                } catch {
+                    histogram.recordError()
                 }
             }
-            var all = LatencyHistogram()
-            for try await h in group { all.merge(h) }
-            return all
+            return histogram
         }
         return (merged, secondsSince(start), total)
     }

@@ -27,36 +27,29 @@ extension EtcdClient {
     /// Runs `load` with one task per worker over the async API (clients without a cheaper way).
     /// Failed requests are counted as errors, as the workloads count them.
     func runClosedLoopWithTasks(_ load: ClosedLoopLoad) async throws -> LatencyHistogram {
-        try await withThrowingTaskGroup(of: LatencyHistogram.self) { group in
-            for seed in load.seeds {
-                group.addTask {
-                    var histogram = LatencyHistogram()
-                    var rng = SplitMix64(seed: seed)
-                    while monotonicNanos() < load.deadline {
-                        let key = eightByteKey(Int(rng.next() % UInt64(load.keySpace)))
-                        let t0 = monotonicNanos()
-                        do {
-                            switch load.operation {
-                            case .put:
-                                _ = try await self.put(key: key, value: load.value, lease: 0)
-                            case .range:
-                                _ = try await self.range(key: key, rangeEnd: [], limit: 0, revision: 0,
-                                                         keysOnly: false, countOnly: false)
-                            case .txnPut:
-                                _ = try await self.txn(compares: [], success: [.put(key: key, value: load.value, lease: 0)],
-                                                       failure: [])
-                            }
-                            histogram.recordSince(t0)
-                        } catch {
-                            histogram.recordError()
-                        }
+        try await LatencyHistogram.merged(workers: load.seeds.count) { w in
+            var histogram = LatencyHistogram()
+            var rng = SplitMix64(seed: load.seeds[w])
+            while monotonicNanos() < load.deadline {
+                let key = eightByteKey(Int(rng.next() % UInt64(load.keySpace)))
+                let t0 = monotonicNanos()
+                do {
+                    switch load.operation {
+                    case .put:
+                        _ = try await self.put(key: key, value: load.value, lease: 0)
+                    case .range:
+                        _ = try await self.range(key: key, rangeEnd: [], limit: 0, revision: 0,
+                                                 keysOnly: false, countOnly: false)
+                    case .txnPut:
+                        _ = try await self.txn(compares: [], success: [.put(key: key, value: load.value, lease: 0)],
+                                               failure: [])
                     }
-                    return histogram
+                    histogram.recordSince(t0)
+                } catch {
+                    histogram.recordError()
                 }
             }
-            var all = LatencyHistogram()
-            for try await h in group { all.merge(h) }
-            return all
+            return histogram
         }
     }
 }

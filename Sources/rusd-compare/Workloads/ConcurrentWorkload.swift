@@ -100,13 +100,9 @@ struct ConcurrentWorkload: Workload {
             loads.append((client, ClosedLoopLoad(operation: operation, seeds: seeds, deadline: deadline,
                                                  keySpace: keySpace, value: value)))
         }
-        let merged = try await withThrowingTaskGroup(of: LatencyHistogram.self) { group in
-            for (client, load) in loads {
-                group.addTask { try await client.runClosedLoop(load) }
-            }
-            var all = LatencyHistogram()
-            for try await h in group { all.merge(h) }
-            return all
+        let runs = loads
+        let merged = try await LatencyHistogram.merged(workers: runs.count) { i in
+            try await runs[i].0.runClosedLoop(runs[i].1)
         }
         return (merged, secondsSince(start))
     }

@@ -74,29 +74,23 @@ struct WatchFanoutWorkload: Workload {
     private func putAll(_ prefix: [UInt8], count: Int, writers: [any EtcdClient],
                         progress: ProgressReporter) async throws -> (LatencyHistogram, Double, Int) {
         let start = monotonicNanos()
-        let merged = try await withThrowingTaskGroup(of: LatencyHistogram.self) { group in
-            for (w, writer) in writers.enumerated() {
-                group.addTask {
-                    var histogram = LatencyHistogram()
-                    var i = w
-                    while i < count {
-                        let t0 = monotonicNanos()
-                        let value = withUnsafeBytes(of: t0.bigEndian) { Array($0) } + [UInt8](repeating: 0x61, count: 56)
-                        do {
-                            _ = try await writer.put(key: prefix + Array(String(format: "key-%06d", i).utf8), value: value, lease: 0)
-                            histogram.recordSince(t0)
-                        } catch {
-                            histogram.recordError()
-                        }
-                        progress.advance()
-                        i += writers.count
-                    }
-                    return histogram
+        let merged = try await LatencyHistogram.merged(workers: writers.count) { w in
+            let writer = writers[w]
+            var histogram = LatencyHistogram()
+            var i = w
+            while i < count {
+                let t0 = monotonicNanos()
+                let value = withUnsafeBytes(of: t0.bigEndian) { Array($0) } + [UInt8](repeating: 0x61, count: 56)
+                do {
+                    _ = try await writer.put(key: prefix + Array(String(format: "key-%06d", i).utf8), value: value, lease: 0)
+                    histogram.recordSince(t0)
+                } catch {
+                    histogram.recordError()
                 }
+                progress.advance()
+                i += writers.count
             }
-            var all = LatencyHistogram()
-            for try await h in group { all.merge(h) }
-            return all
+            return histogram
         }
         return (merged, secondsSince(start), merged.errors)
     }
