@@ -69,6 +69,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+        // The lmdb engine's pending writes: a persistent hash trie (TreeDictionary).
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     ],
     targets: [
         // MARK: Engine boundary
@@ -77,7 +79,9 @@ let package = Package(
                        providers: [.apt(["liblmdb-dev"])]),
         .systemLibrary(name: "CLevelDB", path: "Sources/Engines/CLevelDB",
                        providers: [.apt(["libleveldb-dev"])]),
-        .target(name: "LMDBEngine", dependencies: ["EngineAPI", "CLMDB"], path: "Sources/Engines/LMDB"),
+        .target(name: "LMDBEngine", dependencies: ["EngineAPI", "CLMDB",
+                                                .product(name: "HashTreeCollections", package: "swift-collections")],
+                path: "Sources/Engines/LMDB"),
         .target(name: "LevelDBEngine", dependencies: ["EngineAPI", "CLevelDB"], path: "Sources/Engines/LevelDB"),
         .target(name: "LSMEngine", dependencies: ["EngineAPI"], path: "Sources/Engines/LSM"),
         .target(name: "Engines", dependencies: ["EngineAPI", "LMDBEngine", "LevelDBEngine", "LSMEngine"],

@@ -35,6 +35,7 @@ final class LMDBEngineTests: XCTestCase {
                     var batch = WriteBatch()
                     for i in 0..<4 { batch.put(Array("grow/\(b)/\(i)".utf8), value) }
                     try engine.write(batch, sync: false)
+                    _ = try engine.stats()  // commits the logged batch to LMDB now: one transaction per batch
                 }
             },
             {
@@ -145,6 +146,7 @@ final class LMDBEngineTests: XCTestCase {
             for i in 0..<10 { batch.put(Array("r/\(b)/\(i)".utf8), [UInt8](repeating: UInt8(b), count: 20_000)) }
             try engine.write(batch, sync: false)
         }
+        _ = try engine.stats()  // the puts reach LMDB before the deletes (otherwise they cancel out in memory)
         var deletes = WriteBatch()
         for b in 0..<36 { for i in 0..<10 { deletes.delete(Array("r/\(b)/\(i)".utf8)) } }
         try engine.write(deletes, sync: true)

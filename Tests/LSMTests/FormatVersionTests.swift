@@ -68,7 +68,7 @@ final class FormatVersionTests: XCTestCase {
         WriteBatchCoding.appendRecord(batch, sequence: 1 << 40, to: &out)
         var seen: [(UInt64, ValueKind, [UInt8], [UInt8])] = []
         let length = try out.withUnsafeBytes { buf -> Int in
-            let n = try XCTUnwrap(LogFormat.validRecord(buf, at: 0))
+            let n = try XCTUnwrap(RecordLog.validRecord(buf, at: 0))
             _ = try WriteBatchCoding.decode(UnsafeRawBufferPointer(rebasing: buf[LogFormat.headerSize...]), path: "x", offset: 0) {
                 seen.append(($0, $1, Array($2), Array($3)))
             }

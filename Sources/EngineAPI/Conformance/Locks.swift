@@ -9,7 +9,7 @@ import Darwin
 
 /// A non-recursive mutex.
 package final class EngineMutex: @unchecked Sendable {
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    fileprivate let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
     package init() {
         mutex = .allocate(capacity: 1)
@@ -71,5 +71,46 @@ package final class EngineLocked<Value>: @unchecked Sendable {
 
     package func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
         try mutex.withLock { try body(&value) }
+    }
+}
+
+/// A condition variable used with an `EngineMutex`.
+package final class EngineCondition: @unchecked Sendable {
+    private let cond: UnsafeMutablePointer<pthread_cond_t>
+
+    package init() {
+        cond = .allocate(capacity: 1)
+        cond.initialize(to: pthread_cond_t())
+        precondition(pthread_cond_init(cond, nil) == 0, "pthread_cond_init failed")
+    }
+
+    deinit {
+        pthread_cond_destroy(cond)
+        cond.deallocate()
+    }
+
+    /// Waits until signalled (spurious wake-ups possible); `mutex` must be held.
+    package func wait(_ mutex: EngineMutex) { mutex.wait(on: cond, seconds: nil) }
+
+    /// Waits at most `seconds`; `mutex` must be held.
+    package func wait(_ mutex: EngineMutex, seconds: Double) { mutex.wait(on: cond, seconds: seconds) }
+
+    package func signal() { pthread_cond_signal(cond) }
+    package func broadcast() { pthread_cond_broadcast(cond) }
+}
+
+extension EngineMutex {
+    fileprivate func wait(on cond: UnsafeMutablePointer<pthread_cond_t>, seconds: Double?) {
+        guard let seconds else {
+            pthread_cond_wait(cond, mutex)
+            return
+        }
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let nanos = Int(now.tv_nsec) + Int(seconds * 1e9)
+        var deadline = timespec()
+        deadline.tv_sec = now.tv_sec + nanos / 1_000_000_000
+        deadline.tv_nsec = nanos % 1_000_000_000
+        pthread_cond_timedwait(cond, mutex, &deadline)
     }
 }

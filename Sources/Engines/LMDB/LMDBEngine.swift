@@ -4,59 +4,104 @@ import EngineAPI
 import Glibc
 #endif
 
-/// The `lmdb` engine: liblmdb behind the `StorageEngine` contract.
+/// The `lmdb` engine: liblmdb behind the `StorageEngine` contract, with a write-ahead log in
+/// front of it.
 ///
 /// On disk (`directory`):
 ///   LOCK                 flock held while open: one engine instance per directory
 ///   GENERATION           names the live generation ("gen-000001")
 ///   gen-NNNNNN/data.mdb  the LMDB environment (lock.mdb beside it); `mdb_stat <dir>/gen-NNNNNN`
+///   gen-NNNNNN/wal-*.log the write-ahead log (WriteAheadLog.swift)
 /// `reclaimSpace` writes a compacted copy as the next generation and switches GENERATION.
 ///
-/// - Map size: starts at max(256 MiB, 2 x the data file) and doubles inside `write` whenever
-///   LMDB reports MDB_MAP_FULL (the failed transaction is retried after the remap), up to
+/// - Write path: `write` appends the batch to the write-ahead log (one fdatasync with
+///   `sync: true`) and applies it to the pending writes in memory (`PendingWrites`), which every
+///   read consults before LMDB. A background thread commits the pending writes to LMDB in one
+///   sorted, synced transaction every `flushInterval` (sooner past `flushTriggerBytes`), then
+///   deletes the log segments LMDB now holds. This is etcd's design (WAL + batched bbolt commits +
+///   a read buffer): an LMDB commit costs two syncs (data pages, then the meta page), a log
+///   append one, and many writes share each LMDB commit. Writers wait while
+///   `pendingLimitBytes` are pending and a commit is in progress. A failed LMDB commit is retried
+///   by the next flush; until one succeeds, `write` throws its error (reads keep working; the
+///   writes are safe in the log).
+/// - Recovery (open): the log's segments are committed to LMDB, oldest first, then deleted. A
+///   torn last record (a crash during an append) is dropped: it was never acknowledged. Damage in
+///   the middle of a segment is refused with `.corruption` naming the file and offset.
+/// - Bounded stores (`options.maxSizeBytes` set) skip the log: each batch is committed straight
+///   to LMDB, so that a batch past the limit is refused with `.full` before anything of it is
+///   visible. rusd does not bound the engine (its space quota lives in the server).
+/// - Map size: starts at max(256 MiB, 2 x the data file) and doubles whenever LMDB reports
+///   MDB_MAP_FULL (the failed transaction is retried after the remap), up to
 ///   `options.maxSizeBytes`, beyond which `write` throws `.full`. MDB_MAP_FULL never escapes.
-/// - Readers: MDB_NOTLS; a view owns one read transaction. Readers never block the writer.
+/// - Readers: MDB_NOTLS; a view owns one read transaction and the pending writes as of its
+///   creation. Readers never block the writer.
 ///   Reader slots of killed processes are freed at open (mdb_reader_check).
-/// - Durability: commits with `sync: true` use LMDB's normal synced commit (fdatasync of the
-///   data pages, then a synchronous meta page write); `sync: false` commits with
-///   MDB_NOMETASYNC (data pages synced, meta page left to the next commit or the OS): a crash
-///   may lose the last such commits but never corrupts the file.
+/// - LMDB commits use LMDB's normal synced commit (fdatasync of the data pages, then a
+///   synchronous meta page write). In bounded mode `sync: false` commits with MDB_NOMETASYNC
+///   (data pages synced, meta page left to the next commit or the OS): a crash may lose the last
+///   such commits but never corrupts the file.
 /// - Keys: 1...511 bytes (LMDB's compile-time limit); other keys are refused with
 ///   `.invalidArgument` (reads of them return nil). Values: any size.
-/// - `bytesWrittenSinceOpen`: bytes the committing thread passed to write(2)-family calls
-///   during each write transaction (per-thread `wchar` of /proc/thread-self/io: LMDB's page and
-///   meta writes), plus the compacted copies written by `reclaimSpace`.
+/// - `bytesWrittenSinceOpen`: log bytes appended, plus the bytes the committing thread passed to
+///   write(2)-family calls during each LMDB write transaction (per-thread `wchar` of
+///   /proc/thread-self/io: LMDB's page and meta writes), plus the compacted copies written by
+///   `reclaimSpace`.
 /// - `liveBytes`: bytes of the B+tree pages holding live entries (branch + leaf + overflow
-///   pages x page size), like etcd's "size in use"; `entryCount` is exact.
-/// - Corruption: LMDB keeps no checksums. A data file that is not LMDB's, or shorter than its
-///   meta page says, is refused at open with `.corruption`; a flipped byte inside a page is not
-///   detectable and would be served.
-/// - Do not call `write` from inside a scan's visitor: a write that must grow the map waits
-///   for reads in progress, including that scan.
+///   pages x page size), like etcd's "size in use"; `entryCount` is exact (`stats` commits the
+///   pending writes first).
+/// - Corruption: log records carry CRC-32C checksums; LMDB keeps none. A data file that is not
+///   LMDB's, or shorter than its meta page says, is refused at open with `.corruption`; a
+///   flipped byte inside an LMDB page is not detectable and would be served.
+/// - Do not call `write` from inside a scan's visitor: a write may wait for room while the
+///   background commit waits for a map growth, which waits for reads in progress.
 /// - `options.cacheBytes`, `writeBufferBytes`, `paranoidChecks` do not apply (the OS page
-///   cache holds the map; there is no write buffer; no checksums exist).
+///   cache holds the map; log records are always verified).
 public final class LMDBEngine: StorageEngine, @unchecked Sendable {
     public static let engineName = "lmdb"
     static let initialMapSize = 256 << 20
     static let generationPrefix = "gen-"
     /// The file naming the live generation.
     static let pointerFileName = "GENERATION"
+    /// Longest time a write stays only in the log before the background commit to LMDB.
+    static let flushInterval = 0.1
+    /// Pending bytes that start the background commit early.
+    static let flushTriggerBytes = 8 << 20
+    /// Pending bytes above which writers wait for a commit in progress.
+    static let pendingLimitBytes = 64 << 20
 
     public var name: String { Self.engineName }
     public let directory: String
     private let maxMapSize: Int?
 
-    /// Serializes write, reclaimSpace and close.
+    /// Lock order: `commitLock`, then `writeLock`, then the state mutex.
+    /// Serializes LMDB write transactions, map growth, generation switches and close.
+    private let commitLock = EngineMutex()
+    /// Serializes `write` calls and the switch to a new log segment.
     private let writeLock = EngineMutex()
-    private let state: EngineLocked<State>
+    /// Guards `state`; `stateChanged` wakes the flusher and writers waiting for room.
+    private let stateMutex = EngineMutex()
+    private let stateChanged = EngineCondition()
+    private var state: State
+
+    /// The log segment being appended to, and its number (nil in bounded mode or once closed).
+    /// Guarded by `writeLock`; replaced only with `commitLock` held too.
+    private var log: RecordLogWriter?
+    private var logNumber: UInt64 = 0
 
     private struct State {
         var current: LMDBEnvironment?
         var retired: [WeakEnvironment] = []
         var directoryLock: DirectoryLock?
+        var pending = PendingLayers()
+        /// When the oldest write of `pending.active` arrived (monotonic seconds).
+        var oldestPendingAt: Double?
+        /// The last background commit's failure, cleared by the next success.
+        var commitError: (any Error)?
+        var closing = false
         var bytesWritten: UInt64 = 0
         var mapGrowths = 0
         var reclaims = 0
+        var pendingCommits = 0
     }
 
     private struct WeakEnvironment {
@@ -66,10 +111,14 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
     private init(directory: String, maxMapSize: Int?, environment: LMDBEnvironment, lock: DirectoryLock) {
         self.directory = directory
         self.maxMapSize = maxMapSize
-        self.state = EngineLocked(State(current: environment, directoryLock: lock))
+        self.state = State(current: environment, directoryLock: lock)
     }
 
     deinit { try? close() }
+
+    private func withState<T>(_ body: (inout State) throws -> T) rethrows -> T {
+        try stateMutex.withLock { try body(&state) }
+    }
 
     /// Opens (or creates, if `options.createIfMissing`) the store in `directory`.
     public static func open(directory: String, options: EngineOptions = EngineOptions()) throws -> LMDBEngine {
@@ -105,7 +154,15 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
             if !PosixFiles.exists(directory + "/" + pointerFileName) {
                 try PosixFiles.replaceFileDurably(directory + "/" + pointerFileName, with: Array("\(generationName(generation))\n".utf8))
             }
-            return LMDBEngine(directory: directory, maxMapSize: maxMapSize, environment: environment, lock: lock)
+            let engine = LMDBEngine(directory: directory, maxMapSize: maxMapSize, environment: environment, lock: lock)
+            do {
+                try engine.recoverLog()
+            } catch {
+                try? engine.close()
+                throw error
+            }
+            if maxMapSize == nil { engine.startFlusher() }
+            return engine
         } catch let e as PosixError {
             throw fail(e)
         }
@@ -171,41 +228,103 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
     // MARK: StorageEngine
 
     private func currentEnvironment(_ operation: String) throws -> LMDBEnvironment {
-        guard let environment = state.withLock({ $0.current }) else {
+        guard let environment = withState({ $0.current }) else {
             throw LMDBErrors.closed(path: directory, operation: operation)
         }
         return environment
     }
 
     public func get(_ key: [UInt8]) throws -> [UInt8]? {
-        try currentEnvironment("get").get(key)
+        let (pending, environment) = withState { ($0.pending.lookup(key), $0.current) }
+        if let pending { return pending }
+        guard let environment else { throw LMDBErrors.closed(path: directory, operation: "get") }
+        return try environment.get(key)
     }
 
     public func readView() throws -> any ReadView {
-        try LMDBReadView(environment: currentEnvironment("readView"))
+        // The LMDB transaction begins under the state mutex, so that it and the pending writes
+        // captured with it are one consistent state (a background commit clears `sealed` only
+        // after LMDB holds it).
+        try withState { s in
+            guard let environment = s.current else { throw LMDBErrors.closed(path: directory, operation: "readView") }
+            return try LMDBReadView(environment: environment, pending: s.pending)
+        }
     }
 
     public func write(_ batch: WriteBatch, sync: Bool) throws {
+        if maxMapSize != nil {
+            try commitLock.withLock { try writeLock.withLock { try writeBounded(batch, sync: sync) } }
+            return
+        }
+        try waitForRoom()
         try writeLock.withLock {
             let environment = try currentEnvironment("write")
-            for op in batch.operations where op.key.isEmpty || op.key.count > environment.maxKeySize {
-                throw EngineError(.invalidArgument, engine: Self.engineName, path: directory, operation: "write",
-                                  message: "key of \(op.key.count) bytes: lmdb keys must be 1...\(environment.maxKeySize) bytes; nothing of the batch was applied")
-            }
+            try validateKeys(batch, environment)
             if batch.isEmpty { return }
-            let before = ThreadWriteCounter.bytesWritten()
-            defer {
-                if let before, let after = ThreadWriteCounter.bytesWritten(), after >= before {
-                    state.withLock { $0.bytesWritten += after - before }
+            guard let log else { throw LMDBErrors.closed(path: directory, operation: "write") }
+            if let error = withState({ $0.commitError }) { throw error }
+            var record: [UInt8] = []
+            record.reserveCapacity(batch.byteCount + 16 + 4 * batch.count)
+            WriteAheadLog.appendRecord(batch, to: &record)
+            do {
+                try log.append(record)
+                if sync { try log.sync() }
+            } catch let e as PosixError {
+                throw LMDBErrors.posix(e, operation: "write")
+            }
+            withState { s in
+                s.pending.active.apply(batch)
+                s.bytesWritten += UInt64(record.count)
+                if s.oldestPendingAt == nil {
+                    s.oldestPendingAt = monotonicSeconds()
+                    stateChanged.broadcast()
+                } else if s.pending.active.byteCount >= Self.flushTriggerBytes {
+                    stateChanged.broadcast()
                 }
             }
-            while true {
-                do {
-                    try environment.apply(batch, sync: sync, operation: "write")
-                    return
-                } catch is LMDBMapFull {
-                    try grow(environment, toFit: batch.byteCount)
-                }
+        }
+    }
+
+    private func validateKeys(_ batch: WriteBatch, _ environment: LMDBEnvironment) throws {
+        for op in batch.operations where op.key.isEmpty || op.key.count > environment.maxKeySize {
+            throw EngineError(.invalidArgument, engine: Self.engineName, path: directory, operation: "write",
+                              message: "key of \(op.key.count) bytes: lmdb keys must be 1...\(environment.maxKeySize) bytes; nothing of the batch was applied")
+        }
+    }
+
+    /// Waits while too much is pending and a commit is under way (it will make room).
+    private func waitForRoom() throws {
+        try withState { s in
+            while s.pending.active.byteCount >= Self.pendingLimitBytes && s.pending.sealed != nil
+                    && s.commitError == nil && !s.closing {
+                stateChanged.wait(stateMutex, seconds: 0.1)
+            }
+            if s.closing { throw LMDBErrors.closed(path: directory, operation: "write") }
+        }
+    }
+
+    /// Bounded mode: the batch is committed straight to LMDB. `commitLock` and `writeLock` held.
+    private func writeBounded(_ batch: WriteBatch, sync: Bool) throws {
+        let environment = try currentEnvironment("write")
+        try validateKeys(batch, environment)
+        if batch.isEmpty { return }
+        try commitToLMDB(batch, environment, sync: sync)
+    }
+
+    /// Commits `batch` in one LMDB transaction, growing the map as needed. `commitLock` held.
+    private func commitToLMDB(_ batch: WriteBatch, _ environment: LMDBEnvironment, sync: Bool) throws {
+        let before = ThreadWriteCounter.bytesWritten()
+        defer {
+            if let before, let after = ThreadWriteCounter.bytesWritten(), after >= before {
+                withState { $0.bytesWritten += after - before }
+            }
+        }
+        while true {
+            do {
+                try environment.apply(batch, sync: sync, operation: "write")
+                return
+            } catch is LMDBMapFull {
+                try grow(environment, toFit: batch.byteCount)
             }
         }
     }
@@ -221,54 +340,204 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
                               message: "the store reached its size limit (maxSizeBytes \(maxMapSize ?? current)); nothing of the batch was applied")
         }
         try environment.setMapSize(target, operation: "write")
-        state.withLock { $0.mapGrowths += 1 }
+        withState { $0.mapGrowths += 1 }
     }
 
-    public func reclaimSpace() throws {
-        try writeLock.withLock {
-            let old = try currentEnvironment("reclaimSpace")
-            let generation = old.generation + 1
-            let path = Self.generationPath(directory, generation)
-            let dataPath = path + "/" + LMDBEnvironment.dataFileName
-            do {
-                try PosixFiles.removeTree(path)
-                try PosixFiles.makeDirectories(path)
-                try old.copyCompacted(to: path, operation: "reclaimSpace")
-                try PosixFiles.fsyncPath(dataPath)
-                try PosixFiles.fsyncPath(path)
-                let copied = try PosixFiles.fileSize(dataPath)
-                state.withLock { $0.bytesWritten += copied }
-                let fresh = try LMDBEnvironment.open(path: path, generation: generation, mapSize: old.mapSize)
-                let currentText = Array("\(Self.generationName(generation))\n".utf8)
-                var switchError: (any Error)?
+    // MARK: Write-ahead log
+
+    /// Commits what the log holds to LMDB and deletes its segments; then opens a new segment
+    /// (unbounded mode). Called once by `open`.
+    private func recoverLog() throws {
+        try commitLock.withLock {
+            try writeLock.withLock {
+                let environment = try currentEnvironment("open")
+                var last: UInt64 = 0
                 do {
-                    try PosixFiles.replaceFileDurably(directory + "/" + Self.pointerFileName, with: currentText)
-                } catch {
-                    // If the rename happened (only the directory fsync failed), GENERATION already
-                    // names the new generation: adopt it, then report the error.
-                    guard (try? PosixFiles.readFile(directory + "/" + Self.pointerFileName)) == currentText else {
-                        fresh.shutdown()
-                        throw error
+                    let segments = try WriteAheadLog.segments(in: environment.path)
+                    var combined = WriteBatch()
+                    for segment in segments {
+                        for batch in try WriteAheadLog.readSegment(segment.path) { combined.append(contentsOf: batch) }
+                        last = segment.number
                     }
-                    switchError = error
+                    if !combined.isEmpty { try commitToLMDB(combined, environment, sync: true) }
+                    for segment in segments { try PosixFiles.removeTree(segment.path) }
+                    if !segments.isEmpty { try PosixFiles.fsyncPath(environment.path) }
+                    if maxMapSize == nil { try openSegment(last + 1, in: environment) }
+                } catch let e as PosixError {
+                    throw LMDBErrors.posix(e, operation: "open")
                 }
-                old.retire()
-                state.withLock {
-                    $0.current = fresh
-                    $0.retired.removeAll { $0.environment == nil }
-                    $0.retired.append(WeakEnvironment(environment: old))
-                    $0.reclaims += 1
-                }
-                if let switchError { throw switchError }
-            } catch {
-                if state.withLock({ $0.current }) === old { try? PosixFiles.removeTree(path) }
-                if let e = error as? PosixError { throw LMDBErrors.posix(e, operation: "reclaimSpace") }
-                throw error
             }
         }
     }
 
+    /// Creates segment `number` and makes its directory entry durable.
+    private func createSegment(_ number: UInt64, in environment: LMDBEnvironment) throws -> RecordLogWriter {
+        let writer = try RecordLogWriter(path: WriteAheadLog.segmentPath(environment.path, number),
+                                         preallocate: WriteAheadLog.preallocationStep)
+        try PosixFiles.fsyncPath(environment.path)
+        return writer
+    }
+
+    /// Makes a new segment `number` the one appended to. `writeLock` held.
+    private func openSegment(_ number: UInt64, in environment: LMDBEnvironment) throws {
+        log = try createSegment(number, in: environment)
+        logNumber = number
+    }
+
+    /// Seals the active pending writes and switches the log to a new segment, then commits the
+    /// sealed writes to LMDB (synced) and deletes the segments they came from. `commitLock`
+    /// held; takes `writeLock` for the switch unless `writeLockHeld`.
+    private func commitPending(writeLockHeld: Bool = false) throws {
+        guard let environment = withState({ $0.current }) else { return }
+        let hasActive = withState { !$0.pending.active.isEmpty }
+        // The next segment is created (and its directory entry synced) before taking the write
+        // lock, so that writers do not wait for the directory fsync.
+        var next: RecordLogWriter? = nil
+        if hasActive, log != nil {
+            do { next = try createSegment(logNumber + 1, in: environment) } catch let e as PosixError {
+                throw LMDBErrors.posix(e, operation: "write")
+            }
+        }
+        let sealActive = { () -> Bool in
+            self.withState { s in
+                if let next, !s.pending.active.isEmpty {
+                    // The previous segment stays on disk until LMDB holds what it logged.
+                    self.log = next
+                    self.logNumber += 1
+                    s.pending.seal()
+                    s.oldestPendingAt = nil
+                }
+                return s.pending.sealed != nil
+            }
+        }
+        let hasSealed = writeLockHeld ? sealActive() : writeLock.withLock { sealActive() }
+        if let next, log !== next { try? PosixFiles.removeTree(next.path) }  // nothing was sealed
+        guard hasSealed, let sealed = withState({ $0.pending.sealed }) else { return }
+        do {
+            try commitToLMDB(sealed.sortedBatch(), environment, sync: true)
+        } catch {
+            withState { $0.commitError = error }
+            throw error
+        }
+        let current = logNumber
+        withState { s in
+            s.pending.sealed = nil
+            s.commitError = nil
+            s.pendingCommits += 1
+            stateChanged.broadcast()
+        }
+        do {
+            for segment in try WriteAheadLog.segments(in: environment.path) where segment.number < current {
+                try PosixFiles.removeTree(segment.path)
+                try PosixFiles.fsyncPath(environment.path)
+            }
+        } catch let e as PosixError {
+            throw LMDBErrors.posix(e, operation: "write")
+        }
+    }
+
+    /// Starts the background thread that commits pending writes to LMDB. It holds the engine
+    /// weakly between rounds and ends once the engine closes or is released.
+    private func startFlusher() {
+        let weakEngine = WeakEngine(self)
+        pthread_detach(startThread {
+            while let engine = weakEngine.engine, engine.flusherRound() {}
+        })
+    }
+
+    private final class WeakEngine: @unchecked Sendable {
+        weak var engine: LMDBEngine?
+        init(_ engine: LMDBEngine) { self.engine = engine }
+    }
+
+    /// Waits (at most 0.1 s) for pending writes to come due, commits them; false once closing.
+    private func flusherRound() -> Bool {
+        let due: Bool? = withState { s in
+            if s.closing || s.current == nil { return nil }
+            guard let oldest = s.oldestPendingAt else {
+                if s.pending.sealed != nil && s.commitError != nil { return true }  // retry a failed commit
+                stateChanged.wait(stateMutex, seconds: 0.1)
+                return false
+            }
+            let age = monotonicSeconds() - oldest
+            if age >= Self.flushInterval || s.pending.active.byteCount >= Self.flushTriggerBytes { return true }
+            stateChanged.wait(stateMutex, seconds: min(0.1, Self.flushInterval - age))
+            return false
+        }
+        guard let due else { return false }
+        if due {
+            do {
+                try commitLock.withLock { try commitPending() }
+            } catch {
+                // Recorded in `commitError` (writes report it); retried after a pause.
+                withState { s in _ = s.closing ? () : stateChanged.wait(stateMutex, seconds: Self.flushInterval) }
+            }
+        }
+        return true
+    }
+
+    public func reclaimSpace() throws {
+        try commitLock.withLock {
+            try writeLock.withLock {
+                try commitPending(writeLockHeld: true)
+                try switchGeneration()
+            }
+        }
+    }
+
+    /// Writes a compacted copy as the next generation and makes it live. Both locks held; no
+    /// writes are pending.
+    private func switchGeneration() throws {
+        let old = try currentEnvironment("reclaimSpace")
+        let generation = old.generation + 1
+        let path = Self.generationPath(directory, generation)
+        let dataPath = path + "/" + LMDBEnvironment.dataFileName
+        do {
+            try PosixFiles.removeTree(path)
+            try PosixFiles.makeDirectories(path)
+            try old.copyCompacted(to: path, operation: "reclaimSpace")
+            try PosixFiles.fsyncPath(dataPath)
+            try PosixFiles.fsyncPath(path)
+            let copied = try PosixFiles.fileSize(dataPath)
+            withState { $0.bytesWritten += copied }
+            let fresh = try LMDBEnvironment.open(path: path, generation: generation, mapSize: old.mapSize)
+            if log != nil {
+                do { try openSegment(1, in: fresh) } catch {
+                    fresh.shutdown()
+                    throw error
+                }
+            }
+            let currentText = Array("\(Self.generationName(generation))\n".utf8)
+            var switchError: (any Error)?
+            do {
+                try PosixFiles.replaceFileDurably(directory + "/" + Self.pointerFileName, with: currentText)
+            } catch {
+                // If the rename happened (only the directory fsync failed), GENERATION already
+                // names the new generation: adopt it, then report the error.
+                guard (try? PosixFiles.readFile(directory + "/" + Self.pointerFileName)) == currentText else {
+                    fresh.shutdown()
+                    if log != nil { try? openSegment(logNumber + 1, in: old) }
+                    throw error
+                }
+                switchError = error
+            }
+            old.retire()
+            withState { s in
+                s.current = fresh
+                s.retired.removeAll { $0.environment == nil }
+                s.retired.append(WeakEnvironment(environment: old))
+                s.reclaims += 1
+            }
+            if let switchError { throw switchError }
+        } catch {
+            if withState({ $0.current }) === old { try? PosixFiles.removeTree(path) }
+            if let e = error as? PosixError { throw LMDBErrors.posix(e, operation: "reclaimSpace") }
+            throw error
+        }
+    }
+
     public func stats() throws -> EngineStats {
+        try commitLock.withLock { try commitPending() }
         let environment = try currentEnvironment("stats")
         let n = try environment.numbers()
         let pageSize = UInt64(n.envStat.ms_psize)
@@ -280,15 +549,15 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
         } catch let e as PosixError {
             throw LMDBErrors.posix(e, operation: "stats")
         }
-        let s = state.withLock { $0 }
+        let s = withState { ($0.bytesWritten, $0.mapGrowths, $0.reclaims, $0.pendingCommits) }
         return EngineStats(
             liveBytes: treePages * pageSize,
             diskBytes: disk,
-            bytesWrittenSinceOpen: s.bytesWritten,
+            bytesWrittenSinceOpen: s.0,
             entryCount: UInt64(n.mainStat.ms_entries),
             details: [
                 "map.bytes": Double(n.info.me_mapsize),
-                "map.growths": Double(s.mapGrowths),
+                "map.growths": Double(s.1),
                 "pages.last": Double(n.info.me_last_pgno),
                 "pages.tree": Double(treePages),
                 "pages.freelist.tree": Double(freeTreePages),
@@ -297,27 +566,45 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
                 "readers.slots.used": Double(n.info.me_numreaders),
                 "readers.slots.max": Double(n.info.me_maxreaders),
                 "readers.stale.cleared.at.open": Double(environment.staleReadersCleared),
-                "reclaims": Double(s.reclaims),
+                "reclaims": Double(s.2),
                 "generation": Double(environment.generation),
+                "log.commits": Double(s.3),
             ])
     }
 
     public func close() throws {
-        writeLock.withLock {
-            let (current, retired, lock) = state.withLock { s in
-                defer {
-                    s.current = nil
-                    s.retired = []
-                    s.directoryLock = nil
+        var failure: (any Error)?
+        commitLock.withLock {
+            writeLock.withLock {
+                if withState({ $0.current }) != nil {
+                    do { try commitPending(writeLockHeld: true) } catch { failure = error }
                 }
-                return (s.current, s.retired.compactMap(\.environment), s.directoryLock)
+                let (current, retired, lock) = withState { s in
+                    defer {
+                        s.current = nil
+                        s.retired = []
+                        s.directoryLock = nil
+                        s.closing = true
+                        stateChanged.broadcast()
+                    }
+                    return (s.current, s.retired.compactMap(\.environment), s.directoryLock)
+                }
+                if failure == nil, let log, let current {
+                    // Everything is in LMDB: the last segment is empty of anything needed.
+                    try? PosixFiles.removeTree(log.path)
+                    try? PosixFiles.fsyncPath(current.path)
+                }
+                log = nil
+                current?.shutdown()
+                for environment in retired { environment.shutdown() }
+                lock?.release()
             }
-            current?.shutdown()
-            for environment in retired { environment.shutdown() }
-            lock?.release()
         }
+        if let failure { throw failure }
     }
 }
+
+private func monotonicSeconds() -> Double { monotonicMilliseconds() / 1000 }
 
 extension String {
     func trimmingSuffixNewlines() -> String {

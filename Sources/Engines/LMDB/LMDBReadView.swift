@@ -2,14 +2,17 @@ import CLMDB
 import EngineAPI
 
 /// A read view: one LMDB read transaction (MDB_NOTLS, so it may move between threads), ended on
-/// deinit or when the engine closes. Readers never block LMDB's writer.
+/// deinit or when the engine closes, plus the writes that were pending (logged, not yet in
+/// LMDB) when it began, which take precedence. Readers never block LMDB's writer.
 final class LMDBReadView: ReadView, @unchecked Sendable {
     private let environment: LMDBEnvironment
     private let handle: LMDBReadTransaction
+    private let pending: PendingLayers
 
-    init(environment: LMDBEnvironment) throws {
+    init(environment: LMDBEnvironment, pending: PendingLayers) throws {
         self.environment = environment
         self.handle = try environment.beginView()
+        self.pending = pending
     }
 
     deinit { environment.endView(handle) }
@@ -18,6 +21,7 @@ final class LMDBReadView: ReadView, @unchecked Sendable {
         let storable = !key.isEmpty && key.count <= environment.maxKeySize
         let path = environment.path
         return try environment.withView(handle, operation: "get") { txn, dbi in
+            if let hit = pending.lookup(key) { return hit }
             guard storable else { return nil }
             return try LMDBEnvironment.get(key, txn: txn, dbi: dbi, path: path, operation: "get")
         }
@@ -27,10 +31,21 @@ final class LMDBReadView: ReadView, @unchecked Sendable {
               _ visit: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool) throws {
         let maxKeySize = environment.maxKeySize
         let path = environment.path
-        try environment.withView(handle, operation: "scan") { txn, dbi in
-            try LMDBCursorScan(txn: txn, dbi: dbi, maxKeySize: maxKeySize, path: path)
-                .run(range, reverse: reverse, limit: limit, visit)
+        if pending.isEmpty {
+            try environment.withView(handle, operation: "scan") { txn, dbi in
+                try LMDBCursorScan(txn: txn, dbi: dbi, maxKeySize: maxKeySize, path: path)
+                    .run(range, reverse: reverse, limit: limit, visit)
+            }
+            return
         }
+        if let end = range.end, !range.start.lexicographicallyPrecedes(end) { return }
+        try mergedScan(pending: pending.entries(in: range, reverse: reverse), reverse: reverse, limit: limit,
+                       scanStore: { storeVisit in
+            try environment.withView(handle, operation: "scan") { txn, dbi in
+                try LMDBCursorScan(txn: txn, dbi: dbi, maxKeySize: maxKeySize, path: path)
+                    .run(range, reverse: reverse, limit: nil, storeVisit)
+            }
+        }, visit)
     }
 }
 

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import EngineAPI
 
 /// Metadata of a finished table.
 struct TableSummary {

@@ -13,10 +13,7 @@ import EngineAPI
 enum WriteBatchCoding {
     /// Appends a framed WAL record for `batch` to `out`.
     static func appendRecord(_ batch: WriteBatch, sequence: UInt64, to out: inout [UInt8]) {
-        let start = out.count
-        out.appendFixed32(0) // crc
-        out.appendFixed32(0) // length
-        out.append(LogFormat.batchRecord)
+        let start = RecordLog.beginRecord(type: LogFormat.batchRecord, in: &out)
         out.appendVarint(sequence)
         out.appendVarint(UInt64(batch.count))
         for op in batch.operations {
@@ -30,10 +27,7 @@ enum WriteBatchCoding {
                 out.append(contentsOf: key)
             }
         }
-        let length = out.count - start - LogFormat.headerSize
-        out.overwriteFixed32(at: start + 4, UInt32(length))
-        let crc = out.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start + 4)...])) }
-        out.overwriteFixed32(at: start, crc)
+        RecordLog.endRecord(startingAt: start, in: &out)
     }
 
     /// Decodes a payload, calling `apply(sequence, kind, key, value)` per operation.

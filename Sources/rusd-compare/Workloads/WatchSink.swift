@@ -58,7 +58,7 @@ struct WatchSinkCommand: AsyncParsableCommand {
                 "/etcdserverpb.Watch/Watch", requestType: Etcdserverpb_WatchRequest.self,
                 responseType: WatchResponseDigest.self) { tally.take($0) }
             call.status.whenComplete { result in
-                tally.end(result.map { "watch stream ended: \($0.code) \($0.message ?? "")" })
+                tally.end(result.map { "watch stream ended: \($0.code) \($0.message)" })
             }
             var create = Etcdserverpb_WatchCreateRequest()
             create.key = Data(key)

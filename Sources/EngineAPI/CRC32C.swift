@@ -1,9 +1,10 @@
 /// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), table-driven with slicing-by-16
 /// (16 tables of 256 entries; measured ~1.3x faster than slicing-by-8 here).
-/// Used for every WAL/manifest record and every table block.
-enum CRC32C {
+/// Used for every log record (RecordLog) and every LSM table block. `package` access: shared by
+/// the engines, not part of EngineAPI's public surface.
+package enum CRC32C {
     /// 16 tables of 256 entries, flattened: table k at [k*256 ..< (k+1)*256].
-    static let table: [UInt32] = {
+    package static let table: [UInt32] = {
         var t = [UInt32](repeating: 0, count: 16 * 256)
         for i in 0..<256 {
             var c = UInt32(i)
@@ -20,7 +21,7 @@ enum CRC32C {
     }()
 
     /// Extends `crc` (a finished CRC of earlier bytes, 0 for none) with `bytes`.
-    static func update(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
+    package static func update(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
         guard var p = bytes.baseAddress, bytes.count > 0 else { return crc }
         var n = bytes.count
         var c = ~crc
@@ -46,9 +47,9 @@ enum CRC32C {
         return ~c
     }
 
-    static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 { update(0, bytes) }
+    package static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 { update(0, bytes) }
 
-    static func checksum(_ bytes: [UInt8]) -> UInt32 {
+    package static func checksum(_ bytes: [UInt8]) -> UInt32 {
         bytes.withUnsafeBytes { checksum($0) }
     }
 }
