@@ -38,10 +38,9 @@ package enum RecordLog {
     /// Fills in the length and checksum of the record begun at `start` (its payload is
     /// everything after its header).
     package static func endRecord(startingAt start: Int, in out: inout [UInt8]) {
-        let length = UInt32(out.count - start - headerSize)
-        store32(length, at: start + 4, in: &out)
+        out.overwriteFixed32(at: start + 4, UInt32(out.count - start - headerSize))
         let crc = out.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start + 4)...])) }
-        store32(crc, at: start, in: &out)
+        out.overwriteFixed32(at: start, crc)
     }
 
     /// Appends one framed record of `type` holding `payload` to `out`.
@@ -56,10 +55,10 @@ package enum RecordLog {
     package static func validRecord(_ data: UnsafeRawBufferPointer, at offset: Int) -> Int? {
         guard offset >= 0, offset + headerSize <= data.count else { return nil }
         guard data[offset + 8] != 0 else { return nil }
-        let length = Int(load32(data, offset + 4))
+        let length = Int(loadFixed32(data, offset + 4))
         guard length <= data.count - offset - headerSize else { return nil }
         let covered = UnsafeRawBufferPointer(rebasing: data[(offset + 4)..<(offset + headerSize + length)])
-        return CRC32C.checksum(covered) == load32(data, offset) ? length : nil
+        return CRC32C.checksum(covered) == loadFixed32(data, offset) ? length : nil
     }
 
     /// Calls `visit(payload, offset)` for every record of `data`, which must all be of `type`.
@@ -90,17 +89,6 @@ package enum RecordLog {
             return offset
         }
         return offset
-    }
-
-    private static func store32(_ v: UInt32, at i: Int, in out: inout [UInt8]) {
-        out[i] = UInt8(truncatingIfNeeded: v)
-        out[i + 1] = UInt8(truncatingIfNeeded: v >> 8)
-        out[i + 2] = UInt8(truncatingIfNeeded: v >> 16)
-        out[i + 3] = UInt8(truncatingIfNeeded: v >> 24)
-    }
-
-    private static func load32(_ data: UnsafeRawBufferPointer, _ i: Int) -> UInt32 {
-        UInt32(data[i]) | UInt32(data[i + 1]) << 8 | UInt32(data[i + 2]) << 16 | UInt32(data[i + 3]) << 24
     }
 }
 

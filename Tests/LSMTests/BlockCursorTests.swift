@@ -1,4 +1,5 @@
 import XCTest
+import EngineAPI
 @testable import LSMEngine
 
 /// The in-place block cursor against a sorted array of the same entries: every seek, and full

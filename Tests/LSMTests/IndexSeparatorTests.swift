@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import EngineAPI
 @testable import LSMEngine
 
 /// Index keys: every separator must sort at or after the block's last key and before the next

@@ -47,3 +47,6 @@ package func monotonicMilliseconds() -> Double {
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) * 1000 + Double(ts.tv_nsec) / 1_000_000
 }
+
+/// Monotonic seconds, for intervals and stall accounting.
+package func monotonicSeconds() -> Double { monotonicMilliseconds() / 1000 }

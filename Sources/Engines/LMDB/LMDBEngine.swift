@@ -78,10 +78,8 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
     private let commitLock = EngineMutex()
     /// Serializes `write` calls and the switch to a new log segment.
     private let writeLock = EngineMutex()
-    /// Guards `state`; `stateChanged` wakes the flusher and writers waiting for room.
-    private let stateMutex = EngineMutex()
-    private let stateChanged = EngineCondition()
-    private var state: State
+    /// The mutable state; its condition wakes the flusher and writers waiting for room.
+    private let shared: SharedState
 
     /// The log segment being appended to, and its number (nil in bounded mode or once closed).
     /// Guarded by `writeLock`; replaced only with `commitLock` held too.
@@ -108,16 +106,35 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
         weak var environment: LMDBEnvironment?
     }
 
+    /// `State` with its mutex and a condition signalled when it changes. A separate object so
+    /// that the background thread waits on it without keeping the engine alive.
+    private final class SharedState: @unchecked Sendable {
+        private let mutex = EngineMutex()
+        private let changed = EngineCondition()
+        private var state: State
+
+        init(_ state: State) { self.state = state }
+
+        func withLock<T>(_ body: (inout State) throws -> T) rethrows -> T {
+            try mutex.withLock { try body(&state) }
+        }
+
+        /// Waits at most `seconds` for a `broadcast`; only inside `withLock`.
+        func wait(seconds: Double) { changed.wait(mutex, seconds: seconds) }
+
+        func broadcast() { changed.broadcast() }
+    }
+
     private init(directory: String, maxMapSize: Int?, environment: LMDBEnvironment, lock: DirectoryLock) {
         self.directory = directory
         self.maxMapSize = maxMapSize
-        self.state = State(current: environment, directoryLock: lock)
+        self.shared = SharedState(State(current: environment, directoryLock: lock))
     }
 
     deinit { try? close() }
 
     private func withState<T>(_ body: (inout State) throws -> T) rethrows -> T {
-        try stateMutex.withLock { try body(&state) }
+        try shared.withLock(body)
     }
 
     /// Opens (or creates, if `options.createIfMissing`) the store in `directory`.
@@ -277,9 +294,9 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
                 s.bytesWritten += UInt64(record.count)
                 if s.oldestPendingAt == nil {
                     s.oldestPendingAt = monotonicSeconds()
-                    stateChanged.broadcast()
+                    shared.broadcast()
                 } else if s.pending.active.byteCount >= Self.flushTriggerBytes {
-                    stateChanged.broadcast()
+                    shared.broadcast()
                 }
             }
         }
@@ -297,7 +314,7 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
         try withState { s in
             while s.pending.active.byteCount >= Self.pendingLimitBytes && s.pending.sealed != nil
                     && s.commitError == nil && !s.closing {
-                stateChanged.wait(stateMutex, seconds: 0.1)
+                shared.wait(seconds: 0.1)
             }
             if s.closing { throw LMDBErrors.closed(path: directory, operation: "write") }
         }
@@ -424,7 +441,7 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
             s.pending.sealed = nil
             s.commitError = nil
             s.pendingCommits += 1
-            stateChanged.broadcast()
+            shared.broadcast()
         }
         do {
             for segment in try WriteAheadLog.segments(in: environment.path) where segment.number < current {
@@ -436,12 +453,21 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
         }
     }
 
-    /// Starts the background thread that commits pending writes to LMDB. It holds the engine
-    /// weakly between rounds and ends once the engine closes or is released.
+    /// Starts the background thread that commits pending writes to LMDB. It waits on the
+    /// shared state alone and holds the engine only while committing, so an engine released
+    /// without `close` is closed by its deinit (possibly on this thread, after a commit).
     private func startFlusher() {
+        let shared = self.shared
         let weakEngine = WeakEngine(self)
         pthread_detach(startThread {
-            while let engine = weakEngine.engine, engine.flusherRound() {}
+            while let due = Self.waitForDueWrites(shared) {
+                if due {
+                    guard let engine = weakEngine.engine else { return }
+                    engine.commitDueWrites()
+                } else if weakEngine.engine == nil {
+                    return
+                }
+            }
         })
     }
 
@@ -450,30 +476,30 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
         init(_ engine: LMDBEngine) { self.engine = engine }
     }
 
-    /// Waits (at most 0.1 s) for pending writes to come due, commits them; false once closing.
-    private func flusherRound() -> Bool {
-        let due: Bool? = withState { s in
+    /// Waits at most 0.1 s for pending writes to come due (or a failed commit to retry):
+    /// true when they are, false when not yet, nil once the engine is closing.
+    private static func waitForDueWrites(_ shared: SharedState) -> Bool? {
+        shared.withLock { s in
             if s.closing || s.current == nil { return nil }
             guard let oldest = s.oldestPendingAt else {
-                if s.pending.sealed != nil && s.commitError != nil { return true }  // retry a failed commit
-                stateChanged.wait(stateMutex, seconds: 0.1)
+                if s.pending.sealed != nil && s.commitError != nil { return true }
+                shared.wait(seconds: 0.1)
                 return false
             }
             let age = monotonicSeconds() - oldest
-            if age >= Self.flushInterval || s.pending.active.byteCount >= Self.flushTriggerBytes { return true }
-            stateChanged.wait(stateMutex, seconds: min(0.1, Self.flushInterval - age))
+            if age >= flushInterval || s.pending.active.byteCount >= flushTriggerBytes { return true }
+            shared.wait(seconds: min(0.1, flushInterval - age))
             return false
         }
-        guard let due else { return false }
-        if due {
-            do {
-                try commitLock.withLock { try commitPending() }
-            } catch {
-                // Recorded in `commitError` (writes report it); retried after a pause.
-                withState { s in _ = s.closing ? () : stateChanged.wait(stateMutex, seconds: Self.flushInterval) }
-            }
+    }
+
+    private func commitDueWrites() {
+        do {
+            try commitLock.withLock { try commitPending() }
+        } catch {
+            // Recorded in `commitError` (writes report it); retried after a pause.
+            withState { s in _ = s.closing ? () : shared.wait(seconds: Self.flushInterval) }
         }
-        return true
     }
 
     public func reclaimSpace() throws {
@@ -501,6 +527,7 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
             let copied = try PosixFiles.fileSize(dataPath)
             withState { $0.bytesWritten += copied }
             let fresh = try LMDBEnvironment.open(path: path, generation: generation, mapSize: old.mapSize)
+            let (oldLog, oldLogNumber) = (log, logNumber)
             if log != nil {
                 do { try openSegment(1, in: fresh) } catch {
                     fresh.shutdown()
@@ -516,7 +543,7 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
                 // names the new generation: adopt it, then report the error.
                 guard (try? PosixFiles.readFile(directory + "/" + Self.pointerFileName)) == currentText else {
                     fresh.shutdown()
-                    if log != nil { try? openSegment(logNumber + 1, in: old) }
+                    (log, logNumber) = (oldLog, oldLogNumber)  // keep appending to the old generation's log
                     throw error
                 }
                 switchError = error
@@ -585,7 +612,7 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
                         s.retired = []
                         s.directoryLock = nil
                         s.closing = true
-                        stateChanged.broadcast()
+                        shared.broadcast()
                     }
                     return (s.current, s.retired.compactMap(\.environment), s.directoryLock)
                 }
@@ -604,7 +631,6 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
     }
 }
 
-private func monotonicSeconds() -> Double { monotonicMilliseconds() / 1000 }
 
 extension String {
     func trimmingSuffixNewlines() -> String {

@@ -45,16 +45,15 @@ enum WriteAheadLog {
     /// Appends the framed record of `batch` to `out`.
     static func appendRecord(_ batch: WriteBatch, to out: inout [UInt8]) {
         let start = RecordLog.beginRecord(type: batchRecord, in: &out)
-        appendVarint(UInt64(batch.count), to: &out)
+        out.appendVarint(UInt64(batch.count))
         for op in batch.operations {
             switch op {
             case .put(let key, let value):
-                appendVarint(UInt64(key.count) << 1 | 1, to: &out)
+                out.appendVarint(UInt64(key.count) << 1 | 1)
                 out.append(contentsOf: key)
-                appendVarint(UInt64(value.count), to: &out)
-                out.append(contentsOf: value)
+                out.appendLengthPrefixed(value)
             case .delete(let key):
-                appendVarint(UInt64(key.count) << 1, to: &out)
+                out.appendVarint(UInt64(key.count) << 1)
                 out.append(contentsOf: key)
             }
         }
@@ -83,44 +82,19 @@ enum WriteAheadLog {
     }
 
     static func decode(_ payload: UnsafeRawBufferPointer) -> WriteBatch? {
-        var position = 0
-        func varint() -> UInt64? {
-            var result: UInt64 = 0
-            var shift: UInt64 = 0
-            while position < payload.count, shift < 64 {
-                let byte = payload[position]
-                position += 1
-                result |= UInt64(byte & 0x7F) << shift
-                if byte < 0x80 { return result }
-                shift += 7
-            }
-            return nil
-        }
-        func bytes(_ n: UInt64) -> [UInt8]? {
-            guard n <= UInt64(payload.count - position) else { return nil }
-            defer { position += Int(n) }
-            return Array(UnsafeRawBufferPointer(rebasing: payload[position..<(position + Int(n))]))
-        }
-        guard let count = varint(), count <= UInt64(payload.count) else { return nil }
+        var reader = ByteReader(payload)
+        guard let count = reader.varint(), count <= UInt64(payload.count) else { return nil }
         var batch = WriteBatch()
         for _ in 0..<count {
-            guard let head = varint(), let key = bytes(head >> 1) else { return nil }
+            guard let head = reader.varint(), head >> 1 <= UInt64(payload.count),
+                  let key = reader.bytes(Int(head >> 1)) else { return nil }
             if head & 1 == 1 {
-                guard let length = varint(), let value = bytes(length) else { return nil }
-                batch.put(key, value)
+                guard let value = reader.lengthPrefixed() else { return nil }
+                batch.put(Array(key), Array(value))
             } else {
-                batch.delete(key)
+                batch.delete(Array(key))
             }
         }
-        return position == payload.count ? batch : nil
-    }
-
-    private static func appendVarint(_ value: UInt64, to out: inout [UInt8]) {
-        var v = value
-        while v >= 0x80 {
-            out.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
-        }
-        out.append(UInt8(v))
+        return reader.isAtEnd ? batch : nil
     }
 }

@@ -1,3 +1,4 @@
+import EngineAPI
 // Table blocks (table format version 2).
 //
 // On disk a block is a sequence of entries

@@ -1,3 +1,5 @@
+import EngineAPI
+
 /// Short index keys (LevelDB's FindShortestSeparator / FindShortSuccessor, on internal keys).
 ///
 /// The index entry of data block i needs a key k with last(i) <= k < first(i+1) (and

@@ -1,3 +1,5 @@
+import EngineAPI
+
 // The memtable: an ordered in-memory table of internal keys (a skiplist).
 //
 // Entries live in an arena of raw chunks that never move, so pointers to keys and values stay
