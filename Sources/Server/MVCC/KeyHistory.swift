@@ -30,6 +30,9 @@ struct KeyHistory: @unchecked Sendable {
     /// Number of revisions held (>= 1); the last one is `latest`.
     private(set) var count: Int32
     let keyLength: Int32
+    /// `latest`, also kept inline (reads at the current revision — puts, ranges, counts — need
+    /// no access to the storage).
+    private(set) var latest: IndexedRevision
     /// State of the latest version; zero when `latest` is a tombstone.
     var createRevision: Int64
     var version: Int64
@@ -38,6 +41,7 @@ struct KeyHistory: @unchecked Sendable {
     init(key: [UInt8], first: IndexedRevision, createRevision: Int64, version: Int64, lease: Int64) {
         storage = key.withUnsafeBytes { HistoryStorage.make(key: $0, capacity: 1) }
         storage.appendInPlace(first)
+        latest = first
         keyPrefix = SearchKey.prefix(of: key)
         keyLength = Int32(key.count)
         count = 1
@@ -79,7 +83,6 @@ struct KeyHistory: @unchecked Sendable {
         }
     }
 
-    var latest: IndexedRevision { storage.revision(at: Int(count) - 1) }
     var isLive: Bool { !latest.isTombstone }
     /// Number of revisions before `latest`.
     var olderCount: Int { Int(count) - 1 }
@@ -98,6 +101,7 @@ struct KeyHistory: @unchecked Sendable {
         }
         storage.appendInPlace(r)
         count += 1
+        latest = r
         self.createRevision = createRevision
         self.version = version
         self.lease = lease

@@ -138,13 +138,16 @@ struct KeyIndex: Sendable {
         while p.branch < branches.count {
             let branch = branches[p.branch]
             while p.leaf < branch.count {
-                let leaf = branch[p.leaf]
-                while p.slot < leaf.count {
-                    let e = leaf[p.slot]
-                    if let endKey, e.compare(endKey) >= 0 { return }
-                    if try !visit(e) { return }
-                    p.slot += 1
+                // Entries visited in place (borrowed: no retain of each entry's storage).
+                let stop = try branch[p.leaf].withUnsafeBufferPointer { leaf throws -> Bool in
+                    while p.slot < leaf.count {
+                        if let endKey, leaf[p.slot].compare(endKey) >= 0 { return true }
+                        if try !visit(leaf[p.slot]) { return true }
+                        p.slot += 1
+                    }
+                    return false
                 }
+                if stop { return }
                 p.leaf += 1
                 p.slot = 0
             }
