@@ -89,6 +89,7 @@ final class HistoryStorage: ManagedBuffer<HistoryStorage.Header, UInt64> {
     @inline(__always) func appendInPlace(_ r: IndexedRevision) {
         withUnsafeMutablePointers { h, e in
             precondition(h.pointee.used < h.pointee.capacity)
+            precondition(r.revision.sub >= 0, "HistoryStorage: negative sub revision")
             let p = e + (h.pointee.keyLength + 7) / 8 + 2 * h.pointee.used
             p[0] = UInt64(bitPattern: r.revision.main)
             p[1] = UInt64(bitPattern: r.revision.sub) | (r.isTombstone ? HistoryStorage.tombstoneBit : 0)
