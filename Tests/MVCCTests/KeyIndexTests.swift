@@ -23,8 +23,8 @@ final class KeyIndexTests: XCTestCase {
             let main = Int64(i + 2)
             index.upsert(key, make: { entry(key, main) }) { e in
                 if e.latest.revision.main != main {
-                    e.older.append(e.latest)
-                    e.latest = IndexedRevision(revision: Revision(main: main, sub: 0), isTombstone: false)
+                    e.append(IndexedRevision(revision: Revision(main: main, sub: 0), isTombstone: false),
+                             createRevision: e.createRevision, version: e.version + 1, lease: 0)
                 }
             }
             model[key] = main
@@ -62,7 +62,7 @@ final class KeyIndexTests: XCTestCase {
         check(before, model, "copy before compaction")
         index.forEach(from: [], to: nil) { e in
             // etcd's rule: of the revisions at or below the compaction, only the newest stays.
-            let atOrBelow = (e.older + [e.latest]).filter { $0.revision.main <= Int64(n / 2) }
+            let atOrBelow = e.allRevisions.filter { $0.revision.main <= Int64(n / 2) }
             XCTAssertLessThanOrEqual(atOrBelow.count, 1, "seed \(seed)")
             return true
         }
