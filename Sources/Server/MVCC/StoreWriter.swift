@@ -32,9 +32,6 @@ public final class StoreWriter: @unchecked Sendable {
     private var batch = WriteBatch()
     /// Records written by this group, not yet in the engine.
     private var overlay: [Revision: [UInt8]] = [:]
-    /// Key-values of the latest puts (committed or in this group): previous versions without
-    /// an engine read.
-    private var recentPuts = RecentPuts()
     private var pendingEvents: [RevisionEvents] = []
     private var pendingCompactions: [(revision: Int64, dropped: [Revision], done: (@Sendable () -> Void)?)] = []
 
@@ -140,9 +137,10 @@ public final class StoreWriter: @unchecked Sendable {
         if let prevRevision, wantPrevious || wantsPrevKV { prev = try fetch(prevRevision) }
         let record = RevisionRecord.encodePut(key: key, value: value, createRevision: create, version: version, lease: lease)
         stageRecord(rev, record)
-        let kv = KeyValue(key: key, value: value, createRevision: create, modRevision: rev.main, version: version, lease: lease)
-        recentPuts.add(rev, kv)
-        txnEvents.append(Event(kind: .put, kv: kv, prevKV: wantsPrevKV ? prev : nil))
+        txnEvents.append(Event(kind: .put,
+                               kv: KeyValue(key: key, value: value, createRevision: create, modRevision: rev.main,
+                                            version: version, lease: lease),
+                               prevKV: wantsPrevKV ? prev : nil))
         return (prev, prevLease)
     }
 
@@ -261,7 +259,6 @@ public final class StoreWriter: @unchecked Sendable {
         inTxn = false
         txnEvents = []
         index = committedState.index
-        recentPuts.removeAll()   // the discarded revisions will be reused by other puts
         revision = committedState.revision
         compactRevision = committedState.compactRevision
         batch = WriteBatch()
@@ -278,7 +275,6 @@ public final class StoreWriter: @unchecked Sendable {
     }
 
     private func fetch(_ rev: Revision) throws(MVCCError) -> KeyValue {
-        if let kv = recentPuts.get(rev) { return kv }
         if rev.main > committedState.revision, let rec = overlay[rev] {
             return try RevisionRecord.decode(rec, revision: rev).0
         }
