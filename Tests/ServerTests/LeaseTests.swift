@@ -53,7 +53,7 @@ final class LeaseTests: XCTestCase {
         keep.key = d("c")
         keep.value = d("v3")
         keep.ignoreLease = true
-        try s.putSync(keep)
+        _ = try s.putSync(keep)
         XCTAssertEqual(try s.get("c").kvs.first?.lease, generated.id)
 
         let before = s.currentRevision

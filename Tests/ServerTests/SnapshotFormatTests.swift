@@ -77,7 +77,7 @@ final class SnapshotFormatTests: XCTestCase {
                 store.writer.beginTxn()
                 _ = try? store.writer.put(Array("live/\(i % 50)".utf8), Array(repeating: 7, count: 300), lease: 0)
                 _ = store.writer.endTxn()
-                try? store.writer.commit(appliedIndex: UInt64(1000 + i))
+                _ = try? store.writer.commit(appliedIndex: UInt64(1000 + i))
                 i += 1
             }
             done.signal()

@@ -11,7 +11,7 @@ struct TempDirectory {
         var template = Array("/tmp/rusd-\(label)-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         precondition(made != nil, "mkdtemp failed")
-        path = String(cString: template)
+        path = String(cString: made!)
     }
 
     func remove() {
