@@ -113,8 +113,13 @@ package final class RecordLogWriter: @unchecked Sendable {
 
     deinit { close(fd) }
 
-    /// Appends already framed records (see `RecordLog.endRecord`).
+    /// Set when a failed append could not be cut off: the file may end in a partial record.
+    package private(set) var isBroken = false
+
+    /// Appends already framed records (see `RecordLog.endRecord`). On failure nothing of them
+    /// stays in the file (unless `isBroken` becomes true).
     package func append(_ framed: UnsafeRawBufferPointer) throws {
+        guard !isBroken else { throw PosixError("pwrite", path, EIO) }
         if preallocateStep > 0 && offset + framed.count > preallocated {
             #if os(Linux)
             let want = ((offset + framed.count) / preallocateStep + 1) * preallocateStep
@@ -130,7 +135,15 @@ package final class RecordLogWriter: @unchecked Sendable {
             let n = pwrite(fd, framed.baseAddress! + done, framed.count - done, off_t(offset + done))
             if n < 0 {
                 if errno == EINTR { continue }
-                throw PosixError("pwrite", path)
+                let failure = PosixError("pwrite", path)
+                // Cut off what part of the record was written, so that the next append does not
+                // follow a partial record; if even that fails, the log takes no more records.
+                if ftruncate(fd, off_t(offset)) == 0 {
+                    preallocated = offset
+                } else {
+                    isBroken = true
+                }
+                throw failure
             }
             done += n
         }

@@ -95,6 +95,8 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
         var oldestPendingAt: Double?
         /// The last background commit's failure, cleared by the next success.
         var commitError: (any Error)?
+        /// Set by a failed log append or sync: every later write is refused with it.
+        var logFailure: EngineError?
         var closing = false
         var bytesWritten: UInt64 = 0
         var mapGrowths = 0
@@ -279,15 +281,28 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
             try validateKeys(batch, environment)
             if batch.isEmpty { return }
             guard let log else { throw LMDBErrors.closed(path: directory, operation: "write") }
-            if let error = withState({ $0.commitError }) { throw error }
+            if let error = withState({ $0.logFailure ?? $0.commitError }) { throw error }
             var record: [UInt8] = []
             record.reserveCapacity(batch.byteCount + 16 + 4 * batch.count)
             WriteAheadLog.appendRecord(batch, to: &record)
             do {
                 try log.append(record)
-                if sync { try log.sync() }
             } catch let e as PosixError {
-                throw LMDBErrors.posix(e, operation: "write")
+                // Nothing of the record stays in the log unless it could not be cut off.
+                let failure = LMDBErrors.posix(e, kind: e.code == ENOSPC || e.code == EDQUOT ? .full : .io, operation: "write")
+                if log.isBroken { refuseWrites(after: failure) }
+                throw failure
+            }
+            if sync {
+                do { try log.sync() } catch let e as PosixError {
+                    // After a failed fdatasync the kernel may have dropped the dirty pages: whether
+                    // the record reached the disk is unknown, so nothing more is appended (a later
+                    // record could revive a batch its writer was told had failed). Reopening
+                    // recovers what the log holds.
+                    let failure = LMDBErrors.posix(e, operation: "write")
+                    refuseWrites(after: failure)
+                    throw failure
+                }
             }
             withState { s in
                 s.pending.active.apply(batch)
@@ -300,6 +315,13 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// Makes every later write fail: the log can no longer be trusted to be appended to.
+    private func refuseWrites(after failure: EngineError) {
+        let refused = EngineError(failure.kind, engine: Self.engineName, path: failure.path, operation: "write",
+                                  message: "the write-ahead log failed earlier (\(failure.message)); writes are refused until the store is reopened")
+        withState { $0.logFailure = refused }
     }
 
     private func validateKeys(_ batch: WriteBatch, _ environment: LMDBEnvironment) throws {
