@@ -23,7 +23,10 @@ import Glibc
 ///   append one, and many writes share each LMDB commit. Writers wait while
 ///   `pendingLimitBytes` are pending and a commit is in progress. A failed LMDB commit is retried
 ///   by the next flush; until one succeeds, `write` throws its error (reads keep working; the
-///   writes are safe in the log).
+///   writes are safe in the log). A failed append is cut off the log and reported (`.full` for
+///   ENOSPC); after a failed fdatasync, or an append that could not be cut off, every later
+///   write is refused until the store is reopened: whether the record reached the disk is
+///   unknown, and no later record may follow it.
 /// - Recovery (open): the log's segments are committed to LMDB, oldest first, then deleted. A
 ///   torn last record (a crash during an append) is dropped: it was never acknowledged. Damage in
 ///   the middle of a segment is refused with `.corruption` naming the file and offset.
