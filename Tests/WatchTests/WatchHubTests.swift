@@ -1,4 +1,6 @@
+import InMemoryEngine
 import MVCC
+import Synchronization
 import WatchHub
 import XCTest
 
@@ -62,6 +64,51 @@ final class WatchHubTests: XCTestCase {
 
     private func lastValue(_ changes: [Change], _ key: String) -> String? {
         changes.last(where: { $0.key == key })?.value
+    }
+
+    /// The writer leaves previous versions out only while the observer does not want them.
+    func testWriterLeavesPreviousVersionsOutOnlyWhileUnwanted() throws {
+        let store = try MVCCStore(engine: InMemoryEngine())
+        let seen = Mutex<[RevisionEvents]>([])
+        store.setObserver { revisions in seen.withLock { $0 += revisions } }
+        func put(_ value: String) throws {
+            store.writer.beginTxn()
+            try store.writer.put(bytes("k"), bytes(value), lease: 0)
+            _ = store.writer.endTxn()
+            try store.writer.commit(appliedIndex: 0)
+        }
+        try put("v1")
+        try put("v2")  // wanted by default
+        store.setPreviousValuesWanted(false)
+        try put("v3")
+        store.setPreviousValuesWanted(true)
+        try put("v4")
+        let revisions = seen.withLock { $0 }
+        XCTAssertEqual(revisions.map(\.previousIncluded), [true, true, false, true])
+        XCTAssertEqual(revisions.map { $0.events[0].prevKV.map { text($0.value) } }, [nil, "v1", nil, "v3"])
+    }
+
+    /// A prev_kv watcher that registers while a transaction begun without previous versions is
+    /// in flight still gets them: the hub fills them in from the store.
+    func testPreviousVersionsLeftOutWhileUnwantedAreFilledInForPrevKVWatchers() throws {
+        let f = try HubFixture()
+        try f.put("k", "v1")
+        try f.put("gone", "g1")
+        let w = f.store.writer
+        w.beginTxn()  // no watcher: this transaction skips previous versions
+        try w.put(bytes("k"), bytes("v2"), lease: 0)
+        try w.deleteRange(.single(bytes("gone")))
+        let (s, sink) = f.session()
+        s.create(WatchCreateOptions(key: bytes("a"), rangeEnd: bytes("z"), prevKV: true))
+        sink.wait("created") { $0.count == 1 }
+        _ = w.endTxn()
+        try w.commit(appliedIndex: 0)
+        sink.wait("the transaction's events") { $0.flatMap(\.events).count == 2 }
+        XCTAssertEqual(sink.events(of: 0).map { $0.prevKV.map { text($0.value) } }, ["v1", "g1"])
+        try f.put("k", "v3")  // the watcher is attached: the writer includes them itself
+        sink.wait("the next event") { $0.flatMap(\.events).count == 3 }
+        XCTAssertEqual(sink.events(of: 0)[2].prevKV.map { text($0.value) }, "v2")
+        assertWellFormed(sink.responses, id: 0)
     }
 
     func testSlowSessionCatchesUpFromTheStoreWithoutBlockingOthers() throws {

@@ -43,4 +43,13 @@ public struct Event: Sendable, Hashable {
 public struct RevisionEvents: Sendable {
     public var revision: Int64
     public var events: [Event]
+    /// Whether the events carry their previous versions (`prevKV`). The writer leaves them out
+    /// while the observer wants none (`MVCCStore.setPreviousValuesWanted`).
+    public var previousIncluded: Bool = true
+
+    public init(revision: Int64, events: [Event], previousIncluded: Bool = true) {
+        self.revision = revision
+        self.events = events
+        self.previousIncluded = previousIncluded
+    }
 }

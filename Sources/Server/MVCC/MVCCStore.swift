@@ -37,6 +37,8 @@ public final class MVCCStore: Sendable {
     /// every `withLock` (inout access to a function value in a generic container), so each
     /// commit would have added two thunks to the chain every later commit calls through.
     let observer = Mutex<ObserverBox?>(nil)
+    /// Whether the observer wants previous versions in the events (see `setPreviousValuesWanted`).
+    let previousValuesWanted = Atomic<Bool>(true)
     let compactor: Compactor
     /// The one writer. Confined to the thread that applies the log (see `StoreWriter`).
     public let writer: StoreWriter
@@ -61,6 +63,15 @@ public final class MVCCStore: Sendable {
     public func setObserver(_ o: CommitObserver?) {
         let box = o.map(ObserverBox.init)
         observer.withLock { $0 = box }
+    }
+
+    /// Tells the writer whether the observer needs each event's previous version (`prevKV`).
+    /// While it does not, transactions that begin skip reading previous versions (a record read
+    /// and decode per put or delete) and mark their `RevisionEvents` as without them; an
+    /// observer that starts wanting them again must fill in those of revisions marked so (they
+    /// may still be in flight). Default: wanted.
+    public func setPreviousValuesWanted(_ wanted: Bool) {
+        previousValuesWanted.store(wanted, ordering: .relaxed)
     }
 
     /// A consistent read view of the committed state, cheap to take (one lock, one copy).

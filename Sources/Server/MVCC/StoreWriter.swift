@@ -66,7 +66,11 @@ public final class StoreWriter: @unchecked Sendable {
         inTxn = true
         txnEvents = []
         txnSub = 0
-        wantsPrevKV = store?.observer.withLock({ $0 != nil }) ?? false
+        if let store {
+            wantsPrevKV = store.observer.withLock({ $0 != nil }) && store.previousValuesWanted.load(ordering: .relaxed)
+        } else {
+            wantsPrevKV = false
+        }
     }
 
     /// Ends the transaction; returns its revision: `currentRevision + 1` when it changed
@@ -77,7 +81,7 @@ public final class StoreWriter: @unchecked Sendable {
         inTxn = false
         if !txnEvents.isEmpty {
             revision += 1
-            pendingEvents.append(RevisionEvents(revision: revision, events: txnEvents))
+            pendingEvents.append(RevisionEvents(revision: revision, events: txnEvents, previousIncluded: wantsPrevKV))
             txnEvents = []
         }
         return revision

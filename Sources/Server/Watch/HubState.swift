@@ -16,6 +16,13 @@ final class HubState: @unchecked Sendable {
     var catchUpScheduled = false
     /// Sessions whose RequestProgress waits for their watchers to sync.
     var progressWaiting: [ObjectIdentifier: WatchSession] = [:]
+    /// Attached watchers that asked for prev_kv. While there are none the store's writer skips
+    /// reading previous versions; `dispatch` fills them in for revisions committed that way.
+    var prevKVWatchers = 0 {
+        didSet {
+            if (oldValue == 0) != (prevKVWatchers == 0) { store.setPreviousValuesWanted(prevKVWatchers > 0) }
+        }
+    }
 
     /// The watchers of one session and its pending requests.
     final class SessionWatchers {
@@ -29,6 +36,7 @@ final class HubState: @unchecked Sendable {
     init(store: MVCCStore, config: WatchHubConfig) {
         self.store = store
         self.config = config
+        store.setPreviousValuesWanted(false)
     }
 
     // MARK: requests
@@ -78,6 +86,7 @@ final class HubState: @unchecked Sendable {
         let w = Watcher(id: id, session: session, span: span, options: o,
                         next: isSynced ? max(current + 1, start) : start)
         s.watchers[id] = w
+        if w.prevKV { prevKVWatchers += 1 }
         if isSynced {
             w.isSynced = true
             synced.insert(w)
@@ -120,6 +129,8 @@ final class HubState: @unchecked Sendable {
     /// list per committed group (with or without prev_kv).
     func dispatch(_ revisions: [RevisionEvents]) {
         guard let last = revisions.last, last.revision > dispatchedRevision else { return }
+        var revisions = revisions
+        if prevKVWatchers > 0 { fillPreviousValues(&revisions) }
         var perSpan: [KeySpan: [Event]] = [:]
         for rev in revisions where rev.revision > dispatchedRevision {
             for event in rev.events {
@@ -170,6 +181,20 @@ final class HubState: @unchecked Sendable {
         }
     }
 
+    /// Reads the previous versions the writer left out (it began those transactions while no
+    /// watcher wanted prev_kv) from the store, which already holds these revisions. A previous
+    /// version compacted meanwhile stays out, as in a catch-up from history.
+    private func fillPreviousValues(_ revisions: inout [RevisionEvents]) {
+        guard revisions.contains(where: { !$0.previousIncluded && $0.revision > dispatchedRevision }) else { return }
+        let snapshot = store.read()
+        for i in revisions.indices where !revisions[i].previousIncluded && revisions[i].revision > dispatchedRevision {
+            for j in revisions[i].events.indices {
+                revisions[i].events[j].prevKV = snapshot.previous(of: revisions[i].events[j])
+            }
+            revisions[i].previousIncluded = true
+        }
+    }
+
     /// `events` (whole revisions, in order) cut at revision boundaries into lists (each alone in
     /// an array) of at most
     /// `mergedResponseBytes` each (a single larger revision stays whole), so that a dispatch
@@ -208,6 +233,8 @@ final class HubState: @unchecked Sendable {
     }
 
     func detach(_ w: Watcher) {
+        if w.isAttached && w.prevKV { prevKVWatchers -= 1 }
+        w.isAttached = false
         if w.isSynced {
             synced.remove(w)
         } else {

@@ -17,6 +17,8 @@ final class Watcher {
     /// revisions a catch-up already covered.
     var next: Int64
     var isSynced = false
+    /// Counted among the hub's watchers (until detached).
+    var isAttached = true
     /// An event response was queued since the last progress tick (etcd elides the next
     /// periodic progress notification then).
     var sentSinceProgressTick = false
