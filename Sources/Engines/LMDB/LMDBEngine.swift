@@ -280,11 +280,11 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
         }
         try waitForRoom()
         try writeLock.withLock {
-            let environment = try currentEnvironment("write")
+            let (current, failure) = withState { ($0.current, $0.logFailure ?? $0.commitError) }
+            guard let environment = current, let log else { throw LMDBErrors.closed(path: directory, operation: "write") }
             try validateKeys(batch, environment)
             if batch.isEmpty { return }
-            guard let log else { throw LMDBErrors.closed(path: directory, operation: "write") }
-            if let error = withState({ $0.logFailure ?? $0.commitError }) { throw error }
+            if let failure { throw failure }
             var record: [UInt8] = []
             record.reserveCapacity(batch.byteCount + 16 + 4 * batch.count)
             WriteAheadLog.appendRecord(batch, to: &record)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import EngineAPI
 import EtcdProto
 import Foundation
 import GRPCTransport
@@ -174,8 +175,7 @@ struct WatchResponseDigest: GRPCDirectDecodable, Equatable {
         var canceled = false, compactRevision: Int64 = 0, reason: Range<Int>?
         var ranges: [Range<Int>] = []
         let ok = payload.withUnsafeReadableBytes { raw -> Bool in
-            let bytes = raw.bindMemory(to: UInt8.self)
-            return Self.forEachField(bytes, 0..<bytes.count) { number, field in
+            Self.forEachField(raw, 0..<raw.count) { number, field in
                 switch (number, field) {
                 case (4, .varint(let v)): canceled = v != 0
                 case (5, .varint(let v)): compactRevision = Int64(bitPattern: v)
@@ -211,20 +211,19 @@ struct WatchResponseDigest: GRPCDirectDecodable, Equatable {
     /// an event is malformed (the visit stops there).
     func forEachEvent(_ visit: (Int64, UInt64?) -> Void) -> Bool {
         payload.withUnsafeReadableBytes { raw -> Bool in
-            let bytes = raw.bindMemory(to: UInt8.self)
             for range in eventRanges {
                 var kv: Range<Int>?
-                guard Self.forEachField(bytes, range, { number, field in
+                guard Self.forEachField(raw, range, { number, field in
                     if number == 2, kv == nil, case .bytes(let r) = field { kv = r }
                 }), let kv else { return false }
                 var modRevision: Int64 = 0
                 var stamp: UInt64?
-                guard Self.forEachField(bytes, kv, { number, field in
+                guard Self.forEachField(raw, kv, { number, field in
                     switch (number, field) {
                     case (3, .varint(let v)): modRevision = Int64(bitPattern: v)
                     case (5, .bytes(let r)) where r.count >= 8:
                         var s: UInt64 = 0
-                        for i in r.lowerBound..<(r.lowerBound + 8) { s = s << 8 | UInt64(bytes[i]) }
+                        for i in r.lowerBound..<(r.lowerBound + 8) { s = s << 8 | UInt64(raw[i]) }
                         stamp = s
                     default: break
                     }
@@ -239,36 +238,28 @@ struct WatchResponseDigest: GRPCDirectDecodable, Equatable {
 
     /// Visits the varint and length-delimited fields of the message in `range` (fixed-width
     /// fields are skipped); false when it is malformed.
-    private static func forEachField(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>,
+    private static func forEachField(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>,
                                      _ visit: (UInt64, Field) -> Void) -> Bool {
-        var i = range.lowerBound
-        func varint() -> UInt64? {
-            var value: UInt64 = 0, shift: UInt64 = 0
-            while i < range.upperBound && shift < 64 {
-                let b = bytes[i]
-                i += 1
-                value |= UInt64(b & 0x7f) << shift
-                if b < 0x80 { return value }
-                shift += 7
-            }
-            return nil
-        }
-        while i < range.upperBound {
-            guard let tag = varint() else { return false }
+        var reader = ByteReader(UnsafeRawBufferPointer(rebasing: bytes[range]))
+        while !reader.isAtEnd {
+            guard let tag = reader.varint() else { return false }
             switch tag & 7 {
             case 0:
-                guard let v = varint() else { return false }
+                guard let v = reader.varint() else { return false }
                 visit(tag >> 3, .varint(v))
             case 2:
-                guard let n = varint(), n <= UInt64(range.upperBound - i) else { return false }
-                visit(tag >> 3, .bytes(i..<(i + Int(n))))
-                i += Int(n)
-            case 1: i += 8
-            case 5: i += 4
-            default: return false
+                guard let field = reader.lengthPrefixed() else { return false }
+                let start = range.lowerBound + reader.position - field.count
+                visit(tag >> 3, .bytes(start..<(start + field.count)))
+            case 1:
+                guard reader.fixed64() != nil else { return false }
+            case 5:
+                guard reader.fixed32() != nil else { return false }
+            default:
+                return false
             }
         }
-        return i == range.upperBound
+        return true
     }
 }
 
