@@ -29,7 +29,7 @@ final class KeyHistoryTests: XCTestCase {
 
     func testCopiesKeepTheirViewWhileOthersAppend() {
         let seed = UInt64.random(in: 0...UInt64.max)
-        var rng = SplitMix(seed)
+        var rng = SplitMix64(seed: seed)
         for keyLength in [0, 1, 7, 8, 9, 23] {
             let key = (0..<keyLength).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 5) }
             var main: Int64 = 1

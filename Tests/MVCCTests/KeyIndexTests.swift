@@ -12,7 +12,7 @@ final class KeyIndexTests: XCTestCase {
     func testRandomInsertsUpdatesSnapshotsAndCompaction() {
         var generator = SystemRandomNumberGenerator()
         let seed = UInt64.random(in: 0...UInt64.max, using: &generator)
-        var rng = SplitMix(seed)
+        var rng = SplitMix64(seed: seed)
         var index = KeyIndex()
         var model: [[UInt8]: Int64] = [:]
         var snapshot = KeyIndex()
