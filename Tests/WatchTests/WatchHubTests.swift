@@ -157,6 +157,33 @@ final class WatchHubTests: XCTestCase {
         XCTAssertEqual(slowSink.events(of: 0).last.map { text($0.kv.value) }, "after")
     }
 
+    func testDrainChecksWritabilityAfterEachMergedResponsesWorth() throws {
+        var config = WatchHubConfig()
+        config.mergedResponseBytes = 4096
+        config.sessionBufferBytes = 1 << 20
+        let f = try HubFixture(config: config)
+        let (s, sink) = f.session()
+        s.create(WatchCreateOptions(key: bytes("big/"), rangeEnd: bytes("big0")))
+        sink.wait("created") { $0.count == 1 }
+        sink.setWritable(false)
+        // 3 KiB values: two do not fit in one merged response, so each revision is queued alone.
+        let value = String(repeating: "v", count: 3000)
+        for i in 0..<20 { try f.put("big/\(i)", value) }
+        f.hub.sync()
+        // The sink takes one response, then turns unwritable (a high watermark reached).
+        sink.setWriteBudget(1)
+        sink.setWritable(true)
+        sink.wait("the first queued response") { $0.count >= 2 }
+        sink.queue.sync {}
+        XCTAssertEqual(sink.responses.count, 2, "the drain must stop at the first response past the watermark")
+        // Writable again for good: the rest arrives, in order, whole.
+        sink.setWriteBudget(nil)
+        sink.setWritable(true)
+        sink.wait("every event") { $0.flatMap(\.events).count == 20 }
+        XCTAssertEqual(sink.events(of: 0).map { text($0.kv.key) }, (0..<20).map { "big/\($0)" })
+        assertWellFormed(sink.responses, id: 0)
+    }
+
     func testLaggingSessionGetsRevisionsMergedButNeverAcrossAProgressResponse() throws {
         let f = try HubFixture()
         let (s, sink) = f.session()

@@ -12,7 +12,7 @@ func text(_ b: [UInt8]) -> String { String(decoding: b, as: UTF8.self) }
 /// unwritable to play a slow client.
 final class RecordingSink: WatchSink {
     let queue = DispatchQueue(label: "test-sink")
-    private let state = Mutex<(responses: [WatchResponse], writable: Bool)>(([], true))
+    private let state = Mutex<(responses: [WatchResponse], writable: Bool, budget: Int?)>(([], true, nil))
     private let sessionBox = Mutex<WatchSession?>(nil)
     var session: WatchSession? {
         get { sessionBox.withLock { $0 } }
@@ -25,7 +25,19 @@ final class RecordingSink: WatchSink {
 
     func send(_ response: WatchResponse) {
         dispatchPrecondition(condition: .onQueue(queue))
-        state.withLock { $0.responses.append(response) }
+        state.withLock { s in
+            s.responses.append(response)
+            // Like the transport's high watermark: unwritable once the budget is spent.
+            if let budget = s.budget {
+                s.budget = budget - response.eventBytes
+                if budget - response.eventBytes <= 0 { s.writable = false }
+            }
+        }
+    }
+
+    /// Makes the sink turn unwritable once responses of `eventBytes` in all were sent to it.
+    func setWriteBudget(_ eventBytes: Int?) {
+        state.withLock { $0.budget = eventBytes }
     }
 
     var responses: [WatchResponse] { state.withLock { $0.responses } }

@@ -165,7 +165,16 @@ public final class WatchSession: Sendable {
                     o.lastEventResponse.removeAll(keepingCapacity: o.lastEventResponse.count <= 64)
                     return ([], false)
                 }
-                let end = min(o.responses.count, o.head + 16)
+                // At most 16 responses and one merged response's worth of events per check of
+                // the sink's writability: a batch of large responses sent unchecked would overrun
+                // the transport's high watermark by up to 16 of them, per stream.
+                var end = o.head + 1
+                var bytes = o.responses[o.head].eventBytes
+                while end < o.responses.count && end - o.head < 16
+                        && bytes + o.responses[end].eventBytes <= hub.config.mergedResponseBytes {
+                    bytes += o.responses[end].eventBytes
+                    end += 1
+                }
                 let batch = Array(o.responses[o.head..<end])
                 o.head = end
                 for r in batch { o.eventBytes -= r.eventBytes }
