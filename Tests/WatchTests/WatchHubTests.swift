@@ -184,6 +184,31 @@ final class WatchHubTests: XCTestCase {
         assertWellFormed(sink.responses, id: 0)
     }
 
+    func testCatchUpSlicesAListAnEarlierRoundReadWhenItCoversTheWatcher() throws {
+        var config = WatchHubConfig()
+        config.sessionBufferBytes = 4096   // catch-up lists of at most 2 KiB of events
+        let f = try HubFixture(config: config)
+        let first = f.store.currentRevision + 1
+        let value = String(repeating: "x", count: 50)
+        for i in 0..<100 { try f.put("k\(i)", value) }
+        let last = f.store.currentRevision
+        let (a, sinkA) = f.session()
+        a.create(WatchCreateOptions(key: bytes("k"), rangeEnd: [0], startRevision: first))
+        sinkA.wait("all history for A") { $0.flatMap(\.events).count == 100 }
+        // B starts inside the first list A was given, which A's responses still hold.
+        let (b, sinkB) = f.session()
+        b.create(WatchCreateOptions(key: bytes("k"), rangeEnd: [0], startRevision: first + 2))
+        sinkB.wait("all history for B") { $0.flatMap(\.events).count == 98 }
+        let listA = try XCTUnwrap(sinkA.responses.first { !$0.events.isEmpty }?.eventSlices.first?.list)
+        let firstB = try XCTUnwrap(sinkB.responses.first { !$0.events.isEmpty }?.eventSlices.first)
+        XCTAssertTrue(firstB.list === listA, "B should get a slice of A's list, not a list of its own")
+        XCTAssertGreaterThan(listA.events.count, 2)
+        XCTAssertEqual(sinkB.events(of: 0).map(\.kv.modRevision), Array((first + 2)...last))
+        XCTAssertEqual(sinkA.events(of: 0).map(\.kv.modRevision), Array(first...last))
+        assertWellFormed(sinkA.responses, id: 0)
+        assertWellFormed(sinkB.responses, id: 0)
+    }
+
     func testLaggingSessionGetsRevisionsMergedButNeverAcrossAProgressResponse() throws {
         let f = try HubFixture()
         let (s, sink) = f.session()

@@ -52,7 +52,20 @@ extension HubState {
                               filterDeletes: w.filterDeletes), default: []].append(w)
         }
         var progressed = false
-        for (_, members) in groups {
+        for (key, allMembers) in groups {
+            // Watchers inside a list that an earlier round read (and an outbox still holds) take
+            // their slice of it: lagging watchers then share a few lists instead of pinning one
+            // each (1,000 watchers behind by 10,000 revisions held over 1 GiB of lists).
+            var members: [Watcher] = []
+            let cached = liveCatchUpLists(key)
+            for w in allMembers {
+                if let c = cached.first(where: { $0.from <= w.next && w.next <= $0.reached }), let list = c.list {
+                    if deliverCatchUp(w, list, reached: c.reached, current: current) { progressed = true }
+                } else {
+                    members.append(w)
+                }
+            }
+            if members.isEmpty { continue }
             let from = members.map(\.next).min()!
             let through = min(current, from + config.maxRevisionsPerCatchUp - 1)
             let model = members[0]
@@ -98,14 +111,34 @@ extension HubState {
                 }
             }
             let list = EventList(events)
+            if !events.isEmpty { catchUpLists[key, default: []].append(CatchUpList(from: from, reached: reached, list: list)) }
             for w in members where deliverCatchUp(w, list, reached: reached, current: current) {
                 progressed = true
             }
+        }
+        if catchUpLists.count > 2 * groups.count + 8 {
+            catchUpLists = catchUpLists.filter { $0.value.contains { $0.list != nil } }
         }
         answerDeferredProgress()
         // Another round right away only if this one moved; otherwise the sessions that lacked
         // room signal when they have it (a round that cannot move would only spin).
         if progressed { scheduleCatchUp() }
+    }
+
+    /// The catch-up lists of `key` that are still alive (forgetting the others).
+    private func liveCatchUpLists(_ key: CatchUpKey) -> [CatchUpList] {
+        guard let lists = catchUpLists[key] else { return [] }
+        let live = lists.filter { $0.list != nil }
+        catchUpLists[key] = live.isEmpty ? nil : live
+        return live
+    }
+
+    /// A list read by a catch-up round: the events of `from ... reached` (of one group's
+    /// watchers), held weakly: it lives as long as an outbox holds part of it.
+    struct CatchUpList {
+        let from: Int64
+        let reached: Int64
+        weak var list: EventList?
     }
 
     struct CatchUpKey: Hashable {

@@ -14,6 +14,9 @@ final class HubState: @unchecked Sendable {
     var unsynced: [ObjectIdentifier: Watcher] = [:]
     var sessions: [ObjectIdentifier: SessionWatchers] = [:]
     var catchUpScheduled = false
+    /// Catch-up lists still held by some outbox, per group (see `catchUp`): a watcher whose next
+    /// revision one of them covers gets a slice of it instead of a list of its own.
+    var catchUpLists: [CatchUpKey: [CatchUpList]] = [:]
     /// Sessions whose RequestProgress waits for their watchers to sync.
     var progressWaiting: [ObjectIdentifier: WatchSession] = [:]
     /// Attached watchers that asked for prev_kv. While there are none the store's writer skips
