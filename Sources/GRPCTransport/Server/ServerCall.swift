@@ -46,7 +46,7 @@ final class ServerCall: @unchecked Sendable {
     var discardInput = false
 
     // Response side.
-    var pending = ByteBuffer()
+    var pending = PendingResponseBytes()
     var headersSubmitted = false
     var finished = false {
         didSet { if finished { ended.store(true, ordering: .relaxed) } }
@@ -151,12 +151,7 @@ final class ServerCall: @unchecked Sendable {
     }
 
     private func append(_ message: ByteBuffer) {
-        if pending.readableBytes == 0 {
-            pending = message
-        } else {
-            var message = message
-            pending.writeBuffer(&message)
-        }
+        pending.append(message)
     }
 
     /// Submits response headers (first time) or resumes the deferred data provider.
@@ -178,7 +173,7 @@ final class ServerCall: @unchecked Sendable {
         finished = true
         plainResponse = true
         headersSubmitted = true
-        pending = ByteBuffer(bytes: response.body)
+        pending = PendingResponseBytes(ByteBuffer(bytes: response.body))
         connection.submitPlainResponse(self, response)
         connection.scheduleFlush()
     }
@@ -235,17 +230,8 @@ final class ServerCall: @unchecked Sendable {
     /// Called by nghttp2 (through the data provider) on the event loop.
     func readData(into buf: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>,
                   session: OpaquePointer) -> Int {
-        let count = min(length, pending.readableBytes)
+        let count = pending.read(into: buf, count: length)
         if count > 0 {
-            pending.withUnsafeReadableBytes { src in
-                buf.update(from: src.baseAddress!.assumingMemoryBound(to: UInt8.self), count: count)
-            }
-            pending.moveReaderIndex(forwardBy: count)
-            if pending.readableBytes == 0 {
-                pending.clear()
-            } else if pending.readerIndex > 1 << 20 {
-                pending.discardReadBytes()
-            }
             if observer != nil {
                 drainedSinceNotify += count
                 connection?.noteDrained(self)
