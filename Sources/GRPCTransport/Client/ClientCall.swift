@@ -12,7 +12,7 @@ final class ClientCall: @unchecked Sendable {
 
     var streamID: Int32 = -1
     weak var connection: ClientConnectionHandler?
-    var pending = ByteBuffer()
+    var pending = PendingData()
     var inputFinished = false
     var deferred = false
     var closed = false
@@ -36,24 +36,12 @@ final class ClientCall: @unchecked Sendable {
     }
 
     func append(_ framed: ByteBuffer) {
-        if pending.readableBytes == 0 {
-            pending = framed
-        } else {
-            var framed = framed
-            pending.writeBuffer(&framed)
-        }
+        pending.append(framed)
     }
 
     /// Fills a request DATA frame (data provider read callback).
     func readData(into buf: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
-        let count = min(length, pending.readableBytes)
-        if count > 0 {
-            pending.withUnsafeReadableBytes { src in
-                buf.update(from: src.baseAddress!.assumingMemoryBound(to: UInt8.self), count: count)
-            }
-            pending.moveReaderIndex(forwardBy: count)
-            if pending.readableBytes == 0 { pending.clear() }
-        }
+        let count = pending.read(into: buf, count: length)
         if pending.readableBytes == 0 {
             if inputFinished {
                 flags.pointee |= H2.eof

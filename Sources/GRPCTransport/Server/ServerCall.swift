@@ -46,7 +46,7 @@ final class ServerCall: @unchecked Sendable {
     var discardInput = false
 
     // Response side.
-    var pending = PendingResponseBytes()
+    var pending = PendingData()
     var headersSubmitted = false
     var finished = false {
         didSet { if finished { ended.store(true, ordering: .relaxed) } }
@@ -173,7 +173,7 @@ final class ServerCall: @unchecked Sendable {
         finished = true
         plainResponse = true
         headersSubmitted = true
-        pending = PendingResponseBytes(ByteBuffer(bytes: response.body))
+        pending = PendingData(ByteBuffer(bytes: response.body))
         connection.submitPlainResponse(self, response)
         connection.scheduleFlush()
     }

@@ -2,11 +2,11 @@
 import NIOCore
 import XCTest
 
-final class PendingResponseBytesTests: XCTestCase {
+final class PendingDataTests: XCTestCase {
     /// Reads in sizes that straddle message boundaries return the bytes in order, and the
     /// count of queued bytes follows.
     func testReadsAcrossMessageBoundariesInOrder() {
-        var pending = PendingResponseBytes()
+        var pending = PendingData()
         var expected: [UInt8] = []
         for (i, size) in [5, 1, 0, 300, 17, 4096].enumerated() {
             let message = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ i) }
@@ -28,7 +28,7 @@ final class PendingResponseBytesTests: XCTestCase {
 
     /// A buffer is let go once it has been read entirely (only the caller's copy is left).
     func testReleasesAMessageOnceItWasReadEntirely() {
-        var pending = PendingResponseBytes()
+        var pending = PendingData()
         var first = ByteBuffer(bytes: [1, 2, 3, 4])
         pending.append(first)
         pending.append(ByteBuffer(bytes: [5, 6]))
