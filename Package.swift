@@ -165,8 +165,10 @@ let package = Package(
         .testTarget(name: "AuthTests", dependencies: ["Auth"], path: "Tests/AuthTests"),
         .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Engines", "InMemoryEngine"], path: "Tests/MVCCTests"),
         .testTarget(name: "WatchTests", dependencies: ["WatchHub", "MVCC", "InMemoryEngine"], path: "Tests/WatchTests"),
-        .testTarget(name: "ServerTests", dependencies: ["EtcdServer", "EtcdAPI", "MVCC", "Engines", "InMemoryEngine"],
-                    path: "Tests/ServerTests"),
+        .testTarget(name: "ServerTests", dependencies: [
+            "EtcdServer", "EtcdAPI", "MVCC", "Engines", "InMemoryEngine",
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ], path: "Tests/ServerTests"),
     ],
     swiftLanguageModes: [.v6]
 )

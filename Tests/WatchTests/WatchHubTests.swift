@@ -451,4 +451,59 @@ final class WatchHubTests: XCTestCase {
         f.hub.sync()
         XCTAssertEqual(f.hub.watcherCounts.synced, 0)
     }
+
+    /// Delivery yields to writes only while they queue up (commits of more than one request),
+    /// and only until some watcher has lagged for the hold; a burst that outlasted the hold gets
+    /// no more priority until a pause in the writes starts a new one.
+    func testWritesComeFirstWhileTheyQueueUntilAWatcherLaggedForTheHold() throws {
+        var config = WatchHubConfig()
+        config.sessionBufferBytes = 2048
+        let f = try HubFixture(config: config)
+        let hold = Duration.milliseconds(300)
+        var n = 0
+        func queuedCommit() throws {
+            n += 1
+            try f.commit([[("k\(n)a", String(repeating: "x", count: 100))], [("k\(n)b", "y")]])
+        }
+        XCTAssertFalse(f.hub.writesComeFirst(maxHold: hold), "no writes yet")
+        try f.put("single", "1")
+        XCTAssertFalse(f.hub.writesComeFirst(maxHold: hold), "a commit of one request: nothing queued")
+        try queuedCommit()
+        XCTAssertTrue(f.hub.writesComeFirst(maxHold: hold))
+        XCTAssertEqual(f.hub.committedRevisions, 3)
+
+        // A watcher whose stream is stuck falls behind; until it has lagged for the hold,
+        // writes still come first.
+        let (session, sink) = f.session()
+        session.create(WatchCreateOptions(key: bytes("k"), rangeEnd: bytes("l")))
+        sink.wait("created") { $0.count == 1 }
+        sink.setWritable(false)
+        for _ in 0..<40 { try queuedCommit() }
+        f.hub.sync()
+        XCTAssertEqual(f.hub.watcherCounts.unsynced, 1)
+        try queuedCommit()
+        XCTAssertTrue(f.hub.writesComeFirst(maxHold: hold))
+        XCTAssertFalse(f.hub.watchersLagging(for: hold))
+
+        // Past the hold, delivery gets its share again...
+        usleep(350_000)
+        try queuedCommit()
+        XCTAssertTrue(f.hub.watchersLagging(for: hold))
+        XCTAssertFalse(f.hub.writesComeFirst(maxHold: hold), "a watcher lagged for the hold")
+        // ...for the rest of the burst, even once the watcher caught up.
+        sink.setWritable(true)
+        let deadline = DispatchTime.now() + 10
+        while f.hub.watcherCounts.unsynced > 0 && DispatchTime.now() < deadline { usleep(1000) }
+        XCTAssertEqual(f.hub.watcherCounts.unsynced, 0)
+        XCTAssertFalse(f.hub.watchersLagging(for: .zero))
+        try queuedCommit()
+        XCTAssertFalse(f.hub.writesComeFirst(maxHold: hold), "the burst outlasted the hold")
+
+        // A pause in the writes ends the burst; the next one comes first again.
+        usleep(60_000)  // > WatchHub.burstGap
+        XCTAssertFalse(f.hub.writesQueueing())
+        try queuedCommit()
+        XCTAssertTrue(f.hub.writesComeFirst(maxHold: hold))
+        session.close()
+    }
 }

@@ -23,7 +23,7 @@ public enum WatchService {
 
     public static func make(_ server: EtcdServer, hub: WatchHub) -> Service {
         let fragmentLimit = server.config.maxRequestBytes + grpcOverheadBytes
-        let lanes = WatchDeliveryLanes(pace: { hub.writesActive() })
+        let lanes = WatchDeliveryLanes(policy: .yieldingToWrites(of: hub))
         return Service(name: "etcdserverpb.Watch", methods: [
             .bidirectionalStreaming("Watch") { (stream: ServerStream<EncodedWatchResponse>) -> BidiInbound<Etcdserverpb_WatchRequest> in
                 let sink = WatchStreamSink(stream: stream, server: server, fragmentLimit: fragmentLimit,
@@ -84,6 +84,7 @@ final class WatchStreamSink: WatchSink {
         p.canceled = r.canceled
         p.cancelReason = r.cancelReason
         p.compactRevision = r.compactRevision
+        lane.charge(r.eventSlices.reduce(0) { $0 + $1.range.count })
         // Encoded once per event list, shared by every watcher that gets any of its events.
         let encoded = r.eventSlices.map { ($0.list.derived { EncodedEvents($0) }, $0.range) }
         if r.fragmentAllowed && r.eventSlices.reduce(0, { $0 + $1.range.count }) >= 2 {

@@ -164,7 +164,7 @@ extension HubState {
         let before = w.next
         w.next = max(w.next, reached + 1)
         if w.next > current {
-            unsynced[ObjectIdentifier(w)] = nil
+            clearUnsynced(w)
             w.isSynced = true
             synced.insert(w)
             return true

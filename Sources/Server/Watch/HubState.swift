@@ -94,7 +94,7 @@ final class HubState: @unchecked Sendable {
             w.isSynced = true
             synced.insert(w)
         } else {
-            unsynced[ObjectIdentifier(w)] = w
+            markUnsynced(w)
             scheduleCatchUp()
         }
         if o.progressNotify && s.progressTimer == nil { armProgressTimer(session, s) }
@@ -179,7 +179,7 @@ final class HubState: @unchecked Sendable {
             for w in fellBehind {
                 synced.remove(w)
                 w.isSynced = false
-                unsynced[ObjectIdentifier(w)] = w
+                markUnsynced(w)
             }
         }
     }
@@ -235,13 +235,25 @@ final class HubState: @unchecked Sendable {
         detach(w)
     }
 
+    /// Moves `w` to the unsynced set (the hub notes when watchers start lagging).
+    func markUnsynced(_ w: Watcher) {
+        if unsynced.isEmpty { hub?.lagging(since: DispatchTime.now().uptimeNanoseconds) }
+        unsynced[ObjectIdentifier(w)] = w
+    }
+
+    /// Removes `w` from the unsynced set (the hub notes when none lags any more).
+    func clearUnsynced(_ w: Watcher) {
+        unsynced[ObjectIdentifier(w)] = nil
+        if unsynced.isEmpty { hub?.lagging(since: 0) }
+    }
+
     func detach(_ w: Watcher) {
         if w.isAttached && w.prevKV { prevKVWatchers -= 1 }
         w.isAttached = false
         if w.isSynced {
             synced.remove(w)
         } else {
-            unsynced[ObjectIdentifier(w)] = nil
+            clearUnsynced(w)
         }
         w.isSynced = false
     }

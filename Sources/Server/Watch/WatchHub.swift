@@ -34,8 +34,15 @@ public final class WatchHub: Sendable {
     let state: HubState
     /// Committed revisions not dispatched yet, and whether a dispatch is scheduled.
     private let pending = Mutex<(revisions: [RevisionEvents], scheduled: Bool)>(([], false))
-    /// When the last commit was observed (DispatchTime uptime nanoseconds).
-    private let lastCommit = Atomic<UInt64>(0)
+    /// When the last commit of more than one revision was observed (DispatchTime uptime
+    /// nanoseconds).
+    private let lastQueuedCommit = Atomic<UInt64>(0)
+    /// Revisions committed since the hub was created.
+    private let revisionsCommitted = Atomic<Int64>(0)
+    /// Since when some watcher has been unsynced (uptime nanoseconds), 0 while none is.
+    private let unsyncedSince = Atomic<UInt64>(0)
+    /// The current burst of queued writes outlasted the hold (see `writesComeFirst`).
+    private let burstOutlastedHold = Atomic<Bool>(false)
 
     /// Creates the hub and installs it as `store`'s commit observer.
     public init(store: MVCCStore, config: WatchHubConfig = WatchHubConfig()) {
@@ -55,7 +62,15 @@ public final class WatchHub: Sendable {
 
     /// The commit observer: queues `revisions` for one dispatch of everything pending.
     private func committed(_ revisions: [RevisionEvents]) {
-        lastCommit.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
+        revisionsCommitted.add(Int64(revisions.count), ordering: .relaxed)
+        if revisions.count > 1 {
+            let now = DispatchTime.now().uptimeNanoseconds
+            let previous = lastQueuedCommit.exchange(now, ordering: .relaxed)
+            // A new burst of queued writes: it gets the hold afresh.
+            if now &- previous >= UInt64(Self.burstGap.nanoseconds) {
+                burstOutlastedHold.store(false, ordering: .relaxed)
+            }
+        }
         let schedule = pending.withLock { p -> Bool in
             p.revisions += revisions
             if p.scheduled { return false }
@@ -73,11 +88,43 @@ public final class WatchHub: Sendable {
         }
     }
 
-    /// Whether a commit was observed within the last `window`: writes are flowing (delivery
-    /// may then yield more to them, see the transport's delivery pacing).
-    public func writesActive(within window: Duration = .milliseconds(20)) -> Bool {
-        let last = lastCommit.load(ordering: .relaxed)
-        return last != 0 && DispatchTime.now().uptimeNanoseconds &- last < UInt64(window.nanoseconds)
+    /// Queued commits less than this apart belong to one burst of writes.
+    public static let burstGap = Duration.milliseconds(20)
+
+    /// Whether writes are queueing up: a commit within the last `burstGap` held more than one
+    /// revision, i.e. requests waited for the commit before theirs.
+    public func writesQueueing() -> Bool {
+        let last = lastQueuedCommit.load(ordering: .relaxed)
+        return last != 0 && DispatchTime.now().uptimeNanoseconds &- last < UInt64(Self.burstGap.nanoseconds)
+    }
+
+    /// Revisions committed since the hub was created (delivery's allowance grows with them).
+    public var committedRevisions: Int64 { revisionsCommitted.load(ordering: .relaxed) }
+
+    /// Whether some watcher has been unsynced (behind the store, catching up) for at least
+    /// `duration` without a moment when none was.
+    public func watchersLagging(for duration: Duration) -> Bool {
+        let since = unsyncedSince.load(ordering: .relaxed)
+        return since != 0 && DispatchTime.now().uptimeNanoseconds &- since >= UInt64(duration.nanoseconds)
+    }
+
+    /// Whether watch delivery should yield to writes now: writes are queueing up, and in this
+    /// burst of them (queued commits less than `burstGap` apart) no watcher has lagged for
+    /// `maxHold` yet. A burst that outlasts the hold gets no more priority until it ends, so
+    /// watchers lag by about `maxHold` at most and then share the machine with the writes.
+    public func writesComeFirst(maxHold: Duration) -> Bool {
+        guard writesQueueing(), !burstOutlastedHold.load(ordering: .relaxed) else { return false }
+        if watchersLagging(for: maxHold) {
+            burstOutlastedHold.store(true, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    /// Called on the queue when the first watcher becomes unsynced (`since` = now) or the last
+    /// one synced (0).
+    func lagging(since: UInt64) {
+        unsyncedSince.store(since, ordering: .relaxed)
     }
 
     /// Removes the hub from the store; sessions get nothing more.

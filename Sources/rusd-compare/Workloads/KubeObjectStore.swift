@@ -17,6 +17,9 @@ struct KubeObjectStore: Sendable {
     /// Successful writes (each produces one watch event on its prefix).
     var mutations = 0
     var lastRevision: Int64 = 0
+    /// When each successful write was acknowledged (revision -> monotonic nanoseconds), for the
+    /// watch lag (`PrefixWatchers.stop`).
+    var acknowledged: [Int64: UInt64] = [:]
 
     init(client: any EtcdClient) { self.client = client }
 
@@ -42,7 +45,7 @@ struct KubeObjectStore: Sendable {
         }
         logicalBytes += Int64(k.count + object.count)
         lastRevision = max(lastRevision, result.revision)
-        if result.succeeded { revisions[key] = result.revision; mutations += 1 }
+        if result.succeeded { revisions[key] = result.revision; mutations += 1; acknowledged[result.revision] = monotonicNanos() }
     }
 
     mutating func update(_ key: String, _ object: [UInt8]) async throws {
@@ -60,6 +63,7 @@ struct KubeObjectStore: Sendable {
                 revisions[key] = result.revision
                 logicalBytes += Int64(k.count + object.count)
                 mutations += 1
+                acknowledged[result.revision] = monotonicNanos()
                 return
             }
             conflicts += 1
@@ -79,7 +83,7 @@ struct KubeObjectStore: Sendable {
             }
             lastRevision = max(lastRevision, result.revision)
             if result.succeeded || result.rangeKVs.isEmpty {
-                if result.succeeded { mutations += 1 }
+                if result.succeeded { mutations += 1; acknowledged[result.revision] = monotonicNanos() }
                 revisions[key] = nil
                 return
             }

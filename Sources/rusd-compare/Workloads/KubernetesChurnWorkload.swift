@@ -51,7 +51,9 @@ struct KubernetesChurnWorkload: Workload {
         let seconds = secondsSince(started)
         compactorTask.cancel()
         let compactions = (try? await compactorTask.value) ?? 0
-        let (delivered, watchError) = await watchers.stop(graceSeconds: 1)
+        var acknowledged: [Int64: UInt64] = [:]
+        for store in stores { acknowledged.merge(store.acknowledged) { a, _ in a } }
+        let (delivered, watchError, watchLag) = await watchers.stop(graceSeconds: 1, acknowledged: acknowledged)
         await compactor.close()
         for c in connections { await c.close() }
         await watchClient.close()
@@ -67,6 +69,7 @@ struct KubernetesChurnWorkload: Workload {
             conflicts += store.conflicts
         }
         for (kind, h) in latency { result.latency[kind] = h.summary() }
+        result.latency["watch lag"] = watchLag.summary()
         result.metrics[MetricName.durationSeconds] = seconds
         result.metrics[MetricName.throughput] = Double(result.operations) / seconds
         result.metrics["objects_per_s"] = Double(objects) / seconds

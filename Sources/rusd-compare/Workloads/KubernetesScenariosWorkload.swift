@@ -110,12 +110,13 @@ struct KubernetesScenariosWorkload: Workload {
         let seconds = secondsSince(started)
         compactorTask.cancel()
         let compactions = (try? await compactorTask.value) ?? 0
-        let (delivered, watchError) = await watchers.stop(graceSeconds: 0.5)
+        let (delivered, watchError, watchLag) = await watchers.stop(graceSeconds: 0.5, acknowledged: store.acknowledged)
         await compactor.close()
         await client.close()
         await watchClient.close()
 
         for (kind, histogram) in store.latency { result.latency[kind] = histogram.summary() }
+        result.latency["watch lag"] = watchLag.summary()
         result.operations = store.operations
         result.logicalBytesWritten = store.logicalBytes
         result.metrics[MetricName.durationSeconds] = seconds
