@@ -130,7 +130,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/Server/API"),
         .executableTarget(name: "rusd", dependencies: [
-            "Engines", "EtcdServer", "EtcdAPI", "GRPCTransport", "MVCC",
+            "Engines", "EtcdServer", "EtcdAPI", "GRPCTransport", "MVCC", "WatchHub",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),

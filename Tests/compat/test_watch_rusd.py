@@ -221,3 +221,97 @@ def test_etcdctl_watch_text_output_replays_same_history(pair, ns):
         outputs.append(out)
     pair.compare("etcdctl watch (simple output)", outputs[0], outputs[1])
     assert outputs[0].count("PUT") == 4 and outputs[0].count("DELETE") == 2
+
+
+def _metric(server, name: str) -> float:
+    import urllib.request
+    with urllib.request.urlopen(f"http://{server.endpoint}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"{name} not on /metrics")
+
+
+def _rss_kib(pid: int, field: str = "VmRSS") -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field}")
+
+
+def _wait_for(what, condition, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_ten_thousand_watchers_whose_clients_stop_reading_keep_memory_bounded(api):
+    """10,000 watchers (100 streams of 100, on 10 connections) whose client never reads and
+    keeps its flow-control windows closed: 20 GB of events would pile up if the server queued
+    them. The server's memory must stay flat while the writes go on, writes and a reading
+    watcher must not wait for them, and closing their connections must free them."""
+    import transport_h2raw as h2
+
+    server = start_rusd()
+    conns = []
+    fast = None
+    ch = grpc.insecure_channel(server.endpoint)
+    try:
+        create = api.request("Watch.Watch", create_request={"key": b"/stall/", "range_end": prefix_end(b"/stall/")})
+        creates = h2.grpc_message(create.SerializeToString()) * 100
+        for _ in range(10):
+            c = h2.RawH2(server.client_port, window=1024)   # never reads: windows stay closed
+            out = b""
+            for stream_id in range(1, 21, 2):
+                out += c.request(stream_id, "/etcdserverpb.Watch/Watch", body=creates, end_stream=False)
+            c.send(out)
+            conns.append(c)
+        _wait_for("10,000 watchers", lambda: _metric(server, "etcd_debugging_mvcc_watcher_total") == 10_000)
+        assert _metric(server, "etcd_debugging_mvcc_watch_stream_total") == 100
+
+        fast = Stream(api, ch)
+        fast.send(create_request={"key": b"/stall/", "range_end": prefix_end(b"/stall/")})
+        assert fast.get().created
+        value = b"v" * 1000
+        put_ = api.callable(ch, "KV.Put")
+
+        def put_range(start, end):
+            return [put_(api.request("KV.Put", key=b"/stall/%d" % (i % 100), value=value + b"%d" % i),
+                         timeout=30).header.revision for i in range(start, end)]
+
+        revs = put_range(0, 500)
+        # The stalled watchers fell behind (their streams took what their windows allow).
+        _wait_for("slow watchers", lambda: _metric(server, "etcd_debugging_mvcc_slow_watcher_total") >= 9_000)
+        after_first = _rss_kib(server.proc.pid)
+        t0 = time.monotonic()
+        revs += put_range(500, 2500)
+        seconds = time.monotonic() - t0
+        after_second = _rss_kib(server.proc.pid)
+        peak = _rss_kib(server.proc.pid, "VmHWM")
+        print(f"\n10,000 stalled watchers: RSS {after_first // 1024} MiB after 500 puts, "
+              f"{after_second // 1024} MiB after 2,500 (peak {peak // 1024} MiB); "
+              f"2,000 puts in {seconds:.1f} s")
+        assert after_second - after_first < 64 * 1024, "memory grew with the events the stalled watchers miss"
+        assert peak < 1024 * 1024
+        # The reading watcher got everything, in order.
+        got = []
+        while len(got) < len(revs):
+            got += [e.kv.mod_revision for e in fast.get(timeout=30).events]
+        assert got == revs
+        # Closing the stalled connections removes their watchers.
+        for c in conns:
+            c.close()
+        conns = []
+        _wait_for("stalled watchers removed", lambda: _metric(server, "etcd_debugging_mvcc_watcher_total") == 1)
+        assert _metric(server, "etcd_debugging_mvcc_slow_watcher_total") == 0
+    finally:
+        for c in conns:
+            c.close()
+        if fast is not None:
+            fast.close()
+        ch.close()
+        server.stop()

@@ -7,16 +7,13 @@ import WatchHub
 /// as kube-apiserver treat as "not supported" (e.g. KV.RangeStream from etcd 3.7).
 public enum EtcdServices {
     /// `member` describes this member to Maintenance and Cluster (nil: a member named
-    /// "default" without URLs, for tests). `watchProgressNotifyInterval`: etcd's
-    /// --experimental-watch-progress-notify-interval.
-    public static func all(_ server: EtcdServer, member: LocalMember? = nil,
-                           watchProgressNotifyInterval: Duration = .seconds(600)) -> [Service] {
+    /// "default" without URLs, for tests). `watchHub`: the hub Watch streams use (nil: one
+    /// with the default configuration).
+    public static func all(_ server: EtcdServer, member: LocalMember? = nil, watchHub: WatchHub? = nil) -> [Service] {
         let member = member ?? LocalMember(name: "default", peerURLs: [], clientURLs: [])
-        var watch = WatchHubConfig()
-        watch.progressNotifyInterval = watchProgressNotifyInterval
         return [
             KVService.make(server, alarms: member.alarms),
-            WatchService.make(server, hub: WatchHub(store: server.store, config: watch)),
+            WatchService.make(server, hub: watchHub ?? WatchHub(store: server.store)),
             LeaseService.make(server, alarms: member.alarms),
             MaintenanceService.make(server, member: member),
             ClusterService.make(server, member: member),

@@ -1,5 +1,6 @@
 import EtcdServer
 import GRPCTransport
+import WatchHub
 
 /// The HTTP/1.1 endpoints etcd serves on its client port: /health, /livez, /readyz, /version,
 /// /metrics.
@@ -11,12 +12,16 @@ public struct HTTPEndpoints: Sendable {
     let server: EtcdServer
     let member: LocalMember
     let grpcMetrics: GRPCServerMetrics?
+    let watchHub: WatchHub?
 
-    /// `grpcMetrics`: the client transport's call counters, shown on /metrics.
-    public init(server: EtcdServer, member: LocalMember? = nil, grpcMetrics: GRPCServerMetrics? = nil) {
+    /// `grpcMetrics`: the client transport's call counters, and `watchHub`: the watchers,
+    /// shown on /metrics.
+    public init(server: EtcdServer, member: LocalMember? = nil, grpcMetrics: GRPCServerMetrics? = nil,
+                watchHub: WatchHub? = nil) {
         self.server = server
         self.member = member ?? LocalMember(name: "default", peerURLs: [], clientURLs: [])
         self.grpcMetrics = grpcMetrics
+        self.watchHub = watchHub
     }
 
     public func respond(to request: HTTP1Request) -> HTTP1Response {
@@ -33,7 +38,7 @@ public struct HTTPEndpoints: Sendable {
                                  body: "{\"etcdserver\":\"\(ReportedVersion.server)\",\"etcdcluster\":\"\(ReportedVersion.cluster)\"}")
         case "/metrics":
             return HTTP1Response(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
-                                 body: PrometheusMetrics(server: server, member: member, grpc: grpcMetrics).text())
+                                 body: PrometheusMetrics(server: server, member: member, grpc: grpcMetrics, watch: watchHub).text())
         default:
             return HTTP1Response(status: 404, body: "404 page not found\n")
         }

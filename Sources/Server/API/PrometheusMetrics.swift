@@ -1,5 +1,6 @@
 import EngineAPI
 import EtcdServer
+import WatchHub
 
 /// The /metrics page in Prometheus text format 0.0.4, generated from the server's current
 /// numbers at each scrape. Names are etcd's where they mean the same thing; rusd_* are rusd's
@@ -14,6 +15,7 @@ struct PrometheusMetrics {
     let server: EtcdServer
     let member: LocalMember
     var grpc: GRPCServerMetrics?
+    var watch: WatchHub?
 
     func text() -> String {
         var out = ""
@@ -45,6 +47,12 @@ struct PrometheusMetrics {
         one("etcd_debugging_mvcc_keys_total", "gauge", "Total number of keys.", "\(read.indexedKeyCount)")
         one("etcd_debugging_mvcc_current_revision", "gauge", "The current revision of store.", "\(read.revision)")
         one("etcd_debugging_mvcc_compact_revision", "gauge", "The revision of the last compaction in store.", "\(read.compactRevision)")
+        if let watch {
+            let watchers = watch.watcherCounts
+            one("etcd_debugging_mvcc_watch_stream_total", "gauge", "Total number of watch streams.", "\(watch.sessionCount)")
+            one("etcd_debugging_mvcc_watcher_total", "gauge", "Total number of watchers.", "\(watchers.synced + watchers.unsynced)")
+            one("etcd_debugging_mvcc_slow_watcher_total", "gauge", "Total number of unsynced slow watchers.", "\(watchers.unsynced)")
+        }
         if let stats {
             one("etcd_mvcc_db_total_size_in_bytes", "gauge", "Total size of the underlying database physically allocated in bytes.", "\(stats.diskBytes)")
             one("etcd_mvcc_db_total_size_in_use_in_bytes", "gauge", "Total size of the underlying database logically in use in bytes.", "\(stats.liveBytes)")

@@ -152,6 +152,11 @@ public final class WatchHub: Sendable {
         queue.sync { (state.synced.count, state.unsynced.count) }
     }
 
+    /// Number of sessions (Watch streams) with at least one watcher created — for metrics.
+    public var sessionCount: Int {
+        queue.sync { state.sessions.count }
+    }
+
     /// Approximate bytes of `events` held in an outbox (the budget's unit).
     static func size(of events: [Event]) -> Int {
         events.reduce(0) { $0 + size(of: $1) }

@@ -10,6 +10,7 @@ import Logging
 import MVCC
 import NIOCore
 import NIOPosix
+import WatchHub
 
 /// etcd adds this much to --max-request-bytes for the gRPC receive limit (grpcOverheadBytes).
 private let grpcOverheadBytes = 512 * 1024
@@ -54,7 +55,10 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
                              quotaBackendBytes: config.quotaBackendBytes)
     let grpcMetrics = GRPCServerMetrics()
     transport.callMonitor = grpcMetrics
-    let http = HTTPEndpoints(server: etcd, member: member, grpcMetrics: grpcMetrics)
+    var watchConfig = WatchHubConfig()
+    watchConfig.progressNotifyInterval = config.progressNotifyInterval
+    let watchHub = WatchHub(store: etcd.store, config: watchConfig)
+    let http = HTTPEndpoints(server: etcd, member: member, grpcMetrics: grpcMetrics, watchHub: watchHub)
     let quota = QuotaMonitor(server: etcd, member: member)
     transport.http1Handler = { request, loop in loop.makeSucceededFuture(http.respond(to: request)) }
     do {
@@ -63,7 +67,7 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
         fail("\(error)")
     }
     let health = HealthService()
-    let grpc = GRPCServer(services: EtcdServices.all(etcd, member: member, watchProgressNotifyInterval: config.progressNotifyInterval)
+    let grpc = GRPCServer(services: EtcdServices.all(etcd, member: member, watchHub: watchHub)
                           + [health.service], configuration: transport, group: group)
 
     for url in config.listenClientURLs {
