@@ -478,8 +478,10 @@ final class WatchHubTests: XCTestCase {
         session.create(WatchCreateOptions(key: bytes("k"), rangeEnd: bytes("l")))
         sink.wait("created") { $0.count == 1 }
         sink.setWritable(false)
-        for _ in 0..<40 { try queuedCommit() }
-        f.hub.sync()
+        for _ in 0..<40 {
+            try queuedCommit()
+            f.hub.sync()   // one dispatch per commit: an empty outbox takes any one response
+        }
         XCTAssertEqual(f.hub.watcherCounts.unsynced, 1)
         try queuedCommit()
         XCTAssertTrue(f.hub.writesComeFirst(maxHold: hold))
