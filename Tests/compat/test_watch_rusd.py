@@ -251,7 +251,7 @@ def _wait_for(what, condition, timeout=60.0):
 
 def test_ten_thousand_watchers_whose_clients_stop_reading_keep_memory_bounded(api):
     """10,000 watchers (100 streams of 100, on 10 connections) whose client never reads and
-    keeps its flow-control windows closed: 20 GB of events would pile up if the server queued
+    keeps its flow-control windows closed: 25 GB of events would pile up if the server queued
     them. The server's memory must stay flat while the writes go on, writes and a reading
     watcher must not wait for them, and closing their connections must free them."""
     import transport_h2raw as h2
