@@ -40,6 +40,7 @@ struct MarkdownReport {
         }
         rows.append(HeadlineRow(workload: "k8s-churn", label: "k8s churn, requests/s", source: .metric(MetricName.throughput), unit: .opsPerSecond))
         rows.append(HeadlineRow(workload: "k8s-churn", label: "k8s churn, update p99", source: .latency("update", \.p99Ms), unit: .ms))
+        rows.append(HeadlineRow(workload: "k8s-churn", label: "k8s churn, watch lag p99 (write answered -> event received)", source: .latency("watch lag", \.p99Ms), unit: .ms))
         rows.append(HeadlineRow(workload: "watch-fanout", label: "watch fan-out, events/s", source: .metric("events_per_s"), unit: .opsPerSecond))
         rows.append(HeadlineRow(workload: "watch-fanout", label: "watch fan-out, delivery p50", source: .latency("event delivery", \.p50Ms), unit: .ms))
         rows.append(HeadlineRow(workload: "watch-fanout", label: "watch fan-out, delivery p99", source: .latency("event delivery", \.p99Ms), unit: .ms))
