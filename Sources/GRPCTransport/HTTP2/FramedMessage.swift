@@ -8,6 +8,8 @@ import SwiftProtobuf
 /// the payload for the gRPC message header; `framed` fills them in.
 struct FramedMessage: SwiftProtobufContiguousBytes {
     private(set) var buffer: ByteBuffer
+    /// What an encoded message holds after `takeFramed` (shared, so taking allocates nothing).
+    private static let taken = ByteBuffer()
 
     init(repeating: UInt8, count: Int) {
         buffer = ByteBufferAllocator().buffer(capacity: count + 5)
@@ -38,9 +40,12 @@ struct FramedMessage: SwiftProtobufContiguousBytes {
         try buffer.withUnsafeMutableReadableBytes(body)
     }
 
-    /// The message with its gRPC header (uncompressed, big-endian length).
-    var framed: ByteBuffer {
+    /// The message with its gRPC header (uncompressed, big-endian length), written in place:
+    /// `self` gives up its buffer first, so writing the header copies nothing (a buffer still
+    /// shared would be copied whole, at up to twice its size, for every message sent).
+    mutating func takeFramed() -> ByteBuffer {
         var out = buffer
+        buffer = Self.taken
         let length = UInt32(out.readableBytes)
         out.moveReaderIndex(to: out.readerIndex - 5)
         out.setInteger(UInt8(0), at: out.readerIndex)
@@ -52,7 +57,7 @@ struct FramedMessage: SwiftProtobufContiguousBytes {
 extension SwiftProtobuf.Message {
     /// The message serialized with its gRPC message header.
     func grpcFramed() throws -> ByteBuffer {
-        let encoded: FramedMessage = try serializedBytes()
-        return encoded.framed
+        var encoded: FramedMessage = try serializedBytes()
+        return encoded.takeFramed()
     }
 }
