@@ -162,10 +162,7 @@ final class WatchHubTests: XCTestCase {
         config.mergedResponseBytes = 4096
         config.sessionBufferBytes = 1 << 20
         let f = try HubFixture(config: config)
-        let (s, sink) = f.session()
-        s.create(WatchCreateOptions(key: bytes("big/"), rangeEnd: bytes("big0")))
-        sink.wait("created") { $0.count == 1 }
-        sink.setWritable(false)
+        let (s, sink) = f.stalledSession(WatchCreateOptions(key: bytes("big/"), rangeEnd: bytes("big0")))
         // 3 KiB values: two do not fit in one merged response, so each revision is queued alone.
         let value = String(repeating: "v", count: 3000)
         for i in 0..<20 { try f.put("big/\(i)", value) }
@@ -211,11 +208,8 @@ final class WatchHubTests: XCTestCase {
 
     func testLaggingSessionGetsRevisionsMergedButNeverAcrossAProgressResponse() throws {
         let f = try HubFixture()
-        let (s, sink) = f.session()
-        s.create(WatchCreateOptions(key: bytes("m/"), rangeEnd: bytes("m0")))
-        sink.wait("created") { $0.count == 1 }
         // The stream stops taking responses: commits queue up in the session's outbox.
-        sink.setWritable(false)
+        let (s, sink) = f.stalledSession(WatchCreateOptions(key: bytes("m/"), rangeEnd: bytes("m0")))
         let first = f.store.currentRevision + 1
         for i in 0..<50 { try f.put("m/\(i % 7)", "a\(i)") }
         f.hub.sync()
@@ -247,10 +241,7 @@ final class WatchHubTests: XCTestCase {
         var config = WatchHubConfig()
         config.mergedResponseBytes = 1000
         let f = try HubFixture(config: config)
-        let (s, sink) = f.session()
-        s.create(WatchCreateOptions(key: bytes("m/"), rangeEnd: bytes("m0")))
-        sink.wait("created") { $0.count == 1 }
-        sink.setWritable(false)
+        let (s, sink) = f.stalledSession(WatchCreateOptions(key: bytes("m/"), rangeEnd: bytes("m0")))
         let value = String(repeating: "v", count: 100)
         for i in 0..<40 { try f.put("m/\(i)", value) }
         f.hub.sync()
@@ -474,10 +465,7 @@ final class WatchHubTests: XCTestCase {
 
         // A watcher whose stream is stuck falls behind; until it has lagged for the hold,
         // writes still come first.
-        let (session, sink) = f.session()
-        session.create(WatchCreateOptions(key: bytes("k"), rangeEnd: bytes("l")))
-        sink.wait("created") { $0.count == 1 }
-        sink.setWritable(false)
+        let (session, sink) = f.stalledSession(WatchCreateOptions(key: bytes("k"), rangeEnd: bytes("l")))
         for _ in 0..<40 {
             try queuedCommit()
             f.hub.sync()   // one dispatch per commit: an empty outbox takes any one response
@@ -507,5 +495,34 @@ final class WatchHubTests: XCTestCase {
         try queuedCommit()
         XCTAssertTrue(f.hub.writesComeFirst(maxHold: hold))
         session.close()
+    }
+
+    /// etcd's watch gauges: open streams (with or without watchers), attached watchers, and
+    /// unsynced ones; a stream closed twice counts once.
+    func testWatchGauges() throws {
+        var config = WatchHubConfig()
+        config.sessionBufferBytes = 1024
+        let f = try HubFixture(config: config)
+        func gauges() -> [Int] { f.hub.sync(); let g = f.hub.gaugeValues; return [g.streams, g.watchers, g.slow] }
+        let (s, sink) = f.session()
+        XCTAssertEqual(gauges(), [1, 0, 0])
+        let (stalled, _) = f.stalledSession(WatchCreateOptions(key: bytes("g/"), rangeEnd: bytes("g0")))
+        s.create(WatchCreateOptions(key: bytes("g/"), rangeEnd: bytes("g0")))
+        s.create(WatchCreateOptions(key: bytes("g/"), rangeEnd: bytes("g0"), watchID: 5))
+        s.create(WatchCreateOptions(key: bytes("g/"), rangeEnd: bytes("g0"), watchID: 5))   // duplicate: not created
+        sink.wait("created x3") { $0.filter(\.created).count == 3 }
+        XCTAssertEqual(gauges(), [2, 3, 0])
+        for i in 0..<20 {
+            try f.put("g/\(i)", String(repeating: "x", count: 100))
+            f.hub.sync()
+        }
+        XCTAssertEqual(gauges(), [2, 3, 1], "the stalled watcher fell behind")
+        s.cancel(5)
+        XCTAssertEqual(gauges(), [2, 2, 1])
+        stalled.close()
+        stalled.close()
+        XCTAssertEqual(gauges(), [1, 1, 0])
+        s.close()
+        XCTAssertEqual(gauges(), [0, 0, 0])
     }
 }

@@ -83,6 +83,16 @@ final class HubFixture {
         return (s, sink)
     }
 
+    /// A session with one watcher, its `created` response received, whose stream then stops
+    /// taking responses (a client that stopped reading).
+    func stalledSession(_ options: WatchCreateOptions) -> (WatchSession, RecordingSink) {
+        let (s, sink) = session()
+        s.create(options)
+        sink.wait("created") { $0.count == 1 }
+        sink.setWritable(false)
+        return (s, sink)
+    }
+
     /// One transaction per element of `txns` (each a list of puts, `nil` value = delete), all
     /// committed as one group. Returns the last revision.
     @discardableResult

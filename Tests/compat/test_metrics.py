@@ -117,3 +117,48 @@ def test_disk_histograms_count_group_commits_on_rusd(pair, ns):
         assert [b for b, _ in buckets[:-1]] == [0.001 * 2 ** i for i in range(14)]
         assert all(x[1] <= y[1] for x, y in zip(buckets, buckets[1:])), "buckets must be cumulative"
         assert after["samples"][name + "_sum"][frozenset()] >= before["samples"][name + "_sum"][frozenset()]
+
+
+WATCH_GAUGES = ("etcd_debugging_mvcc_watch_stream_total", "etcd_debugging_mvcc_watcher_total",
+                "etcd_debugging_mvcc_slow_watcher_total")
+
+
+def _watch_gauges(endpoint: str) -> tuple:
+    samples = scrape(endpoint)["samples"]
+    return tuple(samples[name][frozenset()] for name in WATCH_GAUGES)
+
+
+@pytest.mark.rpc("Watch.Watch")
+def test_watch_gauges_move_as_etcds(pair, ns):
+    """etcd counts every open Watch stream, watchers or not, and each created watcher until it
+    is cancelled or its stream closes."""
+    import time
+    from watch_streams import WatchStream
+
+    def settle(want):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            got = [tuple(g - b for g, b in zip(_watch_gauges(ep.server.endpoint), base))
+                   for ep, base in zip(pair.endpoints, before)]
+            if all(g == want for g in got):
+                return
+            time.sleep(0.05)
+        assert got == [want, want], f"(streams, watchers, slow) moved by {got}, want {want} on both"
+
+    before = [_watch_gauges(ep.server.endpoint) for ep in pair.endpoints]
+    streams = [WatchStream(pair, ep) for ep in pair.endpoints]
+    try:
+        for s in streams:   # a stream without a watcher yet
+            s.send({"progress_request": {}})
+        settle((1, 0, 0))
+        for s in streams:
+            for key in ("a", "b"):
+                s.send({"create_request": {"key": ns + key, "watch_id": 7 if key == "a" else 8}})
+        settle((1, 2, 0))
+        for s in streams:
+            s.send({"cancel_request": {"watch_id": 7}})
+        settle((1, 1, 0))
+    finally:
+        for s in streams:
+            s.close()
+    settle((0, 0, 0))

@@ -48,10 +48,10 @@ struct PrometheusMetrics {
         one("etcd_debugging_mvcc_current_revision", "gauge", "The current revision of store.", "\(read.revision)")
         one("etcd_debugging_mvcc_compact_revision", "gauge", "The revision of the last compaction in store.", "\(read.compactRevision)")
         if let watch {
-            let watchers = watch.watcherCounts
-            one("etcd_debugging_mvcc_watch_stream_total", "gauge", "Total number of watch streams.", "\(watch.sessionCount)")
-            one("etcd_debugging_mvcc_watcher_total", "gauge", "Total number of watchers.", "\(watchers.synced + watchers.unsynced)")
-            one("etcd_debugging_mvcc_slow_watcher_total", "gauge", "Total number of unsynced slow watchers.", "\(watchers.unsynced)")
+            let gauges = watch.gaugeValues
+            one("etcd_debugging_mvcc_watch_stream_total", "gauge", "Total number of watch streams.", "\(gauges.streams)")
+            one("etcd_debugging_mvcc_watcher_total", "gauge", "Total number of watchers.", "\(gauges.watchers)")
+            one("etcd_debugging_mvcc_slow_watcher_total", "gauge", "Total number of unsynced slow watchers.", "\(gauges.slow)")
         }
         if let stats {
             one("etcd_mvcc_db_total_size_in_bytes", "gauge", "Total size of the underlying database physically allocated in bytes.", "\(stats.diskBytes)")

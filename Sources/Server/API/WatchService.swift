@@ -84,10 +84,11 @@ final class WatchStreamSink: WatchSink {
         p.canceled = r.canceled
         p.cancelReason = r.cancelReason
         p.compactRevision = r.compactRevision
-        lane.charge(r.eventSlices.reduce(0) { $0 + $1.range.count })
+        let eventCount = r.eventSlices.reduce(0) { $0 + $1.range.count }
+        lane.charge(eventCount)
         // Encoded once per event list, shared by every watcher that gets any of its events.
         let encoded = r.eventSlices.map { ($0.list.derived { EncodedEvents($0) }, $0.range) }
-        if r.fragmentAllowed && r.eventSlices.reduce(0, { $0 + $1.range.count }) >= 2 {
+        if r.fragmentAllowed && eventCount >= 2 {
             sendFragments(p, encoded.flatMap { e, range in range.map { e.record($0) } })
         } else {
             p.eventRecords = encoded.map { e, range in e.records(range) }

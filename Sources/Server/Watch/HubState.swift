@@ -89,6 +89,7 @@ final class HubState: @unchecked Sendable {
         let w = Watcher(id: id, session: session, span: span, options: o,
                         next: isSynced ? max(current + 1, start) : start)
         s.watchers[id] = w
+        hub?.gauges.watchers.add(1, ordering: .relaxed)
         if w.prevKV { prevKVWatchers += 1 }
         if isSynced {
             w.isSynced = true
@@ -239,16 +240,21 @@ final class HubState: @unchecked Sendable {
     func markUnsynced(_ w: Watcher) {
         if unsynced.isEmpty { hub?.lagging(since: DispatchTime.now().uptimeNanoseconds) }
         unsynced[ObjectIdentifier(w)] = w
+        hub?.gauges.unsynced.store(unsynced.count, ordering: .relaxed)
     }
 
     /// Removes `w` from the unsynced set (the hub notes when none lags any more).
     func clearUnsynced(_ w: Watcher) {
         unsynced[ObjectIdentifier(w)] = nil
+        hub?.gauges.unsynced.store(unsynced.count, ordering: .relaxed)
         if unsynced.isEmpty { hub?.lagging(since: 0) }
     }
 
     func detach(_ w: Watcher) {
-        if w.isAttached && w.prevKV { prevKVWatchers -= 1 }
+        if w.isAttached {
+            if w.prevKV { prevKVWatchers -= 1 }
+            hub?.gauges.watchers.subtract(1, ordering: .relaxed)
+        }
         w.isAttached = false
         if w.isSynced {
             synced.remove(w)

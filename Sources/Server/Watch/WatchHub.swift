@@ -43,6 +43,17 @@ public final class WatchHub: Sendable {
     private let unsyncedSince = Atomic<UInt64>(0)
     /// The current burst of queued writes outlasted the hold (see `writesComeFirst`).
     private let burstOutlastedHold = Atomic<Bool>(false)
+    /// etcd's watch gauges, kept current by the hub so /metrics reads them without a hop onto
+    /// the hub's queue.
+    let gauges = Gauges()
+    final class Gauges: Sendable {
+        /// Sessions opened and not closed yet, with or without watchers.
+        let streams = Atomic<Int>(0)
+        /// Attached watchers, synced or not.
+        let watchers = Atomic<Int>(0)
+        /// Unsynced watchers (catching up from the store).
+        let unsynced = Atomic<Int>(0)
+    }
 
     /// Creates the hub and installs it as `store`'s commit observer.
     public init(store: MVCCStore, config: WatchHubConfig = WatchHubConfig()) {
@@ -89,7 +100,7 @@ public final class WatchHub: Sendable {
     }
 
     /// Queued commits less than this apart belong to one burst of writes.
-    public static let burstGap = Duration.milliseconds(20)
+    static let burstGap = Duration.milliseconds(20)
 
     /// Whether writes are queueing up: a commit within the last `burstGap` held more than one
     /// revision, i.e. requests waited for the commit before theirs.
@@ -134,7 +145,20 @@ public final class WatchHub: Sendable {
 
     /// A new session delivering to `sink`.
     public func openSession(_ sink: any WatchSink) -> WatchSession {
-        WatchSession(hub: self, sink: sink)
+        gauges.streams.add(1, ordering: .relaxed)
+        return WatchSession(hub: self, sink: sink)
+    }
+
+    /// Called once per session, by its first `close`.
+    func streamClosed() {
+        gauges.streams.subtract(1, ordering: .relaxed)
+    }
+
+    /// etcd's watch gauges: Watch streams open (with or without watchers), watchers, and
+    /// unsynced ("slow") watchers. Reads no hub state: for /metrics, from any thread.
+    public var gaugeValues: (streams: Int, watchers: Int, slow: Int) {
+        (gauges.streams.load(ordering: .relaxed), gauges.watchers.load(ordering: .relaxed),
+         gauges.unsynced.load(ordering: .relaxed))
     }
 
     /// Runs `work` on the dispatch queue.
@@ -150,11 +174,6 @@ public final class WatchHub: Sendable {
     /// Number of watchers (synced, unsynced) — for tests and metrics.
     public var watcherCounts: (synced: Int, unsynced: Int) {
         queue.sync { (state.synced.count, state.unsynced.count) }
-    }
-
-    /// Number of sessions (Watch streams) with at least one watcher created — for metrics.
-    public var sessionCount: Int {
-        queue.sync { state.sessions.count }
     }
 
     /// Approximate bytes of `events` held in an outbox (the budget's unit).

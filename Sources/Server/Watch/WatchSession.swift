@@ -90,14 +90,17 @@ public final class WatchSession: Sendable {
 
     /// Removes every watcher; nothing is sent afterwards. Idempotent.
     public func close() {
-        outbox.withLock { o in
+        let first = outbox.withLock { o -> Bool in
+            let first = !o.closed
             o.closed = true
             o.base += o.responses.count
             o.responses = []
             o.head = 0
             o.lastEventResponse = [:]
             o.eventBytes = 0
+            return first
         }
+        if first { hub.streamClosed() }
         hub.submit { $0.close(self) }
     }
 

@@ -40,7 +40,7 @@ final class PrefixWatchers: Sendable {
     /// Cancels every watch; returns the events received, the first watch error, if any, and
     /// the lag of each event whose revision is in `acknowledged` (revision -> monotonic
     /// nanoseconds of the write's response; an event seen before its response counts as 0).
-    func stop(graceSeconds: Double, acknowledged: [Int64: UInt64] = [:]) async
+    func stop(graceSeconds: Double, acknowledged: [Int64: UInt64]) async
         -> (events: Int, error: String?, lag: LatencyHistogram) {
         try? await Task.sleep(nanoseconds: UInt64(graceSeconds * 1e9))
         for handle in handles { await handle.cancel() }
