@@ -110,8 +110,8 @@ func decode<M: SwiftProtobuf.Message>(_ type: M.Type, _ bytes: ByteBuffer) throw
 /// Type-erased method implementations, operating on message bytes.
 enum MethodHandler: Sendable {
     /// Unary and server-streaming: dispatched with the single request message.
-    case unary(@Sendable (ByteBuffer, ServerCall) -> Void)
-    case bidirectional(@Sendable (ServerCall) -> InboundCallbacks)
+    case unary(@Sendable (ByteBuffer, any CallSink) -> Void)
+    case bidirectional(@Sendable (any CallSink) -> InboundCallbacks)
 }
 
 struct InboundCallbacks {

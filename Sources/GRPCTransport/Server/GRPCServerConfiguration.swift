@@ -85,6 +85,8 @@ public struct HTTP1Response: Sendable {
     public var contentType: String
     public var body: [UInt8]
     public var headers: [(String, String)]
+    /// A body sent as it is produced, after `body` (see `HTTP1BodyStream`); nil: `body` is all.
+    public var bodyStream: HTTP1BodyStream?
 
     public init(status: Int, contentType: String = "text/plain; charset=utf-8", body: [UInt8],
                 headers: [(String, String)] = []) {

@@ -70,9 +70,17 @@ final class HTTP1ServerHandler: ChannelInboundHandler {
     private var body: [UInt8] = []
     private var responding = false
     private var shuttingDown = false
+    /// The body stream of the response being sent, if it has one (see `HTTP1BodyStream`).
+    private var bodyWriter: HTTP1BodyWriter?
 
     init(handler: HTTP1Handler?) {
         self.handler = handler
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        bodyWriter?.connectionClosed()
+        bodyWriter = nil
+        context.fireChannelInactive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -119,6 +127,9 @@ final class HTTP1ServerHandler: ChannelInboundHandler {
 
     private func write(_ response: HTTP1Response, version: HTTPVersion, keepAlive: Bool,
                        context: ChannelHandlerContext) {
+        if let stream = response.bodyStream {
+            return writeStreaming(response, stream, version: version, keepAlive: keepAlive, context: context)
+        }
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: response.contentType)
         headers.add(name: "Content-Length", value: String(response.body.count))
@@ -134,5 +145,32 @@ final class HTTP1ServerHandler: ChannelInboundHandler {
         if !keepAlive {
             done.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
         }
+    }
+
+    /// Writes the head (chunked: no Content-Length) and `response.body`, then hands the rest
+    /// of the body to `stream`; the connection takes its next request once the stream finished.
+    private func writeStreaming(_ response: HTTP1Response, _ stream: HTTP1BodyStream, version: HTTPVersion,
+                                keepAlive: Bool, context: ChannelHandlerContext) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: response.contentType)
+        for (name, value) in response.headers { headers.add(name: name, value: value) }
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        let head = HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: response.status),
+                                    headers: headers)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        if !response.body.isEmpty {
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: response.body)))), promise: nil)
+        }
+        context.flush()
+        responding = true
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let writer = HTTP1BodyWriter(channel: context.channel) {
+            let (handler, context) = bound.value
+            handler.bodyWriter = nil
+            handler.responding = false
+            if !keepAlive || handler.shuttingDown { context.close(promise: nil) }
+        }
+        bodyWriter = writer
+        stream.start(writer)
     }
 }

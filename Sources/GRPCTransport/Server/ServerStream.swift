@@ -14,12 +14,12 @@ import SwiftProtobuf
 /// (on the event loop) once it falls to `streamLowWatermark` again. Producers that can fall
 /// behind (a watch hub) should stop sending while `isWritable` is false.
 public final class ServerStream<Response: SwiftProtobuf.Message>: Sendable {
-    let call: ServerCall
+    let call: any CallSink
     /// The call this stream answers.
     public let context: CallContext
     private let state: NIOLockedValueBox<StreamSharedState>
 
-    init(call: ServerCall, context: CallContext) {
+    init(call: any CallSink, context: CallContext) {
         self.call = call
         self.context = context
         self.state = NIOLockedValueBox(StreamSharedState())

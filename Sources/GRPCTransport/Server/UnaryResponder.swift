@@ -10,7 +10,7 @@ import SwiftProtobuf
 /// without a thread hop; called elsewhere it encodes on the calling thread and hops to the
 /// event loop once.
 public struct UnaryResponder<Response: SwiftProtobuf.Message>: Sendable {
-    let call: ServerCall
+    let call: any CallSink
 
     /// Ends the call with `response` and status OK.
     public func succeed(_ response: Response) {

@@ -24,6 +24,14 @@ public struct HTTPEndpoints: Sendable {
         self.watchHub = watchHub
     }
 
+    /// The client port's HTTP handler: `gateway` (etcd's /v3/ JSON API) first, when given,
+    /// then these endpoints. The metrics port (--listen-metrics-urls) serves no gateway.
+    public func handler(gateway: Gateway?) -> HTTP1Handler {
+        { request, loop in
+            gateway?.respond(to: request, on: loop) ?? loop.makeSucceededFuture(respond(to: request))
+        }
+    }
+
     public func respond(to request: HTTP1Request) -> HTTP1Response {
         guard request.method == "GET" || request.method == "HEAD" else {
             return HTTP1Response(status: 405, body: "Method Not Allowed\n")

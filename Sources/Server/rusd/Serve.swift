@@ -60,14 +60,15 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     let watchHub = WatchHub(store: etcd.store, config: watchConfig)
     let http = HTTPEndpoints(server: etcd, member: member, grpcMetrics: grpcMetrics, watchHub: watchHub)
     let quota = QuotaMonitor(server: etcd, member: member)
-    transport.http1Handler = { request, loop in loop.makeSucceededFuture(http.respond(to: request)) }
+    let services = EtcdServices.all(etcd, member: member, watchHub: watchHub)
+    transport.http1Handler = http.handler(gateway: Gateway(services: services))
     do {
         transport.tls = try TLSClientSettings.resolve(config, logger: logger)
     } catch {
         fail("\(error)")
     }
     let health = HealthService()
-    let grpc = GRPCServer(services: EtcdServices.all(etcd, member: member, watchHub: watchHub)
+    let grpc = GRPCServer(services: services
                           + [health.service], configuration: transport, group: group)
 
     for url in config.listenClientURLs {
@@ -86,7 +87,7 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     // --listen-metrics-urls: the HTTP endpoints (/metrics, /health, ...) without the etcd API
     // (gRPC calls there answer UNIMPLEMENTED).
     var metricsTransport = GRPCServerConfiguration()
-    metricsTransport.http1Handler = transport.http1Handler
+    metricsTransport.http1Handler = http.handler(gateway: nil)
     metricsTransport.tls = transport.tls
     let metrics = GRPCServer(services: [], configuration: metricsTransport, group: group)
     for url in config.listenMetricsURLs {
