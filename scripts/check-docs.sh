@@ -9,7 +9,8 @@
 #   4. the README's tour (the code block between <!-- tour --> and <!-- /tour -->) does not run
 #      against a fresh rusd started here on a free loopback port in a temporary data dir
 #      (127.0.0.1:2379 in the tour is replaced by that port);
-#   5. contrib/systemd/rusd.service does not pass `systemd-analyze verify` (when installed).
+#   5. contrib/systemd/rusd.service does not pass `systemd-analyze verify`, or the alert rules do
+#      not pass `promtool check rules` and their unit tests (each when installed).
 # Usage: scripts/check-docs.sh            (RUSD_BIN, default .build/release/rusd)
 # Takes a few seconds. scripts/test.sh runs it after the build.
 set -euo pipefail
@@ -19,15 +20,19 @@ echo "== docs check (flags, links, metrics, README tour, systemd unit)"
 RUSD="${RUSD_BIN:-.build/release/rusd}"
 case "$RUSD" in /*) ;; *) RUSD="$PWD/$RUSD" ;; esac
 [ -x "$RUSD" ] || { echo "check-docs: no rusd binary at $RUSD (build first)" >&2; exit 1; }
-command -v etcdctl >/dev/null || { echo "check-docs: etcdctl not found (scripts/install-deps.sh)" >&2; exit 1; }
+for tool in etcdctl curl python3; do
+  command -v "$tool" >/dev/null || { echo "check-docs: $tool not found (etcdctl: scripts/install-deps.sh; curl, python3: apt-get install)" >&2; exit 1; }
+done
 
 # Flags of other tools that README.md and docs/ name (etcdctl, kube-apiserver, curl, swift,
-# rusd-compare, pytest, install, useradd...). A rusd flag must never be listed here.
+# rusd-compare, useradd...; and etcd flags that rusd does not accept, named as such). A rusd flag
+# must never be listed here.
 FOREIGN_FLAGS="endpoints rev lease prefix keys-only physical cacert cert key dest-insecure-transport
 dest-cacert dest-cert dest-key dest-prefix no-dest-prefix command-timeout write-out
 etcd-servers etcd-cafile etcd-certfile etcd-keyfile etcd-prefix etcd-compaction-interval
 product build-tests skip-build show-bin-path filter scratch-path python quick rounds workloads
-engines sync-puts gets system home-dir shell now"
+engines sync-puts gets system home-dir shell now
+heartbeat-interval election-timeout snapshot-count enable-v2"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/rusd-check-docs.XXXXXX")"
 rusd_pid=""
@@ -88,7 +93,7 @@ doc_files = [f for f in files("README.md", "docs") if f.endswith(".md")]
 # 1. flags
 for path in doc_files:
     for n, line in enumerate(open(path).read().split("\n"), 1):
-        for flag in re.findall(r"(?<![\w-])--([a-z][a-z0-9-]*[a-z0-9])", line):
+        for flag in re.findall(r"(?<![\w-])--([a-z][a-z0-9-]*[a-z0-9])(?![\w*-])", line):
             if flag not in rusd_flags and flag not in foreign:
                 errors.append(f"{path}:{n}: flag --{flag} is not in `rusd --help` "
                               "(if it belongs to another tool, add it to FOREIGN_FLAGS in scripts/check-docs.sh)")
@@ -197,6 +202,16 @@ if command -v systemd-analyze >/dev/null; then
   fi
 else
   echo "check-docs: systemd-analyze not installed; unit not verified"
+fi
+if command -v promtool >/dev/null; then
+  if out="$(promtool check rules contrib/prometheus/rusd-alerts.yml 2>&1 && promtool test rules contrib/prometheus/rusd-alerts.test.yml 2>&1)"; then
+    echo "check-docs: promtool check + test rules contrib/prometheus/rusd-alerts.yml: ok"
+  else
+    echo "check-docs: promtool on contrib/prometheus/rusd-alerts.yml:" >&2; echo "$out" >&2
+    failed=1
+  fi
+else
+  echo "check-docs: promtool not installed (Debian: prometheus); alert rules checked for metric names only"
 fi
 
 exit "$failed"

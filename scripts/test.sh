@@ -9,6 +9,7 @@ scripts/install-deps.sh --python
 BUILD_FLAGS=(-c release -Xswiftc -enable-testing)
 echo "== swift build (release, with tests)"
 swift build "${BUILD_FLAGS[@]}" --build-tests
+RUSD_BIN="$(swift build "${BUILD_FLAGS[@]}" --show-bin-path)/rusd" scripts/check-docs.sh   # docs: flags, links, metrics, README tour
 
 echo "== swift test"
 swift test "${BUILD_FLAGS[@]}" --skip-build
