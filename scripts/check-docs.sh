@@ -5,7 +5,8 @@
 #   2. a relative link in any Markdown file of the repository points to a missing file, or to a
 #      missing heading of a Markdown file;
 #   3. a metric named in contrib/prometheus/rusd-alerts.yml or in README.md / docs/ is not on
-#      the /metrics of a running rusd;
+#      the /metrics of a running rusd, or a number of the README's benchmark table is not in the
+#      report its row names;
 #   4. the README's tour (the code block between <!-- tour --> and <!-- /tour -->) does not run
 #      against a fresh rusd started here on a free loopback port in a temporary data dir
 #      (127.0.0.1:2379 in the tour is replaced by that port);
@@ -164,9 +165,37 @@ for path in ["contrib/prometheus/rusd-alerts.yml"] + doc_files:
             if name not in exported:
                 errors.append(f"{path}:{n}: metric {name} is not on rusd's /metrics")
 
+# 3b. the README's benchmark numbers: every row of a table whose last column names a report by
+# its letter (legend lines "- **F** — ... [reports/X.md](reports/X.md)") must hold only numbers
+# found in that report (at the README's precision: 22.7 matches 22.68).
+readme = open("README.md").read()
+legend = dict(re.findall(r"^- \*\*([A-Z])\*\* .*?\]\((reports/[^)]+\.md)\)", readme, re.M | re.S))
+report_numbers = {}
+checked_cells = 0
+for n, line in enumerate(readme.split("\n"), 1):
+    cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else []
+    if len(cells) < 3 or cells[-1] not in legend:
+        continue
+    report = legend[cells[-1]]
+    if report not in report_numbers:
+        if not os.path.exists(report):
+            errors.append(f"README.md:{n}: report {report} (row marked {cells[-1]}) is missing")
+            report_numbers[report] = []
+            continue
+        report_numbers[report] = [float(x.replace(",", "")) for x in re.findall(r"\d[\d,]*(?:\.\d+)?", open(report).read())]
+    for cell in cells[1:-1]:
+        for text in re.findall(r"\d[\d,]*(?:\.\d+)?", cell):
+            checked_cells += 1
+            value = float(text.replace(",", ""))
+            places = len(text.split(".")[1]) if "." in text else 0
+            if not any(abs(round(r, places) - value) < 1e-9 for r in report_numbers[report]):
+                errors.append(f"README.md:{n}: {text} ({cells[0]}) is not a number of {report}")
+if checked_cells == 0:
+    errors.append("README.md: no benchmark row names its report (legend '- **F** — ... (reports/X.md)' and a last column 'F')")
+
 for e in errors:
     print("check-docs: " + e, file=sys.stderr)
-print(f"check-docs: {len(doc_files)} docs, {len(rusd_flags)} rusd flags, {len(exported)} metric names: "
+print(f"check-docs: {len(doc_files)} docs, {len(rusd_flags)} rusd flags, {len(exported)} metric names, {checked_cells} README numbers against their reports: "
       + ("ok" if not errors else f"{len(errors)} problem(s)"))
 sys.exit(1 if errors else 0)
 PY
