@@ -33,7 +33,13 @@ dest-cacert dest-cert dest-key dest-prefix no-dest-prefix command-timeout write-
 etcd-servers etcd-cafile etcd-certfile etcd-keyfile etcd-prefix etcd-compaction-interval
 product build-tests skip-build show-bin-path filter scratch-path python quick rounds workloads
 engines sync-puts gets system home-dir shell now
-heartbeat-interval election-timeout snapshot-count enable-v2"
+dial-timeout insecure-skip-tls-verify insecure-transport user password hex from-key limit order
+sort-by print-value-only consistency prev-kv ignore-value ignore-lease interactive keepalive-time
+keepalive-timeout debug cluster watch-cache watch-cache-sizes storage-backend feature-gates
+etcd-servers-overrides etcd-healthcheck-timeout etcd-db-metric-poll-interval
+encryption-provider-config fail silent max-time data
+heartbeat-interval election-timeout snapshot-count enable-v2 peer-cert-file peer-key-file
+peer-trusted-ca-file peer-client-cert-auth"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/rusd-check-docs.XXXXXX")"
 rusd_pid=""
@@ -71,6 +77,8 @@ for line in metrics_text.splitlines():
     if m:
         exported.add(m.group(1))
 errors = []
+for flag in sorted(foreign & rusd_flags):
+    errors.append(f"scripts/check-docs.sh: --{flag} is a rusd flag: remove it from FOREIGN_FLAGS")
 
 def files(*patterns):
     out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "--", *patterns],
