@@ -119,18 +119,25 @@ let package = Package(
         .target(name: "Auth", dependencies: ["CCrypt"], path: "Sources/Server/Auth"),
         .target(name: "MVCC", dependencies: ["EngineAPI"], path: "Sources/Server/MVCC", exclude: ["README.md"]),
         .target(name: "WatchHub", dependencies: ["MVCC"], path: "Sources/Server/Watch"),
+        // Snapshots in etcd's format: the bbolt file format (no dependencies, knows nothing of
+        // etcd), and etcd 3.4's buckets and records mapped to and from the store.
+        .target(name: "BBolt", path: "Sources/Server/Snapshot/BBolt"),
+        .target(name: "EtcdSnapshot", dependencies: [
+            "BBolt", "MVCC", "EngineAPI", "Auth", "EtcdProto",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ], path: "Sources/Server/Snapshot/EtcdSnapshot"),
         .target(name: "EtcdServer", dependencies: [
             "EngineAPI", "MVCC", "EtcdProto", "Auth",
             .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/Server/EtcdServer", exclude: ["README.md"]),
         .target(name: "EtcdAPI", dependencies: [
-            "EtcdServer", "EtcdProto", "GRPCTransport", "MVCC", "EngineAPI", "Auth", "WatchHub",
+            "EtcdServer", "EtcdProto", "GRPCTransport", "MVCC", "EngineAPI", "Auth", "WatchHub", "EtcdSnapshot",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/Server/API"),
         .executableTarget(name: "rusd", dependencies: [
-            "Engines", "EtcdServer", "EtcdAPI", "GRPCTransport", "MVCC", "WatchHub",
+            "Engines", "EtcdServer", "EtcdAPI", "GRPCTransport", "MVCC", "WatchHub", "EtcdSnapshot",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -163,10 +170,11 @@ let package = Package(
         // In-memory StorageEngine for the MVCC and server unit tests.
         .target(name: "InMemoryEngine", dependencies: ["EngineAPI"], path: "Tests/InMemoryEngine"),
         .testTarget(name: "AuthTests", dependencies: ["Auth"], path: "Tests/AuthTests"),
+        .testTarget(name: "BBoltTests", dependencies: ["BBolt"], path: "Tests/BBoltTests"),
         .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Engines", "InMemoryEngine"], path: "Tests/MVCCTests"),
         .testTarget(name: "WatchTests", dependencies: ["WatchHub", "MVCC", "InMemoryEngine"], path: "Tests/WatchTests"),
         .testTarget(name: "ServerTests", dependencies: [
-            "EtcdServer", "EtcdAPI", "MVCC", "Engines", "InMemoryEngine",
+            "EtcdServer", "EtcdAPI", "MVCC", "Engines", "InMemoryEngine", "EtcdSnapshot",
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ], path: "Tests/ServerTests"),
     ],

@@ -4,6 +4,7 @@ import Glibc
 import Dispatch
 import EngineAPI
 import Engines
+import EtcdSnapshot
 import Synchronization
 import XCTest
 @testable import MVCC
@@ -13,8 +14,9 @@ import XCTest
 func saveSnapshot(_ store: MVCCStore, to path: String, chunkSize: Int = 4096) throws -> [UInt8] {
     var bytes: [UInt8] = []
     var chunks = 0
-    try store.writeSnapshot(chunkSize: chunkSize) { chunk in
+    try EtcdSnapshotWriter.write(engine: store.engine, chunkSize: chunkSize) { chunk, total in
         bytes += chunk
+        XCTAssertLessThanOrEqual(bytes.count, total)
         chunks += 1
         return true
     }
@@ -30,7 +32,9 @@ func writeFile(_ path: String, _ bytes: [UInt8]) throws {
     close(fd)
 }
 
-final class SnapshotFormatTests: XCTestCase {
+/// Snapshots in etcd's format, written from and restored into every engine (etcd and etcdctl
+/// judge the same files in Tests/compat/test_snapshot_etcd.py).
+final class EtcdSnapshotTests: XCTestCase {
     /// lmdb → leveldb → … → the first engine again: every restore has the source's HashKV at
     /// every revision still readable, and the same revisions.
     func testRoundTripThroughEveryEngine() throws {
@@ -51,7 +55,7 @@ final class SnapshotFormatTests: XCTestCase {
             store.close()
             try engine.close()
             engine = try Engines.registry.open(name, directory: dir.path + "/\(step)")
-            XCTAssertGreaterThan(try SnapshotFile(path: file).load(into: engine), 0)
+            XCTAssertGreaterThan(try EtcdSnapshotFile(path: file).restore(into: engine).versions, 0)
             store = try MVCCStore(engine: engine)
             XCTAssertEqual(try checkRevs.map { try store.hashKV(revision: $0) }, expected, "after restoring into \(name)")
             XCTAssertEqual(store.currentRevision, revs.last!)
@@ -86,7 +90,7 @@ final class SnapshotFormatTests: XCTestCase {
         while store.currentRevision < before + 2 { usleep(1000) }
         let file = dir.path + "/snap"
         var bytes: [UInt8] = []
-        try store.writeSnapshot(chunkSize: 1024) { chunk in
+        try EtcdSnapshotWriter.write(engine: store.engine, chunkSize: 1024) { chunk, _ in
             bytes += chunk
             usleep(2000)  // let writes land while the view is open
             return true
@@ -95,7 +99,7 @@ final class SnapshotFormatTests: XCTestCase {
         done.wait()
         try writeFile(file, bytes)
         let target = try Engines.registry.open(Engines.registry.names.last!, directory: dir.path + "/dst")
-        try SnapshotFile(path: file).load(into: target)
+        _ = try EtcdSnapshotFile(path: file).restore(into: target)
         let restored = try MVCCStore(engine: target)
         let r = try restored.hashKV(revision: 0)
         XCTAssertLessThan(r.currentRevision, store.currentRevision, "writes should have continued during the snapshot")
@@ -115,29 +119,37 @@ final class SnapshotFormatTests: XCTestCase {
         let good = try saveSnapshot(store, to: dir.path + "/good", chunkSize: 512)
         store.close()
         try engine.close()
-        XCTAssertNoThrow(try SnapshotFile(path: dir.path + "/good").verify())
+        XCTAssertNoThrow(try EtcdSnapshotFile(path: dir.path + "/good").verifyChecksum())
+        XCTAssertNoThrow(try EtcdSnapshotFile(path: dir.path + "/good").status())
 
         var flipped = good
         flipped[700] ^= 0x01
         try writeFile(dir.path + "/flipped", flipped)
-        XCTAssertThrowsError(try SnapshotFile(path: dir.path + "/flipped").verify()) { error in
+        XCTAssertThrowsError(try EtcdSnapshotFile(path: dir.path + "/flipped").verifyChecksum()) { error in
             XCTAssertTrue("\(error)".contains("SHA-256 mismatch"), "\(error)")
             XCTAssertTrue("\(error)".contains(dir.path + "/flipped"), "\(error)")
         }
         try writeFile(dir.path + "/short", Array(good.dropLast(100)))
-        XCTAssertThrowsError(try SnapshotFile(path: dir.path + "/short").verify()) { error in
-            XCTAssertTrue("\(error)".contains("512"), "\(error)")
+        XCTAssertThrowsError(try EtcdSnapshotFile(path: dir.path + "/short").status()) { error in
+            XCTAssertTrue("\(error)".contains("offset"), "\(error)")
         }
-        // Right length and checksum, wrong content (an etcd bbolt file would look like this).
+        // Right length and checksum, wrong content.
         var foreign = [UInt8](repeating: 0x42, count: 1024)
         foreign += SHA256.hash(foreign)
         try writeFile(dir.path + "/foreign", foreign)
-        XCTAssertThrowsError(try SnapshotFile(path: dir.path + "/foreign").verify()) { error in
-            XCTAssertTrue("\(error)".contains("not a rusd snapshot"), "\(error)")
+        XCTAssertThrowsError(try EtcdSnapshotFile(path: dir.path + "/foreign")) { error in
+            XCTAssertTrue("\(error)".contains("no valid meta page"), "\(error)")
+        }
+        // rusd's former format is named as such.
+        var former = Array("RUSDSNAP".utf8) + [UInt8](repeating: 0, count: 504)
+        former += SHA256.hash(former)
+        try writeFile(dir.path + "/former", former)
+        XCTAssertThrowsError(try EtcdSnapshotFile(path: dir.path + "/former")) { error in
+            XCTAssertTrue("\(error)".contains("former format"), "\(error)")
         }
         // A corrupt file writes nothing into the target engine.
         let target = try Engines.registry.open(Engines.registry.names[0], directory: dir.path + "/dst")
-        XCTAssertThrowsError(try SnapshotFile(path: dir.path + "/flipped").load(into: target))
+        XCTAssertThrowsError(try EtcdSnapshotFile(path: dir.path + "/flipped").restore(into: target))
         XCTAssertEqual(try target.readView().entries(.all).count, 0)
         try target.close()
     }

@@ -5,6 +5,7 @@ import EtcdProto
 import EtcdServer
 import GRPCTransport
 import MVCC
+import EtcdSnapshot
 import Synchronization
 
 /// etcd's `etcdserverpb.Maintenance` service for a single member that is its own leader.
@@ -14,8 +15,9 @@ import Synchronization
 ///   errors = the active alarms.
 /// - Hash / HashKV: `MVCCStore.hashAll` / `hashKV` (numbers differ from etcd's: different
 ///   storage layout; equal across rusd's engines for the same history).
-/// - Snapshot: `MVCCStore.writeSnapshot` streamed in 32 KiB messages from a background thread
-///   that waits while the stream is not writable (flow control); see `SnapshotFormat`.
+/// - Snapshot: etcd's snapshot format (`EtcdSnapshotWriter`: a bbolt database in etcd 3.4's
+///   layout + SHA-256) streamed in 32 KiB messages from a background thread that waits while
+///   the stream is not writable (flow control).
 /// - Defragment: `StorageEngine.reclaimSpace()` off the event loop.
 /// - Alarm: GET / ACTIVATE / DEACTIVATE on the member's `AlarmList`.
 /// - MoveLeader: to itself succeeds, to any other ID "etcdserver: bad leader transferee".
@@ -198,16 +200,15 @@ final class SnapshotSender: Sendable {
 
     private func run() {
         let header = server.header(revision: server.currentRevision)
-        let estimate = (try? server.store.engine.stats().liveBytes).map { Int($0) } ?? 0
         var sent = 0
-        do throws(MVCCError) {
-            try server.store.writeSnapshot(chunkSize: MaintenanceService.snapshotChunkSize) { chunk in
+        do {
+            try EtcdSnapshotWriter.write(engine: server.store.engine, chunkSize: MaintenanceService.snapshotChunkSize) { [stream, wake] chunk, total in
                 if stream.isCancelled { return false }
                 var resp = Etcdserverpb_SnapshotResponse()
                 resp.header = header
                 resp.blob = Data(chunk)
                 sent += chunk.count
-                resp.remainingBytes = UInt64(max(0, estimate - sent))
+                resp.remainingBytes = UInt64(max(0, total - sent))
                 stream.send(resp)
                 while !stream.isWritable && !stream.isCancelled {
                     _ = wake.wait(timeout: .now() + .milliseconds(200))
@@ -215,8 +216,10 @@ final class SnapshotSender: Sendable {
                 return !stream.isCancelled
             }
             stream.finish()
+        } catch is EtcdSnapshotWriter.Stopped {
+            stream.finish()
         } catch {
-            stream.finish(GRPCStatus(EtcdError(error)))
+            stream.finish(GRPCStatus(EtcdError(.internalError, "etcdserver: snapshot failed: \(error)")))
         }
     }
 }
