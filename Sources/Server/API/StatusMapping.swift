@@ -29,7 +29,9 @@ extension UnaryResponder {
 extension EtcdServer {
     /// The caller of a call: its `token` metadata, else (as etcd) the common name of its
     /// verified TLS client certificate.
-    func caller(_ context: CallContext) throws(EtcdError) -> AuthCaller {
-        try caller(token: context.metadata["token"], commonName: context.peerCommonName)
+    /// `tokenCheckedWhenDisabled`: see `caller(token:commonName:tokenCheckedWhenDisabled:)`.
+    func caller(_ context: CallContext, tokenCheckedWhenDisabled: Bool = true) throws(EtcdError) -> AuthCaller {
+        try caller(token: context.metadata["token"], commonName: context.peerCommonName,
+                   tokenCheckedWhenDisabled: tokenCheckedWhenDisabled)
     }
 }

@@ -13,6 +13,9 @@ import WatchHub
 
 /// etcd's `etcdserverpb.Watch` service: one `WatchSession` of the hub per Watch stream.
 ///
+/// Auth: `WatchStreamAccess` checks each create (READ on the whole range) and re-checks open
+/// watches after the auth state changes.
+///
 /// Requests are handed to the session as they arrive (on the connection's event loop);
 /// responses are written on that event loop while the stream is writable (the hub holds the
 /// rest, bounded, and falls back to history reads for watchers that fall behind).
@@ -26,19 +29,21 @@ public enum WatchService {
         let lanes = WatchDeliveryLanes(policy: .yieldingToWrites(of: hub))
         return Service(name: "etcdserverpb.Watch", methods: [
             .bidirectionalStreaming("Watch") { (stream: ServerStream<EncodedWatchResponse>) -> BidiInbound<Etcdserverpb_WatchRequest> in
+                let access = WatchStreamAccess(server: server, context: stream.context)
                 let sink = WatchStreamSink(stream: stream, server: server, fragmentLimit: fragmentLimit,
-                                           lane: lanes.lane(for: stream.context.eventLoop))
+                                           lane: lanes.lane(for: stream.context.eventLoop), access: access)
                 let session = hub.openSession(sink)
+                access.attach(session)
                 stream.setOnWritable { session.resumeDelivery() }
                 stream.setOnCancel { session.close() }
                 return BidiInbound(onMessage: { request in
                     switch request.requestUnion {
                     case .createRequest(let c):
-                        session.create(WatchCreateOptions(
+                        access.create(WatchCreateOptions(
                             key: [UInt8](c.key), rangeEnd: [UInt8](c.rangeEnd), startRevision: c.startRevision,
                             watchID: c.watchID, prevKV: c.prevKv,
                             filterPuts: c.filters.contains(.noput), filterDeletes: c.filters.contains(.nodelete),
-                            progressNotify: c.progressNotify, fragment: c.fragment))
+                            progressNotify: c.progressNotify, fragment: c.fragment), on: session)
                     case .cancelRequest(let c):
                         session.cancel(c.watchID)
                     case .progressRequest:
@@ -61,13 +66,16 @@ final class WatchStreamSink: WatchSink {
     let fragmentLimit: Int
     /// Delivery work of every Watch stream on this stream's event loop.
     let lane: WatchDeliveryLane
+    /// Decides which responses the caller may see (auth).
+    let access: WatchStreamAccess
 
     init(stream: ServerStream<EncodedWatchResponse>, server: EtcdServer, fragmentLimit: Int,
-         lane: WatchDeliveryLane) {
+         lane: WatchDeliveryLane, access: WatchStreamAccess) {
         self.stream = stream
         self.server = server
         self.fragmentLimit = fragmentLimit
         self.lane = lane
+        self.access = access
     }
 
     func execute(_ work: @escaping @Sendable () -> Void) {
@@ -77,6 +85,7 @@ final class WatchStreamSink: WatchSink {
     var isWritable: Bool { stream.isWritable }
 
     func send(_ r: WatchResponse) {
+        guard access.admits(r, cancelVia: stream) else { return }
         var p = EncodedWatchResponse()
         p.header = server.header(revision: r.headerRevision)
         p.watchID = r.watchID

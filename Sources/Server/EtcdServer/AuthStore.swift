@@ -12,6 +12,8 @@ public final class AuthStore: Sendable {
     static let recordKey: [UInt8] = [StorageLayout.authPrefix] + Array("state".utf8)
 
     private let committed = Mutex(AuthState())
+    /// `committed.revision`, readable without the lock (checked per Watch response sent).
+    private let committedRevision = Atomic<UInt64>(0)
     public let tokens: SimpleTokens
     public let hasher: PasswordHasher
 
@@ -23,18 +25,26 @@ public final class AuthStore: Sendable {
     /// The current auth state.
     public var state: AuthState { committed.withLock { $0 } }
 
+    /// The current auth state's revision (bumped by every change, enable and disable too).
+    public var revision: UInt64 { committedRevision.load(ordering: .acquiring) }
+
+    private func commit(_ s: AuthState) {
+        committed.withLock { $0 = s }
+        committedRevision.store(s.revision, ordering: .releasing)
+    }
+
     /// Loads the persisted state (none: auth disabled, no users, no roles).
     func reload(from store: MVCCStore) throws(EtcdError) {
         let bytes: [UInt8]?
         do { bytes = try store.engine.get(Self.recordKey) } catch { throw EtcdError(.unknown, "\(error)") }
         guard let bytes else {
-            committed.withLock { $0 = AuthState() }
+            commit(AuthState())
             return
         }
         guard let decoded = AuthState(decoding: bytes) else {
             throw EtcdError(.dataLoss, "etcdserver: corrupt auth record in \(store.engine.directory)")
         }
-        committed.withLock { $0 = decoded }
+        commit(decoded)
     }
 
     /// Applies a mutation (applier only): stages the new record in the current group.
@@ -44,7 +54,7 @@ public final class AuthStore: Sendable {
         do { next = try current.applying(mutation) } catch { throw EtcdError(error) }
         guard next != current else { return }
         writer.stageAuxiliaryPut(Self.recordKey, next.encoded())
-        committed.withLock { $0 = next }
+        commit(next)
         switch mutation {
         case .disable: tokens.revokeAll()
         case .userDelete(let name), .userChangePassword(let name, _): tokens.revokeAll(of: name)

@@ -60,6 +60,16 @@ public struct AuthCaller: Sendable {
         try requireWriteOnKeys(ofLease: r.id, server)
     }
 
+    /// Lease.LeaseTimeToLive with `keys` (etcd 3.4.26 / 3.5.9, CVE-2023-32082): an
+    /// authenticated user with READ on every key attached to the lease; an unknown lease
+    /// needs no permission.
+    public func check(_ r: Etcdserverpb_LeaseTimeToLiveRequest, leasesOf server: EtcdServer) throws(EtcdError) {
+        guard enabled, r.keys else { return }
+        guard user != nil else { throw EtcdError(AuthError.userEmpty) }
+        guard let keys = server.lessor.keys(of: r.id) else { return }
+        for key in keys { try require(.read, Data(key), Data()) }
+    }
+
     private func requireWriteOnKeys(ofLease id: Int64, _ server: EtcdServer) throws(EtcdError) {
         guard enabled, id != 0, let keys = server.lessor.keys(of: id) else { return }
         for key in keys { try require(.write, Data(key), Data()) }
@@ -85,25 +95,37 @@ public struct AuthCaller: Sendable {
         }
     }
 
-    /// Watching a range needs READ on it.
+    /// Watching a range needs READ on all of it (etcd's isWatchPermitted). `key` as the
+    /// client sent it: empty means [0], as in etcd. Stricter than etcd 3.4.23, which checks a
+    /// from-key watch (`rangeEnd` [0]) as if it watched `key` alone (GHSA-xg4h-6gfc-h4m8,
+    /// fixed in later etcd): here it needs READ on every key >= `key`.
     public func checkWatch(key: Data, rangeEnd: Data) throws(EtcdError) {
-        try require(.read, key, rangeEnd)
+        try require(.read, key.isEmpty ? Data([0]) : key, rangeEnd)
     }
 }
 
 extension EtcdServer {
-    /// The caller of a request carrying `token` (etcd's `token` metadata). With auth disabled
-    /// any token is ignored; with auth enabled an unknown or expired token fails with
-    /// "etcdserver: invalid auth token" and a missing one leaves the caller anonymous (its
-    /// checks fail with "etcdserver: user name is empty").
+    /// The caller of a request carrying `token` (etcd's `token` metadata). An unknown or
+    /// expired token fails with "etcdserver: invalid auth token"; with auth disabled too (etcd
+    /// 3.4's AuthInfoFromCtx: every token is revoked when auth is disabled, so a client still
+    /// sending one is told so) unless `tokenCheckedWhenDisabled` is false (the RPCs etcd checks
+    /// only while auth is enabled). A missing token leaves the caller anonymous (its checks fail
+    /// with "etcdserver: user name is empty").
     /// Without a token, a verified TLS client certificate's common name names the user, as in
     /// etcd (--client-cert-auth).
-    public func caller(token: String?, commonName: String? = nil) throws(EtcdError) -> AuthCaller {
+    public func caller(token: String?, commonName: String? = nil,
+                       tokenCheckedWhenDisabled: Bool = true) throws(EtcdError) -> AuthCaller {
         let state = auth.state
-        guard state.enabled else { return AuthCaller(state: state, user: nil) }
+        guard state.enabled else {
+            if tokenCheckedWhenDisabled, let token, auth.tokens.user(for: token) == nil {
+                throw EtcdError(AuthError.invalidAuthToken)
+            }
+            return AuthCaller(state: state, user: nil)
+        }
         guard let token else {
-            let user = commonName.flatMap { state.users[$0] != nil ? $0 : nil }
-            return AuthCaller(state: state, user: user)
+            // etcd takes the common name as the user name as it is: an unknown user's checks
+            // fail with "permission denied" ("user name not found" for admin RPCs).
+            return AuthCaller(state: state, user: commonName.flatMap { $0.isEmpty ? nil : $0 })
         }
         guard let user = auth.tokens.user(for: token), state.users[user] != nil else {
             throw EtcdError(AuthError.invalidAuthToken)
@@ -111,13 +133,24 @@ extension EtcdServer {
         return AuthCaller(state: state, user: user)
     }
 
+    /// `user` (nil: anonymous) checked against the current auth state: how an open watch is
+    /// re-checked after the auth state changed (see WatchStreamAccess).
+    public func caller(user: String?) -> AuthCaller {
+        AuthCaller(state: auth.state, user: user)
+    }
+
     /// Auth.Authenticate: checks the password (bcrypt: slow, call it off the event loop) and
     /// issues a simple token.
     public func authenticate(name: String, password: String) throws(EtcdError) -> String {
         let state = auth.state
         guard state.enabled else { throw EtcdError(AuthError.authNotEnabled) }
-        guard let user = state.users[name], !user.noPassword,
-              auth.hasher.verify(password, against: user.passwordHash) else {
+        guard let user = state.users[name], !user.noPassword else {
+            // As slow as a wrong password (etcd answers at once): trying names costs bcrypt
+            // time too, and the answer time does not tell which users exist.
+            _ = auth.hasher.hash(password)
+            throw EtcdError(AuthError.authFailed)
+        }
+        guard auth.hasher.verify(password, against: user.passwordHash) else {
             throw EtcdError(AuthError.authFailed)
         }
         return auth.tokens.issue(for: name)

@@ -72,11 +72,7 @@ final class HubState: @unchecked Sendable {
             }
         }
         if let failure {
-            var r = WatchResponse(watchID: -1, headerRevision: current)
-            r.created = true
-            r.canceled = true
-            r.cancelReason = failure.rawValue
-            _ = session.enqueue(r, bounded: false)
+            refuseCreate(session, reason: failure.rawValue)
             return
         }
         var created = WatchResponse(watchID: id, headerRevision: current)
@@ -99,6 +95,16 @@ final class HubState: @unchecked Sendable {
             scheduleCatchUp()
         }
         if o.progressNotify && s.progressTimer == nil { armProgressTimer(session, s) }
+    }
+
+    /// A failed create: watch ID -1, `created` and `canceled`, `reason` (etcd's answer).
+    func refuseCreate(_ session: WatchSession, reason: String) {
+        guard !session.isClosed else { return }
+        var r = WatchResponse(watchID: -1, headerRevision: store.currentRevision)
+        r.created = true
+        r.canceled = true
+        r.cancelReason = reason
+        _ = session.enqueue(r, bounded: false)
     }
 
     func cancel(_ session: WatchSession, _ id: Int64) {

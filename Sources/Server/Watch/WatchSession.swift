@@ -76,6 +76,13 @@ public final class WatchSession: Sendable {
         hub.submit { $0.create(self, options) }
     }
 
+    /// Refuses a create the API layer denied (etcd's auth check of a watch): answered in order
+    /// with the other responses, as a failed create (`created` and `canceled`, watch ID -1,
+    /// `reason` as cancel reason).
+    public func refuseCreate(reason: String) {
+        hub.submit { $0.refuseCreate(self, reason: reason) }
+    }
+
     /// Cancels watcher `id`; answered with a `canceled` response. Unknown IDs are ignored (etcd).
     public func cancel(_ id: Int64) {
         hub.submit { $0.cancel(self, id) }
