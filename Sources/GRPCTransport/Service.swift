@@ -51,6 +51,7 @@ public struct ServiceMethod: Sendable {
                 call.finish(error as? GRPCStatus ?? GRPCStatus(.internalError, "\(error)"))
                 return
             }
+            call.noteReceived(messageBytes: bytes.readableBytes)
             call.noteStarted()
             handler(request, call.context, UnaryResponder(call: call))
         })
@@ -70,6 +71,7 @@ public struct ServiceMethod: Sendable {
                 call.finish(error as? GRPCStatus ?? GRPCStatus(.internalError, "\(error)"))
                 return
             }
+            call.noteReceived(messageBytes: bytes.readableBytes)
             call.noteStarted()
             handler(request, ServerStream(call: call, context: call.context))
         })
@@ -89,7 +91,9 @@ public struct ServiceMethod: Sendable {
             return InboundCallbacks(
                 onMessage: { bytes in
                     do {
-                        inbound.onMessage(try decode(Request.self, bytes))
+                        let request = try decode(Request.self, bytes)
+                        call.noteReceived(messageBytes: bytes.readableBytes)
+                        inbound.onMessage(request)
                     } catch {
                         stream.finish(error as? GRPCStatus ?? GRPCStatus(.internalError, "\(error)"))
                     }

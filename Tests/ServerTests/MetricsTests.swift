@@ -1,4 +1,5 @@
-import EtcdServer
+import EtcdProto
+@testable import EtcdServer
 import GRPCTransport
 import XCTest
 @testable import EtcdAPI
@@ -42,5 +43,62 @@ final class MetricsTests: XCTestCase {
         XCTAssertTrue(text.contains("grpc_server_handled_total{grpc_code=\"Unavailable\",\(kv)} 0\n"), text)
         XCTAssertTrue(text.contains("grpc_server_started_total{grpc_method=\"Watch\",grpc_service=\"etcdserverpb.Watch\",grpc_type=\"bidi_stream\"} 0\n"), text)
         XCTAssertEqual(text.split(separator: "\n").filter { $0.hasPrefix("grpc_server_handled_total{") }.count, 2 * 17)
+    }
+
+    /// etcd counts per MVCC transaction; one txn when its ranges + puts + deletes exceed 1.
+    func testMVCCTallyFollowsEtcdTransactions() {
+        let c = ServerCounters()
+        var put = Etcdserverpb_PutRequest()
+        put.key = Data("ab".utf8)
+        put.value = Data("xyz".utf8)
+        c.recordPut(put)                                   // 1 put: no txn
+        put.prevKv = true
+        c.recordPut(put)                                   // range + put: a txn
+        var s = c.snapshot
+        XCTAssertEqual([s.ranges, s.puts, s.deletes, s.txns, s.putBytes], [1, 2, 0, 1, 10])
+
+        var txn = Etcdserverpb_TxnRequest()
+        txn.compare = [Etcdserverpb_Compare(), Etcdserverpb_Compare()]
+        var opPut = Etcdserverpb_RequestOp()
+        opPut.requestPut = put
+        var opDel = Etcdserverpb_RequestOp()
+        opDel.requestDeleteRange = Etcdserverpb_DeleteRangeRequest()
+        txn.success = [opPut]
+        txn.failure = [opDel, opDel]
+        var resp = Etcdserverpb_TxnResponse()
+        resp.succeeded = false                             // the failure branch ran: 2 deletes
+        resp.responses = [Etcdserverpb_ResponseOp(), Etcdserverpb_ResponseOp()]
+        c.recordTxn(txn, resp, wrote: true)                // compares (2 ranges) and 2 deletes: 2 txns
+        s = c.snapshot
+        XCTAssertEqual([s.ranges, s.puts, s.deletes, s.txns, s.putBytes], [3, 2, 2, 3, 10])
+    }
+
+    /// Message and byte counts; a client cannot grow the version label set without bound.
+    func testMessageCountsAndClientVersions() {
+        let metrics = GRPCServerMetrics()
+        let watch = metrics.monitor(service: "etcdserverpb.Watch", method: "Watch", kind: .bidiStream)!
+        for i in 0..<40 { watch.started(metadata: ["client-api-version": "9.\(i)"]) }
+        watch.received(messageBytes: 7)
+        watch.received(messageBytes: 5)
+        watch.sent(messageBytes: 30)
+        let text = metrics.text()
+        let w = "grpc_method=\"Watch\",grpc_service=\"etcdserverpb.Watch\",grpc_type=\"bidi_stream\""
+        XCTAssertTrue(text.contains("grpc_server_msg_received_total{\(w)} 2\n"), text)
+        XCTAssertTrue(text.contains("grpc_server_msg_sent_total{\(w)} 1\n"), text)
+        XCTAssertTrue(text.contains("etcd_network_client_grpc_received_bytes_total 12\n"), text)
+        XCTAssertTrue(text.contains("etcd_network_client_grpc_sent_bytes_total 30\n"), text)
+        let versions = text.split(separator: "\n").filter { $0.hasPrefix("etcd_server_client_requests_total{") }
+        XCTAssertEqual(versions.count, GRPCServerMetrics.MessageTotals.maxVersions + 1)
+        XCTAssertTrue(text.contains("etcd_server_client_requests_total{client_api_version=\"unknown\",type=\"stream\"} 24\n"), text)
+    }
+
+    /// process_* figures come from /proc/self.
+    func testProcessMetricsRead() {
+        let m = ProcessMetrics.read()
+        XCTAssertGreaterThan(m.residentBytes ?? 0, 1 << 20)
+        XCTAssertGreaterThan(m.openFDs ?? 0, 2)
+        XCTAssertGreaterThan(m.threads ?? 0, 0)
+        let start = m.startTimeSeconds ?? 0
+        XCTAssertLessThan(abs(start - Double(time(nil))), 3 * 86400)
     }
 }

@@ -24,7 +24,21 @@ public protocol GRPCCallMonitor: Sendable {
 /// stream closed before the handler finished it, `.deadlineExceeded` when its `grpc-timeout`
 /// deadline passed first). Calls that never reach the handler (decode
 /// failures, oversized or missing requests) are not observed, as in grpc-go's interceptors.
+///
+/// Optional, with no-op defaults: `started(metadata:)` (instead of `started()`, with the call's
+/// request metadata), `received(messageBytes:)` for each request message decoded and
+/// `sent(messageBytes:)` for each response message queued (sizes without the 5-byte gRPC
+/// message prefix, as grpc-go's codec sees them).
 public protocol GRPCMethodMonitor: AnyObject, Sendable {
     func started()
+    func started(metadata: [String: String])
     func handled(_ code: GRPCStatus.Code)
+    func received(messageBytes: Int)
+    func sent(messageBytes: Int)
+}
+
+extension GRPCMethodMonitor {
+    public func started(metadata: [String: String]) { started() }
+    public func received(messageBytes: Int) {}
+    public func sent(messageBytes: Int) {}
 }

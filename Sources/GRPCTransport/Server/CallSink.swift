@@ -22,6 +22,16 @@ protocol CallSink: AnyObject, Sendable {
     func finish(_ status: GRPCStatus)
     /// The handler is being invoked (on the event loop).
     func noteStarted()
+    /// A request message of `messageBytes` (unframed) was decoded (on the event loop).
+    func noteReceived(messageBytes: Int)
 }
 
-extension ServerCall: CallSink {}
+extension CallSink {
+    func noteReceived(messageBytes: Int) {}
+}
+
+extension ServerCall: CallSink {
+    func noteReceived(messageBytes: Int) {
+        monitor?.received(messageBytes: messageBytes)
+    }
+}

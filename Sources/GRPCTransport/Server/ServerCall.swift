@@ -110,7 +110,7 @@ final class ServerCall: @unchecked Sendable {
     func noteStarted() {
         guard let monitor, !monitorStarted else { return }
         monitorStarted = true
-        monitor.started()
+        monitor.started(metadata: context?.metadata ?? [:])
     }
 
     private func noteHandled(_ code: GRPCStatus.Code) {
@@ -151,6 +151,7 @@ final class ServerCall: @unchecked Sendable {
     }
 
     private func append(_ message: ByteBuffer) {
+        monitor?.sent(messageBytes: max(0, message.readableBytes - 5))  // without the gRPC prefix
         pending.append(message)
     }
 

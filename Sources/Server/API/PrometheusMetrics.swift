@@ -9,8 +9,14 @@ import WatchHub
 /// etcd_disk_wal_fsync_duration_seconds and etcd_disk_backend_commit_duration_seconds both
 /// observe the same thing in rusd: the synced engine write of each group commit (rusd has no
 /// separate WAL and backend; that one write is both the log append and the state commit).
-/// grpc_server_started_total / grpc_server_handled_total come from `GRPCServerMetrics` when
-/// the transport counts calls.
+/// The gRPC families (grpc_server_*, etcd_network_client_grpc_*, etcd_server_client_requests_total)
+/// come from `GRPCServerMetrics` when the transport counts calls; process_* and os_fd_* from
+/// `ProcessMetrics`; MVCC, proposal and lease counts from `ServerCounters`.
+///
+/// Families that are constant in a single-member etcd are constant here too (has_leader 1,
+/// leader changes 1, heartbeat send failures 0, snapshot apply in progress 0, the .snap.db
+/// histograms that only a follower receiving a leader's snapshot observes). docs/metrics.md
+/// lists every family of etcd 3.4 with present / absent-and-why.
 struct PrometheusMetrics {
     let server: EtcdServer
     let member: LocalMember
@@ -43,6 +49,43 @@ struct PrometheusMetrics {
         one("etcd_server_proposals_committed_total", "gauge", "The total number of consensus proposals committed.", "\(read.appliedIndex)")
         one("etcd_server_proposals_applied_total", "gauge", "The total number of consensus proposals applied.", "\(read.appliedIndex)")
         one("etcd_server_proposals_pending", "gauge", "The current number of pending proposals to commit.", "0")
+        let counts = server.counters.snapshot
+        one("etcd_server_proposals_failed_total", "counter", "The total number of failed proposals seen.", "\(counts.proposalsFailed)")
+        one("etcd_server_slow_apply_total", "counter", "The total number of slow apply requests (likely overloaded from slow disk).",
+            "\(counts.slowApplies)")
+        // rusd serves linearizable reads from the committed state without a read index: none
+        // can fail or lag (a single-member etcd's counts stay 0 too unless its loop stalls).
+        one("etcd_server_slow_read_indexes_total", "counter",
+            "The total number of pending read indexes not in sync with leader's or timed out read index requests.", "0")
+        one("etcd_server_read_indexes_failed_total", "counter", "The total number of failed read indexes seen.", "0")
+        one("etcd_server_heartbeat_send_failures_total", "counter",
+            "The total number of leader heartbeat send failures (likely overloaded from slow disk).", "0")
+        one("etcd_server_snapshot_apply_in_progress_total", "gauge", "1 if the server is applying the incoming snapshot. 0 if none.", "0")
+        one("etcd_server_learner_promote_successes", "counter",
+            "The total number of successful learner promotions while this member is leader.", "0")
+        one("rusd_server_swift_version", "gauge",
+            "Which Swift version rusd was built with. 1 for 'server_swift_version' label with current version (etcd: etcd_server_go_version).",
+            "1", labels: "{server_swift_version=\"\(Self.swiftVersion)\"}")
+        for prefix in ["etcd_mvcc", "etcd_debugging_mvcc"] {   // 3.4 exports both names
+            one("\(prefix)_range_total", "counter", "Total number of ranges seen by this member.", "\(counts.ranges)")
+            one("\(prefix)_put_total", "counter", "Total number of puts seen by this member.", "\(counts.puts)")
+            one("\(prefix)_delete_total", "counter", "Total number of deletes seen by this member.", "\(counts.deletes)")
+            one("\(prefix)_txn_total", "counter", "Total number of txns seen by this member.", "\(counts.txns)")
+        }
+        one("etcd_debugging_mvcc_total_put_size_in_bytes", "gauge", "The total size of put kv pairs seen by this member.", "\(counts.putBytes)")
+        one("etcd_debugging_lease_granted_total", "counter", "The total number of granted leases.", "\(counts.leasesGranted)")
+        one("etcd_debugging_lease_revoked_total", "counter", "The total number of revoked leases.", "\(counts.leasesRevoked)")
+        one("etcd_debugging_lease_renewed_total", "counter", "The number of renewed leases seen by the leader.", "\(counts.leasesRenewed)")
+        one("etcd_debugging_server_lease_expired_total", "counter", "The total number of expired leases.", "\(counts.leasesExpired)")
+        let ttls = counts.leaseTTLs
+        out += Self.histogram("etcd_debugging_lease_ttl_total", "Bucketed histogram of lease TTLs.",
+                              bounds: ttls.bounds, cumulativeCounts: ttls.cumulativeCounts, count: ttls.count, sum: ttls.sum)
+        one("etcd_debugging_auth_revision", "gauge", "The current revision of auth store.", "\(server.auth.revision)")
+        // Observed only by a follower that receives a leader's snapshot: never in one member.
+        out += Self.emptyHistogram("etcd_snap_db_fsync_duration_seconds", "The latency distributions of fsyncing .snap.db file",
+                                   bounds: (0..<14).map { 0.001 * Double(1 << $0) })
+        out += Self.emptyHistogram("etcd_snap_db_save_total_duration_seconds", "The total latency distributions of v3 snapshot save",
+                                   bounds: (0..<10).map { 0.1 * Double(1 << $0) })
         one("etcd_server_quota_backend_bytes", "gauge", "Current backend storage quota size in bytes.", "\(member.quotaBackendBytes)")
         one("etcd_debugging_mvcc_keys_total", "gauge", "Total number of keys.", "\(read.indexedKeyCount)")
         one("etcd_debugging_mvcc_current_revision", "gauge", "The current revision of store.", "\(read.revision)")
@@ -56,6 +99,11 @@ struct PrometheusMetrics {
         if let stats {
             one("etcd_mvcc_db_total_size_in_bytes", "gauge", "Total size of the underlying database physically allocated in bytes.", "\(stats.diskBytes)")
             one("etcd_mvcc_db_total_size_in_use_in_bytes", "gauge", "Total size of the underlying database logically in use in bytes.", "\(stats.liveBytes)")
+            one("etcd_debugging_mvcc_db_total_size_in_bytes", "gauge", "Total size of the underlying database physically allocated in bytes.",
+                "\(stats.diskBytes)")
+            // rusd's log append and state commit are one engine write (see the fsync histogram).
+            one("etcd_disk_wal_write_bytes_total", "gauge", "Total number of bytes written in WAL. (rusd: bytes the storage engine wrote since start.)",
+                "\(stats.bytesWrittenSinceOpen)")
             one("rusd_engine_bytes_written_total", "counter", "Bytes the storage engine wrote to its files since start (WAL, tables, pages).",
                 "\(stats.bytesWrittenSinceOpen)", labels: "{engine=\"\(engine)\"}")
             one("rusd_engine_disk_bytes", "gauge", "Bytes of the storage engine's files on disk.", "\(stats.diskBytes)", labels: "{engine=\"\(engine)\"}")
@@ -82,18 +130,43 @@ struct PrometheusMetrics {
                               "The latency distributions of commit called by backend. (rusd: the synced engine write of each group commit, "
                               + "the same observations as etcd_disk_wal_fsync_duration_seconds.)", commits)
         if let grpc { out += grpc.text() }
+        out += ProcessMetrics.read().text()
         return out
+    }
+
+    /// A histogram family with no observations.
+    static func emptyHistogram(_ name: String, _ help: String, bounds: [Double]) -> String {
+        histogram(name, help, bounds: bounds, cumulativeCounts: bounds.map { _ in 0 }, count: 0, sum: 0)
+    }
+
+    /// The Swift language version rusd was compiled in.
+    static var swiftVersion: String {
+        #if swift(>=6.3)
+        "6.3"
+        #elseif swift(>=6.2)
+        "6.2"
+        #elseif swift(>=6.1)
+        "6.1"
+        #else
+        "6.0"
+        #endif
     }
 
     /// A histogram family: cumulative `le` buckets, +Inf, _sum, _count.
     static func histogram(_ name: String, _ help: String, _ h: DurationHistogram.Snapshot) -> String {
+        histogram(name, help, bounds: h.bounds, cumulativeCounts: h.cumulativeCounts, count: h.count, sum: h.sumSeconds)
+    }
+
+    /// A histogram family from its upper bounds, cumulative counts (same order), count and sum.
+    static func histogram(_ name: String, _ help: String, bounds: [Double], cumulativeCounts: [UInt64],
+                          count: UInt64, sum: Double) -> String {
         var out = "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
-        for (bound, count) in zip(h.bounds, h.cumulativeCounts) {
-            out += "\(name)_bucket{le=\"\(number(bound))\"} \(count)\n"
+        for (bound, c) in zip(bounds, cumulativeCounts) {
+            out += "\(name)_bucket{le=\"\(number(bound))\"} \(c)\n"
         }
-        out += "\(name)_bucket{le=\"+Inf\"} \(h.count)\n"
-        out += "\(name)_sum \(number(h.sumSeconds))\n"
-        out += "\(name)_count \(h.count)\n"
+        out += "\(name)_bucket{le=\"+Inf\"} \(count)\n"
+        out += "\(name)_sum \(number(sum))\n"
+        out += "\(name)_count \(count)\n"
         return out
     }
 

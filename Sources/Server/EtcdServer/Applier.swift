@@ -35,6 +35,8 @@ final class Applier: Sendable {
     private let groups = Mutex<Int>(0)
     /// Durations of the successful synced engine writes (one per group commit).
     let commitDurations = DurationHistogram.etcdDiskBuckets()
+    /// Failed proposals and slow applies (and the server's other counts, see `ServerCounters`).
+    let counters = ServerCounters()
 
     init(machine: StateMachine, firstIndex: UInt64, maxEntriesPerCommit: Int,
          completionBatch: (@Sendable (() -> Void) -> Void)? = nil) {
@@ -95,8 +97,11 @@ final class Applier: Sendable {
         var results: [Result<ApplyResponse, EtcdError>?] = []
         results.reserveCapacity(group.count)
         machine.groupFailure = nil
+        let clock = ContinuousClock()
         for p in group {
+            let started = clock.now
             results.append(machine.apply(p.entry, complete: p.complete))
+            counters.recordApply(clock.now - started)
             if machine.groupFailure != nil { break }
         }
         var failure = machine.groupFailure
@@ -112,6 +117,7 @@ final class Applier: Sendable {
         }
         groups.withLock { $0 += 1 }
         if let failure {
+            counters.recordFailedProposals(group.count)
             machine.resyncAfterRollback()
             completionBatch {
                 for p in group { p.complete(.failure(failure)) }

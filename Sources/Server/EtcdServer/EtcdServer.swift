@@ -69,8 +69,11 @@ public final class EtcdServer: Sendable {
         for id in lessor.takeExpired(limit: 1000) {
             var r = Etcdserverpb_LeaseRevokeRequest()
             r.id = id
-            applier.submit(.leaseRevoke(r)) { [lessor] result in
-                if case .failure(let e) = result, e != .leaseNotFound { lessor.revocationFailed(id) }
+            applier.submit(.leaseRevoke(r)) { [lessor, counters] result in
+                switch result {
+                case .success: counters.recordLeaseRevoked(expired: true)
+                case .failure(let e): if e != .leaseNotFound { lessor.revocationFailed(id) }
+                }
             }
         }
     }
@@ -103,6 +106,8 @@ public final class EtcdServer: Sendable {
     /// Durations of the applier's synced engine writes (one per successful group commit):
     /// rusd's equivalent of both etcd's WAL fsync and its backend commit.
     public var commitDurations: DurationHistogram.Snapshot { applier.commitDurations.snapshot }
+    /// Counts of MVCC operations, failed proposals, slow applies and lease events (/metrics).
+    public var counters: ServerCounters { applier.counters }
 
     // MARK: KV
 
@@ -120,6 +125,7 @@ public final class EtcdServer: Sendable {
             throw EtcdError(error)
         }
         resp.header = header(revision: resp.header.revision)
+        counters.recordMVCCTransaction(ranges: 1)
         return resp
     }
 
@@ -136,6 +142,7 @@ public final class EtcdServer: Sendable {
         applier.submit(.put(r), size: size) { [self] result in
             completion(result.map { response in
                 guard case .put(var p) = response else { preconditionFailure("put answered with \(response)") }
+                counters.recordPut(r)
                 p.header = header(revision: p.header.revision)
                 return p
             })
@@ -155,6 +162,7 @@ public final class EtcdServer: Sendable {
         applier.submit(.deleteRange(r), size: size) { [self] result in
             completion(result.map { response in
                 guard case .deleteRange(var d) = response else { preconditionFailure("deleteRange answered with \(response)") }
+                counters.recordDelete(r)
                 d.header = header(revision: d.header.revision)
                 return d
             })
@@ -171,6 +179,7 @@ public final class EtcdServer: Sendable {
             if size > config.maxRequestBytes { throw .requestTooLarge }
             if !TxnExecution.isWrite(r) {
                 var resp = try TxnExecution.runReadOnly(r, store.read())
+                counters.recordTxn(r, resp, wrote: false)
                 resp.header = header(revision: resp.header.revision)
                 return completion(.success(resp))
             }
@@ -180,6 +189,7 @@ public final class EtcdServer: Sendable {
         applier.submit(.txn(r), size: size) { [self] result in
             completion(result.map { response in
                 guard case .txn(var t) = response else { preconditionFailure("txn answered with \(response)") }
+                counters.recordTxn(r, t, wrote: true)
                 t.header = header(revision: t.header.revision)
                 return t
             })
@@ -212,6 +222,7 @@ public final class EtcdServer: Sendable {
         applier.submit(.leaseGrant(r)) { [self] result in
             completion(result.map { response in
                 guard case .leaseGrant(var g) = response else { preconditionFailure("leaseGrant answered with \(response)") }
+                counters.recordLeaseGranted(ttl: g.ttl)
                 g.header = header(revision: g.header.revision)
                 return g
             })
@@ -225,6 +236,7 @@ public final class EtcdServer: Sendable {
         applier.submit(.leaseRevoke(r)) { [self] result in
             completion(result.map { response in
                 guard case .leaseRevoke(var v) = response else { preconditionFailure("leaseRevoke answered with \(response)") }
+                counters.recordLeaseRevoked(expired: false)
                 v.header = header(revision: v.header.revision)
                 return v
             })
@@ -238,6 +250,7 @@ public final class EtcdServer: Sendable {
         var resp = Etcdserverpb_LeaseKeepAliveResponse()
         resp.id = r.id
         resp.ttl = lessor.renew(r.id) ?? 0
+        if resp.ttl > 0 { counters.recordLeaseRenewed() }
         resp.header = header(revision: store.currentRevision)
         return resp
     }
