@@ -17,7 +17,10 @@ enum GatewayJSON {
         return options
     }()
 
-    private static let decoding: JSONDecodingOptions = {
+    /// Strict first: swift-protobuf's `ignoreUnknownFields` also drops unknown enum names,
+    /// which etcd refuses ("unknown value ... for enum ...").
+    private static let strict = JSONDecodingOptions()
+    private static let lenient: JSONDecodingOptions = {
         var options = JSONDecodingOptions()
         options.ignoreUnknownFields = true
         return options
@@ -27,10 +30,18 @@ enum GatewayJSON {
     static func decode<M: SwiftProtobuf.Message>(_ json: ArraySlice<UInt8>) throws -> M {
         let value = json.drop(while: isSpace).reversed().drop(while: isSpace).reversed()
         if value.isEmpty || value.elementsEqual("null".utf8) { return M() }
+        let bytes = Array(value)
         do {
-            return try M(jsonUTF8Bytes: Array(value), options: decoding)
+            return try M(jsonUTF8Bytes: bytes, options: strict)
+        } catch JSONDecodingError.unknownField {
+            // Unknown fields are ignored, as by etcd's gateway.
         } catch {
-            throw DecodingError(message: "\(error)")
+            throw DecodingError(message: "json: cannot decode \(M.protoMessageName): \(error)")
+        }
+        do {
+            return try M(jsonUTF8Bytes: bytes, options: lenient)
+        } catch {
+            throw DecodingError(message: "json: cannot decode \(M.protoMessageName): \(error)")
         }
     }
 
