@@ -46,7 +46,7 @@ public final class GRPCClient: Sendable {
         let authority = "\(host):\(port)"
         let scheme = context == nil ? "http" : "https"
         return ClientBootstrap(group: loop)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(.writeBufferWaterMark, value: .init(low: 256 * 1024, high: 1024 * 1024))
             .channelInitializer { channel in
                 do {
