@@ -4,6 +4,9 @@ import GRPCTransport
 
 /// etcd's `etcdserverpb.Cluster` service for a single member without peers.
 ///
+/// Auth, as etcd (checkMembershipOperationPermission): every membership change needs the root
+/// role, checked before anything else; MemberList needs nothing.
+///
 /// MemberList returns this member (ID from `EtcdServerConfig.memberID`, name and URLs from
 /// `LocalMember`). Membership changes answer as a single-member etcd with
 /// --strict-reconfig-check does (checked against etcd 3.4.23):
@@ -45,17 +48,20 @@ public enum ClusterService {
                 resp.members = members()
                 responder.succeed(resp)
             },
-            .unary("MemberAdd") { (request: Etcdserverpb_MemberAddRequest, _, responder: UnaryResponder<Etcdserverpb_MemberAddResponse>) in
+            .unary("MemberAdd") { (request: Etcdserverpb_MemberAddRequest, context, responder: UnaryResponder<Etcdserverpb_MemberAddResponse>) in
+                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
                 let ours = Set(member.peerURLs)
                 if request.peerUrls.contains(where: ours.contains) {
                     return responder.fail(GRPCStatus(peerURLExists))
                 }
                 responder.fail(GRPCStatus(notEnoughStarted))
             },
-            .unary("MemberRemove") { (request: Etcdserverpb_MemberRemoveRequest, _, responder: UnaryResponder<Etcdserverpb_MemberRemoveResponse>) in
+            .unary("MemberRemove") { (request: Etcdserverpb_MemberRemoveRequest, context, responder: UnaryResponder<Etcdserverpb_MemberRemoveResponse>) in
+                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
                 responder.fail(GRPCStatus(request.id == server.config.memberID ? notEnoughStarted : memberNotFound))
             },
-            .unary("MemberUpdate") { (request: Etcdserverpb_MemberUpdateRequest, _, responder: UnaryResponder<Etcdserverpb_MemberUpdateResponse>) in
+            .unary("MemberUpdate") { (request: Etcdserverpb_MemberUpdateRequest, context, responder: UnaryResponder<Etcdserverpb_MemberUpdateResponse>) in
+                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
                 guard request.id == server.config.memberID else { return responder.fail(GRPCStatus(memberNotFound)) }
                 member.setPeerURLs(request.peerUrls)
                 var resp = Etcdserverpb_MemberUpdateResponse()
@@ -63,7 +69,8 @@ public enum ClusterService {
                 resp.members = members()
                 responder.succeed(resp)
             },
-            .unary("MemberPromote") { (request: Etcdserverpb_MemberPromoteRequest, _, responder: UnaryResponder<Etcdserverpb_MemberPromoteResponse>) in
+            .unary("MemberPromote") { (request: Etcdserverpb_MemberPromoteRequest, context, responder: UnaryResponder<Etcdserverpb_MemberPromoteResponse>) in
+                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
                 responder.fail(GRPCStatus(request.id == server.config.memberID ? notLearner : memberNotFound))
             },
         ])

@@ -9,7 +9,8 @@ import GRPCTransport
 ///
 /// Auth, as etcd 3.4: Grant and Revoke refuse an invalid token ("etcdserver: invalid auth
 /// token"); Revoke needs WRITE on every key attached to the lease (`AuthCaller.check`);
-/// KeepAlive, TimeToLive (with keys too) and Leases check nothing.
+/// TimeToLive with keys needs READ on every key of the lease (etcd 3.4.26 / 3.5.9, CVE-2023-32082:
+/// 3.4.23 checks nothing); KeepAlive, TimeToLive without keys and Leases check nothing.
 /// While `alarms` has NOSPACE, Grant fails with "etcdserver: mvcc: database space exceeded"
 /// (etcd's capped applier); Revoke keeps working, so an operator can free space.
 public enum LeaseService {
@@ -24,7 +25,10 @@ public enum LeaseService {
                 guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.check(request, leasesOf: server) }) else { return }
                 server.leaseRevoke(request) { responder.complete($0, on: context) }
             },
-            .unary("LeaseTimeToLive") { (request: Etcdserverpb_LeaseTimeToLiveRequest, _, responder: UnaryResponder<Etcdserverpb_LeaseTimeToLiveResponse>) in
+            .unary("LeaseTimeToLive") { (request: Etcdserverpb_LeaseTimeToLiveRequest, context, responder: UnaryResponder<Etcdserverpb_LeaseTimeToLiveResponse>) in
+                if request.keys {
+                    guard authorized(server, context, responder, tokenCheckedWhenDisabled: false, { (caller: AuthCaller) throws(EtcdError) in try caller.check(request, leasesOf: server) }) else { return }
+                }
                 responder.succeed(server.leaseTimeToLive(request))
             },
             .unary("LeaseLeases") { (request: Etcdserverpb_LeaseLeasesRequest, _, responder: UnaryResponder<Etcdserverpb_LeaseLeasesResponse>) in

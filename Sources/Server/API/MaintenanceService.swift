@@ -23,17 +23,24 @@ import Synchronization
 /// - MoveLeader: to itself succeeds, to any other ID "etcdserver: bad leader transferee".
 /// - Downgrade: as etcd 3.5 validates it; enabling a downgrade is refused (rusd cannot write an
 ///   older storage format).
+/// Auth, as etcd 3.6's authMaintenanceServer (stricter than 3.4, which checks nothing on Status
+/// and MoveLeader and answers its auth errors as gRPC UNKNOWN "auth: ..."): every RPC but Alarm
+/// needs the root role, Alarm a valid token (or none); errors are etcd's gRPC errors.
 /// Scans (hashes, snapshot, defragment) run on background threads, never on the event loop.
 public enum MaintenanceService {
     static let snapshotChunkSize = 32 * 1024
 
     public static func make(_ server: EtcdServer, member: LocalMember) -> Service {
         Service(name: "etcdserverpb.Maintenance", methods: [
-            .unary("Status") { (_: Etcdserverpb_StatusRequest, _, responder: UnaryResponder<Etcdserverpb_StatusResponse>) in
+            .unary("Status") { (_: Etcdserverpb_StatusRequest, context, responder: UnaryResponder<Etcdserverpb_StatusResponse>) in
+                // etcd 3.6: the root role (etcd 3.4 checks nothing).
+                guard authorized(server, context, responder, tokenCheckedWhenDisabled: false, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
                 responder.complete(now: status(server, member))
             },
             .unary("Alarm") { (request: Etcdserverpb_AlarmRequest, context, responder: UnaryResponder<Etcdserverpb_AlarmResponse>) in
-                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
+                // etcd: an alarm change is a raft request of any caller with a valid token (or
+                // none); no role needed.
+                guard authorized(server, context, responder, { (_: AuthCaller) throws(EtcdError) in }) else { return }
                 responder.succeed(alarm(request, server, member))
             },
             .unary("Hash") { (_: Etcdserverpb_HashRequest, context, responder: UnaryResponder<Etcdserverpb_HashResponse>) in
@@ -88,7 +95,8 @@ public enum MaintenanceService {
                 SnapshotSender(server: server, stream: stream).start()
             },
             .unary("MoveLeader") { (request: Etcdserverpb_MoveLeaderRequest, context, responder: UnaryResponder<Etcdserverpb_MoveLeaderResponse>) in
-                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
+                // etcd 3.6: the root role (etcd 3.4 checks nothing).
+                guard authorized(server, context, responder, tokenCheckedWhenDisabled: false, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
                 guard request.targetID == server.config.memberID else {
                     return responder.fail(GRPCStatus(.failedPrecondition, "etcdserver: bad leader transferee"))
                 }
