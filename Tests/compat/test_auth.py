@@ -84,3 +84,31 @@ def test_enable_authenticate_permissions(pair):
     pair.call("Auth.AuthDisable", metadata=token_md(root))
     pair.call("KV.Range", key="/r/a")
     pair.call("Auth.AuthDisable")
+
+
+@pytest.mark.fresh
+@pytest.mark.rpc("Auth.UserChangePassword", "Auth.UserDelete", "Auth.Authenticate", "KV.Range")
+def test_password_change_and_user_delete_invalidate_tokens(pair):
+    """A changed password or a deleted user makes that user's tokens invalid (etcd's
+    invalidateUser); other users' tokens keep working."""
+    pair.call("Auth.UserAdd", name="root", password=ROOT_PW)
+    pair.call("Auth.UserGrantRole", user="root", role="root")
+    pair.call("Auth.UserAdd", name="alice", password=ALICE_PW)
+    pair.call("Auth.RoleAdd", name="reader")
+    pair.call("Auth.RoleGrantPermission", name="reader",
+              perm={"permType": "READ", "key": "/r/", "range_end": prefix_end("/r/")})
+    pair.call("Auth.UserGrantRole", user="alice", role="reader")
+    pair.call("Auth.AuthEnable")
+    root = pair.call("Auth.Authenticate", name="root", password=ROOT_PW)
+    alice = pair.call("Auth.Authenticate", name="alice", password=ALICE_PW)
+    assert "ok" in pair.call("KV.Range", key="/r/a", metadata=token_md(alice)).ref
+    pair.call("Auth.UserChangePassword", name="alice", password="new", metadata=token_md(root))
+    stale = pair.call("KV.Range", key="/r/a", metadata=token_md(alice))
+    assert stale.ref.get("error", {}).get("details") == "etcdserver: invalid auth token", stale.ref
+    pair.call("Auth.Authenticate", name="alice", password=ALICE_PW)                 # old password
+    alice = pair.call("Auth.Authenticate", name="alice", password="new")
+    pair.call("KV.Range", key="/r/a", metadata=token_md(alice))
+    pair.call("Auth.UserDelete", name="alice", metadata=token_md(root))
+    pair.call("KV.Range", key="/r/a", metadata=token_md(alice))
+    pair.call("Auth.UserList", metadata=token_md(root))
+    pair.call("Auth.AuthDisable", metadata=token_md(root))

@@ -8,6 +8,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import GRPCTransport
+import Logging
 import SwiftProtobuf
 
 /// etcd's `etcdserverpb.Auth` service. Changes go through the ordered log; every RPC but
@@ -15,6 +16,9 @@ import SwiftProtobuf
 public enum AuthService {
     /// bcrypt is slow by design: hashing and verifying run here, never on an event loop.
     private static let hashingQueue = DispatchQueue(label: "rusd.auth.bcrypt", attributes: .concurrent)
+    /// Failed Authenticate calls are logged as etcd logs them: the user name and the error,
+    /// never the password.
+    private static let logger = Logger(label: "rusd.auth")
 
     public static func make(_ server: EtcdServer) -> Service {
         /// A unary auth-management method: admin check, mutation through the log, response.
@@ -65,6 +69,10 @@ public enum AuthService {
                 responder.succeed(r)
             },
             .unary("Authenticate") { (req: Etcdserverpb_AuthenticateRequest, context, responder: UnaryResponder<Etcdserverpb_AuthenticateResponse>) in
+                // etcd refuses a stale token sent along while auth is enabled.
+                if server.auth.state.enabled {
+                    guard authorized(server, context, responder, { (_: AuthCaller) throws(EtcdError) in }) else { return }
+                }
                 hashingQueue.async {
                     let result: Result<Etcdserverpb_AuthenticateResponse, EtcdError>
                     do throws(EtcdError) {
@@ -73,6 +81,10 @@ public enum AuthService {
                         r.header = server.header(revision: server.currentRevision)
                         result = .success(r)
                     } catch {
+                        if error.message != AuthError.authNotEnabled.message {
+                            logger.warning("invalid authentication was requested",
+                                           metadata: ["user": "\(req.name)", "error": "\(error.message)"])
+                        }
                         result = .failure(error)
                     }
                     responder.complete(result, on: context)
