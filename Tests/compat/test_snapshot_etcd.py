@@ -310,3 +310,43 @@ def test_member_snap_db_of_stopped_etcd_and_corrupt_files(api, workdir):
         if name != "flipped":   # status, like etcdctl's, reads pages without the trailer check
             assert rusd("snapshot", "status", path, check=False).returncode != 0, name
     assert not [n for n in os.listdir(workdir) if "restoring" in n]
+
+
+def test_auth_enabled_carries_over(workdir):
+    """etcd with auth on → rusd → etcd: each restored server refuses an anonymous read and
+    serves root with its password (bcrypt hash carried over)."""
+    root = "--user=root:rootpw"
+    source = Server("etcd")
+    source.start()
+    try:
+        ep = source.endpoint
+        etcdctl(ep, "user", "add", "root", "--new-user-password=rootpw")
+        etcdctl(ep, "user", "grant-role", "root", "root")
+        etcdctl(ep, "put", "/secret", "s3")
+        etcdctl(ep, "auth", "enable")
+        first = os.path.join(workdir, "etcd-auth.db")
+        etcdctl(ep, root, "snapshot", "save", first)
+    finally:
+        source.stop()
+
+    def check(server: Server, where: str) -> None:
+        anonymous = etcdctl(server.endpoint, "get", "/secret", check=False)
+        assert anonymous.returncode != 0, f"{where}: anonymous read allowed: {anonymous.stdout}"
+        got = etcdctl(server.endpoint, root, "get", "/secret", "--print-value-only").stdout.strip()
+        assert got == "s3", where
+
+    engine = rusd_engines()[0]
+    server = rusd_from(first, os.path.join(workdir, "rusd-auth"), engine)
+    server.start()
+    try:
+        check(server, f"rusd {engine} from etcd")
+        second = os.path.join(workdir, "rusd-auth.db")
+        etcdctl(server.endpoint, root, "snapshot", "save", second)
+    finally:
+        server.stop()
+    back = etcd_from(second, os.path.join(workdir, "etcd-auth"))
+    back.start()
+    try:
+        check(back, "etcd from rusd")
+    finally:
+        back.stop()
