@@ -359,3 +359,60 @@ def test_gateway_auth(pair, ns):
     g.call("Auth.AuthDisable", "/v3/auth/disable", {}, token=alice)                          # denied
     g.call("Auth.AuthDisable", "/v3/auth/disable", {}, token=root)
     g.call("KV.Range", "/v3/kv/range", {"key": b64(ns + "k")})
+
+
+# -- TLS --------------------------------------------------------------------------------------
+
+from test_tls import launch, pki  # noqa: E402,F401  (fixtures: a throwaway PKI, servers by PID)
+
+
+def _curl(url: str, path: str, body: str, tls: list[str], *extra: str) -> tuple[int, str, str]:
+    """curl's exit code, HTTP status + version, and body (JSON with header ids hidden)."""
+    import subprocess
+    r = subprocess.run(["curl", "-sS", "--max-time", "2", *tls, *extra, "-X", "POST", "-d", body,
+                        "-w", "\n%{http_code} %{http_version}", f"{url}{path}"],
+                       capture_output=True, text=True, timeout=20)
+    text, _, status = r.stdout.rpartition("\n")
+    lines = []
+    for line in text.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            lines.append(line)
+            continue
+        inner = doc.get("result", doc)
+        for key in ("cluster_id", "member_id", "raft_term"):
+            inner.get("header", {}).pop(key, None)
+        lines.append(doc)
+    # exit 28: --max-time ended a stream that stays open (Watch), as intended
+    return r.returncode if r.returncode != 28 else 0, status, json.dumps(lines, sort_keys=True)
+
+
+@pytest.mark.rpc("gateway TLS")
+def test_gateway_over_tls_with_client_certs(pki, launch):
+    import shutil
+    if shutil.which("curl") is None:
+        pytest.skip("needs curl")
+    from servers import rusd_bin
+    if rusd_bin() is None:
+        pytest.skip("needs RUSD_BIN")
+    tls_args = ["--cert-file", str(pki / "server.crt"), "--key-file", str(pki / "server.key"),
+                "--trusted-ca-file", str(pki / "ca.crt"), "--client-cert-auth"]
+    good = (str(pki / "client.crt"), str(pki / "client.key"))
+    cert = ["--cacert", str(pki / "ca.crt"), "--cert", good[0], "--key", good[1]]
+    results = {}
+    for kind in ("etcd", "rusd"):
+        url = launch(kind, ["https"], tls_args, client_cert=good).urls[0]
+        out = []
+        for version in ("--http1.1", "--http2"):
+            out.append(_curl(url, "/v3/kv/put", json.dumps({"key": b64("k"), "value": b64(version)}),
+                             cert, version))
+            out.append(_curl(url, "/v3/kv/range", json.dumps({"key": b64("k")}), cert, version))
+            out.append(_curl(url, "/v3/watch", json.dumps({"create_request": {"key": b64("k"),
+                                                                              "start_revision": "2"}}),
+                             cert, version))
+        out.append(_curl(url, "/v3/kv/range", json.dumps({"key": b64("k")}),
+                         ["--cacert", str(pki / "ca.crt")], "--http1.1")[0] != 0)   # no client cert
+        results[kind] = out
+    assert results["rusd"] == results["etcd"], (results["etcd"], results["rusd"])
+    assert all(o[0] == 0 for o in results["etcd"][:-1]) and results["etcd"][-1] is True

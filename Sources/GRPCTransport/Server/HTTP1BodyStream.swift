@@ -2,8 +2,7 @@ import NIOCore
 import NIOHTTP1
 
 /// A response body produced over time (e.g. newline-delimited JSON from a streaming call),
-/// sent with chunked transfer encoding as it comes. HTTP/1.1 only: over HTTP/2 the response
-/// ends after the head with an empty body.
+/// sent as it comes: with chunked transfer encoding over HTTP/1.1, as DATA frames over HTTP/2.
 public struct HTTP1BodyStream: Sendable {
     /// Runs once, on the connection's event loop, after the response head was written.
     public var start: @Sendable (HTTP1BodyWriter) -> Void
@@ -15,46 +14,59 @@ public struct HTTP1BodyStream: Sendable {
 
 /// Writes the parts of an `HTTP1BodyStream`. Callable from any thread; writes happen on the
 /// connection's event loop in the order they were made. After `finish` or once the
-/// connection closed, writes are ignored.
+/// connection (or HTTP/2 stream) closed, writes are ignored.
 ///
-/// Invariant: `finished` and `onClose` are touched on `eventLoop` only (entry points hop).
+/// Invariant: `finished`, `closed` and `onClose` are touched on `eventLoop` only (entry points
+/// hop), which makes the `@unchecked Sendable` sound.
 public final class HTTP1BodyWriter: @unchecked Sendable {
     public let eventLoop: any EventLoop
-    private let channel: any Channel
-    private let ended: @Sendable () -> Void
+    private let sendPart: (ByteBuffer, (@Sendable () -> Void)?) -> Void
+    private let sendEnd: () -> Void
     private var finished = false
     private var closed = false
     private var onClose: (@Sendable () -> Void)?
 
-    /// `ended` runs once on the event loop after `finish` wrote the last chunk.
-    init(channel: any Channel, ended: @escaping @Sendable () -> Void) {
-        self.channel = channel
-        self.eventLoop = channel.eventLoop
-        self.ended = ended
+    /// `sendPart` writes one part and calls its callback once the bytes left (or cannot);
+    /// `sendEnd` ends the body. Both are called on `eventLoop`, never after the end.
+    init(eventLoop: any EventLoop, sendPart: @escaping (ByteBuffer, (@Sendable () -> Void)?) -> Void,
+         sendEnd: @escaping () -> Void) {
+        self.eventLoop = eventLoop
+        self.sendPart = sendPart
+        self.sendEnd = sendEnd
     }
 
-    /// Sends `bytes` as one chunk (flushed). `written` runs on the event loop once the bytes
-    /// were handed to the socket or could not be (the connection closed).
+    /// An HTTP/1.1 body on `channel` (behind NIOHTTP1's response encoder); `ended` runs on the
+    /// event loop once the last chunk was written.
+    static func http1(channel: any Channel, ended: @escaping @Sendable () -> Void) -> HTTP1BodyWriter {
+        HTTP1BodyWriter(eventLoop: channel.eventLoop, sendPart: { bytes, written in
+            let done = channel.writeAndFlush(NIOAny(HTTPServerResponsePart.body(.byteBuffer(bytes))))
+            if let written { done.whenComplete { _ in written() } }
+        }, sendEnd: {
+            channel.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil))).whenComplete { _ in ended() }
+        })
+    }
+
+    /// Sends `bytes` as one part (flushed). `written` runs on the event loop once the bytes
+    /// were handed on or could not be (the connection closed).
     public func write(_ bytes: ByteBuffer, written: (@Sendable () -> Void)? = nil) {
         onLoop { [self] in
             guard !finished else { written?(); return }
-            let done = channel.writeAndFlush(NIOAny(HTTPServerResponsePart.body(.byteBuffer(bytes))))
-            if let written { done.whenComplete { _ in written() } }
+            sendPart(bytes, written)
         }
     }
 
-    /// Ends the body (the last chunk). Only the first call counts.
+    /// Ends the body. Only the first call counts.
     public func finish() {
         onLoop { [self] in
             guard !finished else { return }
             finished = true
             onClose = nil
-            channel.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil))).whenComplete { [ended] _ in ended() }
+            sendEnd()
         }
     }
 
-    /// Sets the callback run (once, on the event loop) if the connection closes before
-    /// `finish`; runs it now if that already happened.
+    /// Sets the callback run (once, on the event loop) if the connection or stream closes
+    /// before `finish`; runs it now if that already happened.
     public func setOnClose(_ callback: @escaping @Sendable () -> Void) {
         onLoop { [self] in
             if closed { return callback() }
@@ -63,7 +75,7 @@ public final class HTTP1BodyWriter: @unchecked Sendable {
         }
     }
 
-    /// The connection closed (on the event loop).
+    /// The connection or stream closed (on the event loop).
     func connectionClosed() {
         closed = true
         guard !finished else { return }
@@ -75,5 +87,36 @@ public final class HTTP1BodyWriter: @unchecked Sendable {
 
     private func onLoop(_ body: @escaping @Sendable () -> Void) {
         if eventLoop.inEventLoop { body() } else { eventLoop.execute(body) }
+    }
+}
+
+extension ServerCall {
+    /// Starts `stream` as the body of a plain HTTP/2 response (on the event loop, after
+    /// `respondPlain` submitted the head): each part is queued as DATA, the end of the body
+    /// ends the stream. Parts count as written once queued (HTTP/2 flow control holds them).
+    func startPlainBodyStream(_ stream: HTTP1BodyStream) {
+        plainStreamOpen = true
+        let writer = HTTP1BodyWriter(eventLoop: eventLoop, sendPart: { [self] bytes, written in
+            if !closed {
+                pending.append(bytes)
+                resumePlainData()
+            }
+            written?()
+        }, sendEnd: { [self] in
+            plainStreamOpen = false
+            plainBodyWriter = nil
+            if !closed { resumePlainData() }
+        })
+        plainBodyWriter = writer
+        stream.start(writer)
+    }
+
+    private func resumePlainData() {
+        guard let connection else { return }
+        if deferred {
+            deferred = false
+            connection.resumeData(self)
+        }
+        connection.scheduleFlush()
     }
 }

@@ -164,7 +164,7 @@ final class HTTP1ServerHandler: ChannelInboundHandler {
         context.flush()
         responding = true
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        let writer = HTTP1BodyWriter(channel: context.channel) {
+        let writer = HTTP1BodyWriter.http1(channel: context.channel) {
             let (handler, context) = bound.value
             handler.bodyWriter = nil
             handler.responding = false

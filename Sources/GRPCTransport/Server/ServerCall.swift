@@ -30,6 +30,9 @@ final class ServerCall: @unchecked Sendable {
     /// A plain (non-gRPC) HTTP/2 request, served by the configured `HTTP1Handler`.
     var plainHTTP = false
     var plainResponse = false
+    /// A plain response whose body is still being produced (`HTTP1Response.bodyStream`).
+    var plainStreamOpen = false
+    var plainBodyWriter: HTTP1BodyWriter?
     var plainBodyTooLarge = false
     var contentType = ""
     var encoding: String?
@@ -176,6 +179,7 @@ final class ServerCall: @unchecked Sendable {
         headersSubmitted = true
         pending = PendingData(ByteBuffer(bytes: response.body))
         connection.submitPlainResponse(self, response)
+        if let stream = response.bodyStream { startPlainBodyStream(stream) }
         connection.scheduleFlush()
     }
 
@@ -183,6 +187,8 @@ final class ServerCall: @unchecked Sendable {
     func closedByTransport() {
         guard !closed else { return }
         closed = true
+        plainBodyWriter?.connectionClosed()
+        plainBodyWriter = nil
         cancelDeadline()
         let wasFinished = finished
         finished = true
@@ -240,7 +246,12 @@ final class ServerCall: @unchecked Sendable {
         }
         if pending.readableBytes == 0 {
             if plainResponse {
-                flags.pointee |= H2.eof
+                if !plainStreamOpen {
+                    flags.pointee |= H2.eof
+                } else if count == 0 {
+                    deferred = true
+                    return H2.deferred
+                }
             } else if let status = trailerStatus {
                 flags.pointee |= H2.eof | H2.noEndStream
                 let rv: Int32

@@ -391,14 +391,14 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
 
     func submitPlainResponse(_ call: ServerCall, _ response: HTTP1Response) {
         guard let session else { return }
-        var headers = [(":status", String(response.status)), ("content-type", response.contentType),
-                       ("content-length", String(response.body.count))]
+        var headers = [(":status", String(response.status)), ("content-type", response.contentType)]
+        if response.bodyStream == nil { headers.append(("content-length", String(response.body.count))) }
         for (name, value) in response.headers { headers.append((name.lowercased(), value)) }
         var provider = nghttp2_data_provider(
             source: nghttp2_data_source(ptr: Unmanaged.passUnretained(call).toOpaque()),
             read_callback: serverDataSourceRead)
         _ = withHeaderList(headers) { nva, count in
-            if response.body.isEmpty {
+            if response.body.isEmpty && response.bodyStream == nil {
                 return nghttp2_submit_response(session, call.streamID, nva, count, nil)
             }
             return nghttp2_submit_response(session, call.streamID, nva, count, &provider)
