@@ -26,7 +26,7 @@ for tool in etcdctl curl python3; do
 done
 
 # Flags of other tools that README.md and docs/ name (etcdctl, kube-apiserver, curl, swift,
-# rusd-compare, useradd...; and etcd flags that rusd does not accept, named as such). A rusd flag
+# rusd-compare, useradd, setpriv...; and etcd flags that rusd does not accept, named as such). A rusd flag
 # must never be listed here.
 FOREIGN_FLAGS="endpoints rev lease prefix keys-only physical cacert cert key dest-insecure-transport
 dest-cacert dest-cert dest-key dest-prefix no-dest-prefix command-timeout write-out
@@ -39,7 +39,8 @@ keepalive-timeout debug cluster watch-cache watch-cache-sizes storage-backend fe
 etcd-servers-overrides etcd-healthcheck-timeout etcd-db-metric-poll-interval
 encryption-provider-config fail silent max-time data
 heartbeat-interval election-timeout snapshot-count enable-v2 peer-cert-file peer-key-file
-peer-trusted-ca-file peer-client-cert-auth metrics"
+peer-trusted-ca-file peer-client-cert-auth metrics reuid regid clear-groups bounding-set inh-caps
+ambient-caps no-new-privs"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/rusd-check-docs.XXXXXX")"
 rusd_pid=""
