@@ -27,6 +27,7 @@ public struct EtcdError: Error, Sendable, Hashable, CustomStringConvertible {
     public static let keyNotFound = EtcdError(.invalidArgument, "etcdserver: key not found")
     public static let valueProvided = EtcdError(.invalidArgument, "etcdserver: value is provided")
     public static let leaseProvided = EtcdError(.invalidArgument, "etcdserver: lease is provided")
+    public static let invalidSortOption = EtcdError(.invalidArgument, "etcdserver: invalid sort option")
     public static let tooManyOps = EtcdError(.invalidArgument, "etcdserver: too many operations in txn request")
     public static let duplicateKey = EtcdError(.invalidArgument, "etcdserver: duplicate key given in txn request")
     public static let compacted = EtcdError(.outOfRange, "etcdserver: mvcc: required revision has been compacted")

@@ -31,6 +31,12 @@ public final class Lessor: Sendable {
         self.minTTL = minTTL
     }
 
+    /// `ttl` seconds after `start`, the TTL taken within 0 ... `maxTTL` (a record read back
+    /// from disk is not trusted to be), so the nanosecond arithmetic stays far from overflow.
+    static func deadline(_ start: DispatchTime, _ ttl: Int64) -> DispatchTime {
+        start + .seconds(Int(min(max(ttl, 0), maxTTL)))
+    }
+
     static func recordKey(_ id: Int64) -> [UInt8] {
         var k: [UInt8] = [StorageLayout.leasePrefix]
         withUnsafeBytes(of: UInt64(bitPattern: id).bigEndian) { k.append(contentsOf: $0) }
@@ -49,7 +55,7 @@ public final class Lessor: Sendable {
                 }
                 let id = Int64(bitPattern: UInt64(bigEndian: k.loadUnaligned(fromByteOffset: 1, as: UInt64.self)))
                 let ttl = Int64(bitPattern: UInt64(littleEndian: v.loadUnaligned(as: UInt64.self)))
-                leases[id] = Lease(ttl: ttl, deadline: now + .seconds(Int(ttl)))
+                leases[id] = Lease(ttl: ttl, deadline: Lessor.deadline(now, ttl))
                 return true
             }
         } catch let e as EtcdError {
@@ -80,7 +86,7 @@ public final class Lessor: Sendable {
         let ttl = max(requested, minTTL)
         try table.withLock { (t) throws(EtcdError) in
             if t[id] != nil { throw .leaseExists }
-            t[id] = Lease(ttl: ttl, deadline: .now() + .seconds(Int(ttl)))
+            t[id] = Lease(ttl: ttl, deadline: Lessor.deadline(.now(), ttl))
         }
         var v: [UInt8] = []
         withUnsafeBytes(of: UInt64(bitPattern: ttl).littleEndian) { v.append(contentsOf: $0) }
@@ -103,7 +109,7 @@ public final class Lessor: Sendable {
     func renew(_ id: Int64) -> Int64? {
         table.withLock { t in
             guard var l = t[id], !l.revoking, l.deadline > .now() else { return nil }
-            l.deadline = .now() + .seconds(Int(l.ttl))
+            l.deadline = Lessor.deadline(.now(), l.ttl)
             t[id] = l
             return l.ttl
         }

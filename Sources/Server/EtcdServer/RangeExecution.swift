@@ -17,7 +17,9 @@ enum RangeExecution {
             || r.minCreateRevision != 0 || r.maxCreateRevision != 0 {
             limit = 0
         }
-        if limit > 0 { limit += 1 }
+        // One more than asked, to tell whether there is `more` (a client's Int64.max stays
+        // Int.max: no store holds that many keys).
+        if limit > 0 && limit < Int.max { limit += 1 }
         let span = KeySpan.etcd(key: Array(r.key), rangeEnd: Array(r.rangeEnd))
         let rr = try reader.range(span, RangeOptions(revision: r.revision, limit: limit, countOnly: r.countOnly))
         var kvs = rr.kvs
@@ -40,14 +42,15 @@ enum RangeExecution {
             }
             if order == .descend {
                 kvs.sort { ascending($1, $0) }
-            } else if r.sortTarget != .key {   // key order is the store's order already
+            } else if order == .ascend && r.sortTarget != .key {
+                // Key order is the store's order already; an unknown order sorts nothing (etcd).
                 kvs.sort(by: ascending)
             }
         }
 
         var resp = Etcdserverpb_RangeResponse()
         if r.limit > 0 && kvs.count > Int(clamping: r.limit) {
-            kvs.removeLast(kvs.count - Int(r.limit))
+            kvs.removeLast(kvs.count - Int(clamping: r.limit))
             resp.more = true
         }
         resp.header.revision = rr.revision

@@ -3,8 +3,12 @@ import EtcdProto
 /// The checks etcd's gRPC layer makes before a request enters the log (etcd's v3rpc/key.go),
 /// with etcd's errors, plus the request size limit (--max-request-bytes).
 enum RequestValidation {
+    /// A sort target outside its enum is refused as etcd 3.5's checkRangeRequest does (etcd
+    /// 3.4.23 dies on one: no sort function in its applier). An unknown sort order is served
+    /// as 3.4 serves it (unsorted, limit applied), which 3.4 does without dying.
     static func check(_ r: Etcdserverpb_RangeRequest) throws(EtcdError) {
         if r.key.isEmpty { throw .emptyKey }
+        if case .UNRECOGNIZED = r.sortTarget { throw .invalidSortOption }
     }
 
     static func check(_ r: Etcdserverpb_PutRequest) throws(EtcdError) {

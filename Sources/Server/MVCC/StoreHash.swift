@@ -30,6 +30,8 @@ extension MVCCStore {
     /// the compaction revision: rusd hashes those. The result depends only on the logical
     /// history, not on how far a physical compaction has got.
     ///
+    /// A negative `revision` hashes no record (etcd: nothing is below it), only "key".
+    ///
     /// Errors: `revision` > 0 and <= the compaction revision → `.compacted`; above the current
     /// revision → `.futureRevision`.
     public func hashKV(revision: Int64) throws(MVCCError) -> KVHash {
@@ -38,6 +40,12 @@ extension MVCCStore {
         let (current, compacted) = try Self.revisions(of: view)
         if revision > 0 && revision <= compacted { throw .compacted }
         if revision > current { throw .futureRevision }
+        if revision < 0 {
+            // etcd hashes the records below main revision `revision` + 1: none.
+            var crc = CRC32C()
+            crc.update(Array("key".utf8))
+            return KVHash(hash: crc.value, currentRevision: current, compactRevision: compacted > 0 ? compacted : -1)
+        }
         let upper = revision > 0 ? revision : current
         let range = StorageLayout.revisionRange(fromMain: 0, throughMain: upper)
 

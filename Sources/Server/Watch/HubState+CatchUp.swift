@@ -38,6 +38,9 @@ extension HubState {
                 _ = w.session.enqueue(r, bounded: false)
                 if let s = sessions[ObjectIdentifier(w.session)] { remove(w, from: s) }
             } else {
+                // etcd reads the history of a negative start revision as an empty range (its
+                // key sorts above every stored revision) and syncs the watcher at `current`.
+                if w.next < 0 { w.next = current &+ 1 }
                 live.append(w)
             }
         }
