@@ -91,7 +91,8 @@ public final class GRPCServer: Sendable {
                     }
                     try sync.addHandler(ProtocolSniffer(
                         makeHTTP2Handler: { ServerConnectionHandler(services: services, configuration: configuration, inboxes: inboxes) },
-                        http1Handler: configuration.http1Handler))
+                        http1Handler: configuration.http1Handler,
+                        handshakeTimeout: configuration.limits.handshakeTimeout))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)

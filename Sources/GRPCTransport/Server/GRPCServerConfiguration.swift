@@ -13,6 +13,8 @@ public struct GRPCServerConfiguration: Sendable {
     public var connectionWindowSize: Int32 = 4 << 20
     /// Server keepalive and the client ping policy.
     public var keepalive = Keepalive()
+    /// What one connection may cost the server (see `Limits`).
+    public var limits = Limits()
     /// Response-stream backpressure thresholds (see `ServerStream`). Small, so that a stream
     /// whose client reads slowly holds little encoded data of its own: producers that can
     /// wait (Watch, Snapshot) keep their backlog in their own, shared form instead (the watch
@@ -44,6 +46,39 @@ public struct GRPCServerConfiguration: Sendable {
         /// Whether clients may ping while they have no active stream at the min interval
         /// (grpc-go's PermitWithoutStream; etcd: false, then such pings are allowed every 2h).
         public var permitWithoutStream = false
+
+        public init() {}
+    }
+}
+
+extension GRPCServerConfiguration {
+    /// Per-connection bounds that keep one misbehaving client from starving the others.
+    /// A peer that exceeds one gets GOAWAY ENHANCE_YOUR_CALM (or a stream reset where HTTP/2
+    /// says so) and its memory is released when it goes.
+    public struct Limits: Sendable {
+        /// SETTINGS_MAX_HEADER_LIST_SIZE, advertised and enforced (RFC 9113 size: name + value +
+        /// 32 per field, after HPACK decoding, so a small compressed block that expands past it
+        /// is refused). A request over it is reset with FRAME_SIZE_ERROR, as grpc-go does.
+        /// grpc-go's default is 16 MiB; ours is the 16 KiB gRPC core enforces: etcd clients
+        /// send a few hundred bytes, and the header list of every open stream is held.
+        public var maxHeaderListSize = 16 << 10
+        /// The client must complete the HTTP/2 handshake (preface and SETTINGS) within this
+        /// long, else the connection is closed (grpc-go's ConnectionTimeout, default 120 s).
+        public var handshakeTimeout: TimeAmount = .seconds(120)
+        /// Frames that make no progress (SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM, empty
+        /// DATA, oversized header lists) accepted in a row while neither side sends a request or
+        /// response byte; one more gets GOAWAY ENHANCE_YOUR_CALM.
+        public var maxFramesWithoutProgress = 1000
+        /// Requests started, and time spent, while handling one read event: past either, the
+        /// rest of the bytes read wait for a later event-loop turn, after the loop has served its
+        /// other connections, so one pipelining connection cannot hold its loop.
+        public var maxRequestsPerRead = 128
+        public var maxTimePerRead: TimeAmount = .milliseconds(5)
+        /// Unary response bytes a connection may hold unsent (its peer's flow-control window
+        /// closed or its socket full). Beyond it, new unary requests wait until the peer reads...
+        public var maxQueuedResponseBytes = 32 << 20
+        /// ...and at most this many may wait; one more gets GOAWAY ENHANCE_YOUR_CALM.
+        public var maxWaitingRequests = 1024
 
         public init() {}
     }

@@ -3,7 +3,8 @@ import NIOHTTP1
 
 /// The first handler of a plain or decrypted connection: reads until it can tell the HTTP/2
 /// connection preface from an HTTP/1.x request, then installs the gRPC (HTTP/2) handler or
-/// NIOHTTP1 with the HTTP/1.1 handler, and replays the bytes read so far.
+/// NIOHTTP1 with the HTTP/1.1 handler, and replays the bytes read so far. A client that has
+/// not sent enough to decide within `handshakeTimeout` is disconnected (slowloris).
 final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -12,10 +13,24 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private var buffered: ByteBuffer?
     private let makeHTTP2Handler: () -> ServerConnectionHandler
     private let http1Handler: HTTP1Handler?
+    private let handshakeTimeout: TimeAmount
+    private var timeout: Scheduled<Void>?
 
-    init(makeHTTP2Handler: @escaping () -> ServerConnectionHandler, http1Handler: HTTP1Handler?) {
+    init(makeHTTP2Handler: @escaping () -> ServerConnectionHandler, http1Handler: HTTP1Handler?,
+         handshakeTimeout: TimeAmount) {
         self.makeHTTP2Handler = makeHTTP2Handler
         self.http1Handler = http1Handler
+        self.handshakeTimeout = handshakeTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        timeout = context.eventLoop.scheduleTask(in: handshakeTimeout) { channel.close(promise: nil) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timeout?.cancel()
+        timeout = nil
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -68,6 +83,8 @@ final class HTTP1ServerHandler: ChannelInboundHandler {
     private let handler: HTTP1Handler?
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
+    /// The request body went past the 1 MiB cap (the rest was not kept).
+    private var bodyTooLarge = false
     private var responding = false
     private var shuttingDown = false
     /// The body stream of the response being sent, if it has one (see `HTTP1BodyStream`).
@@ -98,13 +115,22 @@ final class HTTP1ServerHandler: ChannelInboundHandler {
         case .head(let head):
             self.head = head
             body = []
+            bodyTooLarge = false
         case .body(var chunk):
             if body.count + chunk.readableBytes <= 1 << 20, let bytes = chunk.readBytes(length: chunk.readableBytes) {
                 body += bytes
+            } else {
+                bodyTooLarge = true  // answered 413, as over HTTP/2 (not served truncated)
             }
         case .end:
             guard let head else { return }
             self.head = nil
+            if bodyTooLarge {
+                body = []
+                write(HTTP1Response(status: 413, body: "request body too large\n"), version: head.version,
+                      keepAlive: head.isKeepAlive && !shuttingDown, context: context)
+                return
+            }
             let request = HTTP1Request(method: head.method.rawValue, uri: head.uri,
                                        headers: head.headers.map { ($0.name.lowercased(), $0.value) },
                                        body: body)

@@ -38,6 +38,8 @@ final class ServerCall: @unchecked Sendable {
     var encoding: String?
     var timeout: String?
     var metadata: [String: String] = [:]
+    /// RFC 9113 size of the request header list so far (see `Limits.maxHeaderListSize`).
+    var headerListSize = 0
 
     // Request side.
     var context: CallContext!
@@ -156,6 +158,14 @@ final class ServerCall: @unchecked Sendable {
     private func append(_ message: ByteBuffer) {
         monitor?.sent(messageBytes: max(0, message.readableBytes - 5))  // without the gRPC prefix
         pending.append(message)
+        connection?.queuedResponseBytes += message.readableBytes
+    }
+
+    /// Drops the response bytes not yet taken by HTTP/2 (and their share of the connection's
+    /// queued total).
+    private func dropPending() {
+        connection?.queuedResponseBytes -= pending.readableBytes
+        pending.clear()
     }
 
     /// Submits response headers (first time) or resumes the deferred data provider.
@@ -177,7 +187,9 @@ final class ServerCall: @unchecked Sendable {
         finished = true
         plainResponse = true
         headersSubmitted = true
+        dropPending()
         pending = PendingData(ByteBuffer(bytes: response.body))
+        connection.queuedResponseBytes += pending.readableBytes
         connection.submitPlainResponse(self, response)
         if let stream = response.bodyStream { startPlainBodyStream(stream) }
         connection.scheduleFlush()
@@ -198,6 +210,7 @@ final class ServerCall: @unchecked Sendable {
         if !wasFinished || trailerStatus == nil && pending.readableBytes > 0 {
             observer?.cancelled()
         }
+        dropPending()  // the stream is gone: nothing more will be sent
         if !wasFinished { noteHandled(.cancelled) }
     }
 
@@ -226,7 +239,7 @@ final class ServerCall: @unchecked Sendable {
         guard !finished, !closed else { return }
         discardInput = true
         inbound = nil
-        pending.clear()
+        dropPending()
         finishOnLoop(GRPCStatus(.deadlineExceeded, "context deadline exceeded"))
         let observer = self.observer
         self.observer = nil
@@ -239,6 +252,7 @@ final class ServerCall: @unchecked Sendable {
                   session: OpaquePointer) -> Int {
         let count = pending.read(into: buf, count: length)
         if count > 0 {
+            connection?.queuedResponseBytes -= count
             if observer != nil {
                 drainedSinceNotify += count
                 connection?.noteDrained(self)

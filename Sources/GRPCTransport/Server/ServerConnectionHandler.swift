@@ -2,6 +2,9 @@ import CNghttp2
 import NIOCore
 import NIOSSL
 
+/// A unary (or server-streaming) method's dispatch function (see `MethodHandler.unary`).
+typealias UnaryHandler = @Sendable (ByteBuffer, ServerCall) -> Void
+
 /// Sent down a server connection's pipeline to start a graceful shutdown: GOAWAY, let the
 /// calls in flight finish, then close.
 struct GracefulShutdownEvent: Sendable {}
@@ -46,6 +49,23 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     private let inboxes: LoopInboxes?
     private var inbox: LoopInbox!
 
+    // Limits (see `GRPCServerConfiguration.Limits`).
+    private var handshakeTask: Scheduled<Void>?
+    /// Frames received in a row that made no progress (see `noteFrameWithoutProgress`).
+    private var framesWithoutProgress = 0
+    /// Requests started since the current read event (or resumption) began, and when it began.
+    private var requestsThisRead = 0
+    private var readStarted = NIODeadline.now()
+    /// Set when the next header callback should pause `mem_recv` (see `pauseInputIfRequested`).
+    private var pauseRequested = false
+    /// Received bytes not yet fed to the session (input is paused while this is non-nil).
+    private var heldInput: ByteBuffer?
+    private var resumeScheduled = false
+    /// Response bytes queued in this connection's calls and not yet taken by HTTP/2.
+    var queuedResponseBytes = 0
+    /// Unary requests received while `queuedResponseBytes` was over its limit, in arrival order.
+    private var waitingRequests = CircularBuffer<(ServerCall, ByteBuffer, UnaryHandler)>()
+
     init(services: [String: Service], configuration: GRPCServerConfiguration, inboxes: LoopInboxes? = nil) {
         self.services = services
         self.inboxes = inboxes
@@ -74,6 +94,9 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
             return
         }
         scheduleKeepalive(in: configuration.keepalive.interval)
+        handshakeTask = context.eventLoop.scheduleTask(in: configuration.limits.handshakeTimeout) { [self] in
+            self.context?.close(promise: nil)  // no SETTINGS from the client in time
+        }
         produceOutput()
         flushIfNeeded()
     }
@@ -91,6 +114,9 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     private func tearDown() {
         keepaliveTask?.cancel()
         pingTimeoutTask?.cancel()
+        handshakeTask?.cancel()
+        heldInput = nil
+        waitingRequests.removeAll()
         let open = calls
         calls = [:]
         for call in open.values { call.closedByTransport() }
@@ -101,19 +127,66 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let buffer = unwrapInboundIn(data)
-        guard let session else { return }
+        var buffer = unwrapInboundIn(data)
+        guard session != nil, !closeAfterFlush else { return }
         lastReadTime = .now()
+        if heldInput != nil {
+            // Still working through earlier bytes (reads are off; this one was already under way).
+            heldInput!.writeBuffer(&buffer)
+            return
+        }
+        requestsThisRead = 0
+        feed(buffer)
+        produceOutput()
+    }
+
+    /// Feeds received bytes to the session. A limit may pause it (see `pauseInputIfRequested`):
+    /// the rest is held, reading stops, and `resumeInput` continues once the limit allows.
+    private func feed(_ input: ByteBuffer) {
+        guard let session else { return }
+        var input = input
         inRead = true
-        let rv = buffer.withUnsafeReadableBytes { bytes in
+        readStarted = .now()
+        let rv = input.withUnsafeReadableBytes { bytes in
             nghttp2_session_mem_recv(session, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
         }
         inRead = false
+        pauseRequested = false
         if rv < 0 {
             // Fatal (bad preface, flood, ...): send what nghttp2 queued (GOAWAY), then close.
             closeAfterFlush = true
+            return
         }
+        input.moveReaderIndex(forwardBy: rv)
+        guard input.readableBytes > 0, !closeAfterFlush else { return }
+        heldInput = input
+        setReading(false)
+        scheduleResume()
+    }
+
+    /// Continues with held input on a later event-loop turn, after the loop has served its
+    /// other connections' I/O (a task due now would run before the loop polls again).
+    private func scheduleResume() {
+        guard !resumeScheduled, context?.channel.isWritable == true else { return }  // else: writability resumes
+        resumeScheduled = true
+        eventLoop.scheduleTask(in: .microseconds(50)) { [self] in
+            resumeScheduled = false
+            resumeInput()
+        }
+    }
+
+    private func resumeInput() {
+        guard let input = heldInput, session != nil, context?.channel.isWritable == true else { return }
+        heldInput = nil
+        requestsThisRead = 0
+        feed(input)
+        if heldInput == nil { setReading(true) }
         produceOutput()
+        flushIfNeeded()
+    }
+
+    private func setReading(_ on: Bool) {
+        try? context?.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: on)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -124,6 +197,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
         if context.channel.isWritable {
             produceOutput()
             flushIfNeeded()
+            resumeInput()
         }
         context.fireChannelWritabilityChanged()
     }
@@ -177,6 +251,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
         }
         producing = false
         notifyDrained()
+        startWaitingRequests()
         if let session = self.session, nghttp2_session_want_read(session) == 0
             && nghttp2_session_want_write(session) == 0 {
             closeAfterFlush = true
@@ -241,6 +316,12 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     // MARK: Requests (called from the nghttp2 callbacks)
 
     func beginCall(streamID: Int32) {
+        requestsThisRead += 1
+        let limits = configuration.limits
+        if requestsThisRead > limits.maxRequestsPerRead || context?.channel.isWritable == false
+            || NIODeadline.now() - readStarted > limits.maxTimePerRead {
+            pauseRequested = true  // served on a later turn, or once the peer reads what it was sent
+        }
         calls[streamID] = ServerCall(
             streamID: streamID, connection: self, eventLoop: eventLoop,
             highWatermark: configuration.streamHighWatermark, lowWatermark: configuration.streamLowWatermark)
@@ -343,7 +424,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
                     return
                 }
                 call.requestReceived = true
-                handle(message, call)
+                startUnary(handle, message, call)
             case .bidirectional:
                 guard !call.finished else { return }
                 call.inbound?.onMessage(message)
@@ -411,6 +492,79 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
         }
     }
 
+    // MARK: Limits (see `GRPCServerConfiguration.Limits`)
+
+    /// Runs a unary handler now, or after the connection's queued response bytes fall under
+    /// their limit (a peer that does not read, or holds its windows shut, cannot make the
+    /// server build responses without bound).
+    private func startUnary(_ handle: @escaping UnaryHandler, _ message: ByteBuffer, _ call: ServerCall) {
+        let limits = configuration.limits
+        guard queuedResponseBytes > limits.maxQueuedResponseBytes || !waitingRequests.isEmpty else {
+            handle(message, call)
+            return
+        }
+        guard waitingRequests.count < limits.maxWaitingRequests else {
+            goAway(H2.enhanceYourCalm, "too_many_queued_responses")
+            return
+        }
+        waitingRequests.append((call, message, handle))
+    }
+
+    private func startWaitingRequests() {
+        while !waitingRequests.isEmpty && queuedResponseBytes <= configuration.limits.maxQueuedResponseBytes {
+            let (call, message, handle) = waitingRequests.removeFirst()
+            if !call.closed { handle(message, call) }
+        }
+    }
+
+    /// Called for a new request's header fields: `NGHTTP2_ERR_PAUSE` when `beginCall` asked for
+    /// a pause (the request budget of this turn is spent, or the socket is full), else 0.
+    func pauseInputIfRequested() -> Int32 {
+        guard pauseRequested else { return 0 }
+        pauseRequested = false
+        return H2.pause
+    }
+
+    /// The request's header list passed `maxHeaderListSize`: reset the stream with
+    /// FRAME_SIZE_ERROR (grpc-go's answer) and ignore the rest of its fields.
+    func refuseHeaderList(_ call: ServerCall) -> Int32 {
+        call.discardInput = true
+        call.finished = true
+        call.headersSubmitted = true
+        guard let session, noteFrameWithoutProgress() else { return H2.callbackFailure }
+        nghttp2_submit_rst_stream(session, H2.none, call.streamID, H2.frameSizeError)
+        return H2.temporalCallbackFailure
+    }
+
+    /// A request or response byte moved: the peer is doing real work.
+    func noteProgress() {
+        framesWithoutProgress = 0
+    }
+
+    /// Counts a frame that made no progress; false (after submitting GOAWAY ENHANCE_YOUR_CALM)
+    /// when the peer has sent too many in a row. The callback then fails, ending `mem_recv`.
+    func noteFrameWithoutProgress() -> Bool {
+        framesWithoutProgress += 1
+        guard framesWithoutProgress > configuration.limits.maxFramesWithoutProgress else { return true }
+        goAway(H2.enhanceYourCalm, "too_many_frames_without_progress")
+        return false
+    }
+
+    /// The client's SETTINGS arrived: the handshake is complete.
+    func receivedSettings() {
+        handshakeTask?.cancel()
+        handshakeTask = nil
+    }
+
+    /// Sends GOAWAY with `code` and `debug`, then closes once it is written.
+    private func goAway(_ code: UInt32, _ debug: String) {
+        guard let session, !closeAfterFlush else { return }
+        let bytes = Array(debug.utf8)
+        _ = nghttp2_submit_goaway(session, H2.none, nghttp2_session_get_last_proc_stream_id(session),
+                                  code, bytes, bytes.count)
+        closeAfterFlush = true
+    }
+
     /// After the final HEADERS of a response went out: if the client is still sending, tell it
     /// to stop (RST_STREAM NO_ERROR), as gRPC servers do.
     func sentEndOfStream(streamID: Int32) {
@@ -435,11 +589,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
         if let last = lastPingAt, last + minimum > now {
             pingStrikes += 1
         }
-        if pingStrikes > 2, let session {
-            let debug = Array("too_many_pings".utf8)
-            _ = nghttp2_submit_goaway(session, H2.none, nghttp2_session_get_last_proc_stream_id(session),
-                                      H2.enhanceYourCalm, debug, debug.count)
-            closeAfterFlush = true
+        if pingStrikes > 2 {
+            goAway(H2.enhanceYourCalm, "too_many_pings")
         }
     }
 

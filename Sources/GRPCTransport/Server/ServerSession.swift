@@ -23,6 +23,15 @@ func makeServerSession(for handler: ServerConnectionHandler) -> OpaquePointer? {
     // dials one member (etcdctl endpoint status, defrag, hashkv), and Go's server accepts it,
     // so we do our own request checks instead (see `ServerConnectionHandler.startCall`).
     nghttp2_option_set_no_http_messaging(option, 1)
+    // Flood limits nghttp2 enforces itself (each ends the session with GOAWAY). The values are
+    // nghttp2's defaults, set here so that they are stated and survive a library upgrade:
+    // SETTINGS ACK / PING ACK frames queued for a peer that does not read, entries per SETTINGS
+    // frame, CONTINUATION frames per header block, and the "rapid reset" token bucket (RST_STREAM
+    // from the peer: a burst of 1000, then 33 a second).
+    nghttp2_option_set_max_outbound_ack(option, 1000)
+    nghttp2_option_set_max_settings(option, 32)
+    nghttp2_option_set_max_continuations(option, 8)
+    nghttp2_option_set_stream_reset_rate_limit(option, 1000, 33)
 
     var session: OpaquePointer?
     let userData = Unmanaged.passUnretained(handler).toOpaque()
@@ -35,6 +44,8 @@ func makeServerSession(for handler: ServerConnectionHandler) -> OpaquePointer? {
                                value: configuration.maxConcurrentStreams),
         nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue),
                                value: UInt32(configuration.initialStreamWindowSize)),
+        nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue),
+                               value: UInt32(clamping: configuration.limits.maxHeaderListSize)),
     ]
     nghttp2_submit_settings(session, H2.none, &settings, settings.count)
     nghttp2_session_set_local_window_size(session, H2.none, 0, configuration.connectionWindowSize)
@@ -60,8 +71,15 @@ private func serverOnHeader(_ session: OpaquePointer?, _ frame: UnsafePointer<ng
                             _ value: UnsafePointer<UInt8>?, _ valueLength: Int,
                             _ flags: UInt8, _ userData: UnsafeMutableRawPointer?) -> Int32 {
     let frame = frame!.pointee
+    let handler = connection(userData)
     guard frame.hd.type == H2.headers, frame.headers.cat == H2.requestCategory,
-          let call = connection(userData).calls[frame.hd.stream_id] else { return 0 }
+          let call = handler.calls[frame.hd.stream_id] else { return 0 }
+    // RFC 9113 6.5.2 size, counted after HPACK decoding: a bomb (one large dynamic-table entry
+    // referenced many times) is stopped here, before its fields are copied.
+    call.headerListSize += nameLength + valueLength + 32
+    if call.headerListSize > handler.configuration.limits.maxHeaderListSize {
+        return handler.refuseHeaderList(call)
+    }
     func text(_ p: UnsafePointer<UInt8>?, _ n: Int) -> String {
         String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
     }
@@ -71,7 +89,7 @@ private func serverOnHeader(_ session: OpaquePointer?, _ frame: UnsafePointer<ng
         } else if bytesEqual(name, nameLength, ":method") {
             call.httpMethod = text(value, valueLength)
         }
-        return 0
+        return handler.pauseInputIfRequested()
     }
     if bytesEqual(name, nameLength, "content-type") {
         // The usual value as a literal: no string to allocate per call.
@@ -86,13 +104,14 @@ private func serverOnHeader(_ session: OpaquePointer?, _ frame: UnsafePointer<ng
     } else {
         let key = text(name, nameLength)
         let value = text(value, valueLength)
-        if let existing = call.metadata[key] {
-            call.metadata[key] = existing + "," + value
+        if call.metadata[key] != nil {
+            call.metadata[key]!.append(",")  // in place: repeated names cost linear time
+            call.metadata[key]!.append(value)
         } else {
             call.metadata[key] = value
         }
     }
-    return 0
+    return handler.pauseInputIfRequested()
 }
 
 private func serverOnFrameRecv(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
@@ -101,10 +120,16 @@ private func serverOnFrameRecv(_ session: OpaquePointer?, _ frame: UnsafePointer
     let handler = connection(userData)
     switch frame.hd.type {
     case H2.headers:
+        handler.noteProgress()
         guard let call = handler.calls[frame.hd.stream_id] else { return 0 }
         if frame.headers.cat == H2.requestCategory { handler.startCall(call) }
         if frame.hd.flags & H2.endStream != 0 { handler.receivedEndOfStream(call) }
     case H2.data:
+        if frame.hd.length == 0 && frame.hd.flags & H2.endStream == 0 {
+            if !handler.noteFrameWithoutProgress() { return H2.callbackFailure }
+        } else {
+            handler.noteProgress()
+        }
         guard let call = handler.calls[frame.hd.stream_id] else { return 0 }
         handler.receivedData(call)
         if frame.hd.flags & H2.endStream != 0 { handler.receivedEndOfStream(call) }
@@ -114,6 +139,11 @@ private func serverOnFrameRecv(_ session: OpaquePointer?, _ frame: UnsafePointer
         } else {
             handler.receivedPing()
         }
+    case H2.settings:
+        if frame.hd.flags & H2.ack == 0 { handler.receivedSettings() }
+        if !handler.noteFrameWithoutProgress() { return H2.callbackFailure }
+    case H2.windowUpdate, H2.priority, H2.rstStream:
+        if !handler.noteFrameWithoutProgress() { return H2.callbackFailure }
     default:
         break
     }
@@ -144,6 +174,7 @@ private func serverOnFrameSend(_ session: OpaquePointer?, _ frame: UnsafePointer
     if frame.hd.type == H2.headers || frame.hd.type == H2.data {
         let handler = connection(userData)
         handler.resetPingStrikes = true
+        handler.noteProgress()
         if frame.hd.type == H2.headers && frame.hd.flags & H2.endStream != 0 {
             handler.sentEndOfStream(streamID: frame.hd.stream_id)
         }

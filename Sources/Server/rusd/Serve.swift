@@ -19,6 +19,7 @@ private let grpcOverheadBytes = 512 * 1024
 /// gracefully: stop accepting, GOAWAY and drain in-flight calls, finish accepted writes, close
 /// the engine.
 func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> Never {
+    fixMallocMmapThreshold()  // memory a disconnected client made us allocate goes back
     let identity = MemberIdentity(peerURLs: config.advertisePeerURLs.map(\.description),
                                   clusterToken: config.initialClusterToken)
     var serverConfig = EtcdServerConfig(clusterID: identity.clusterID, memberID: identity.memberID)
