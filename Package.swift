@@ -173,6 +173,14 @@ let package = Package(
         .testTarget(name: "BBoltTests", dependencies: ["BBolt"], path: "Tests/BBoltTests"),
         .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Engines", "InMemoryEngine"], path: "Tests/MVCCTests"),
         .testTarget(name: "WatchTests", dependencies: ["WatchHub", "MVCC", "InMemoryEngine"], path: "Tests/WatchTests"),
+        // Fuzz targets (Tests/Fuzz/Targets), replayed over the committed corpus by FuzzReplayTests;
+        // the libFuzzer driver is added below only when RUSD_FUZZ is set (scripts/fuzz.sh).
+        .target(name: "FuzzTargets", dependencies: [
+            "EngineAPI", "LSMEngine", "LMDBEngine", "EtcdServer", "EtcdProto", "InMemoryEngine",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ], path: "Tests/Fuzz/Targets"),
+        .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets", "EngineAPI", "LSMEngine", "LMDBEngine"],
+                    path: "Tests/FuzzReplayTests"),
         .testTarget(name: "ServerTests", dependencies: [
             "EtcdServer", "EtcdAPI", "MVCC", "Engines", "InMemoryEngine", "EtcdSnapshot",
             .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -180,3 +188,11 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// libFuzzer driver: only in the package when RUSD_FUZZ is set, so that `swift build` and
+// `swift test` never see it. scripts/fuzz.sh builds it with coverage instrumentation and the
+// address sanitizer into .build-fuzz and links libFuzzer without its main (FuzzMain.swift).
+if Context.environment["RUSD_FUZZ"] != nil {
+    package.targets.append(.executableTarget(name: "rusd-fuzz", dependencies: ["FuzzTargets"], path: "Tests/Fuzz/Main",
+                                             swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+}

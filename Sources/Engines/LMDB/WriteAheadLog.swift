@@ -18,8 +18,8 @@ import EngineAPI
 // deletion made durable (directory fsync) before the next, so that a segment on disk is never
 // older than one already deleted. Recovery applies every remaining segment in order; applying
 // a segment that LMDB already holds is harmless because every later segment is applied after it.
-enum WriteAheadLog {
-    static let batchRecord: UInt8 = 1
+package enum WriteAheadLog {
+    package static let batchRecord: UInt8 = 1
     static let segmentPrefix = "wal-"
     static let segmentSuffix = ".log"
     /// Space reserved ahead of appends, so that most syncs do not extend the file.
@@ -43,7 +43,7 @@ enum WriteAheadLog {
     }
 
     /// Appends the framed record of `batch` to `out`.
-    static func appendRecord(_ batch: WriteBatch, to out: inout [UInt8]) {
+    package static func appendRecord(_ batch: WriteBatch, to out: inout [UInt8]) {
         let start = RecordLog.beginRecord(type: batchRecord, in: &out)
         out.appendVarint(UInt64(batch.count))
         for op in batch.operations {
@@ -63,7 +63,7 @@ enum WriteAheadLog {
     /// Every batch of the segment at `path`, in order. A torn tail ends the segment; damage in
     /// the middle, a record of another type or a malformed batch throws `.corruption` naming
     /// the file and offset.
-    static func readSegment(_ path: String) throws -> [WriteBatch] {
+    package static func readSegment(_ path: String) throws -> [WriteBatch] {
         let data = try PosixFiles.readFile(path)
         var batches: [WriteBatch] = []
         let corruption = { (offset: Int, message: String) -> EngineError in
@@ -81,7 +81,7 @@ enum WriteAheadLog {
         return batches
     }
 
-    static func decode(_ payload: UnsafeRawBufferPointer) -> WriteBatch? {
+    package static func decode(_ payload: UnsafeRawBufferPointer) -> WriteBatch? {
         var reader = ByteReader(payload)
         guard let count = reader.varint(), count <= UInt64(payload.count) else { return nil }
         var batch = WriteBatch()

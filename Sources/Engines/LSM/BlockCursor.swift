@@ -137,7 +137,7 @@ final class BlockCursor {
         guard let r = b.restartInterval(for: target) else { return fail() }
         guard parseRestart(b, r) else { return false }
         while compareInternalKeys(key, target) < 0 {
-            if nextOffset >= b.dataLimit { return invalidate() }
+            if nextOffset >= b.dataLimit { return end(b) }
             guard parseNext(b) else { return false }
         }
         return true
@@ -152,8 +152,15 @@ final class BlockCursor {
 
     func next() -> Bool {
         guard let b = block, isValid else { return true }
-        if nextOffset >= b.dataLimit { return invalidate() }
+        if nextOffset >= b.dataLimit { return end(b) }
         return parseNext(b)
+    }
+
+    /// Past the last entry: the end, unless a restart point was never reached (the last entry
+    /// spans it), which makes the block malformed: a backward scan, starting from that restart
+    /// point, would see other entries than a forward one.
+    @inline(__always) private func end(_ b: Block) -> Bool {
+        restartIndex &+ 1 < b.restartCount ? fail() : invalidate()
     }
 
     func prev() -> Bool {

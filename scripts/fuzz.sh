@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing (libFuzzer) of rusd's own code: the targets in Tests/Fuzz/Targets,
+# driven by Tests/Fuzz/Main (a package target only when RUSD_FUZZ is set). Built with coverage
+# instrumentation and the address sanitizer into .build-fuzz (normal builds are not touched),
+# linked with libFuzzer's no-main runtime from the Swift toolchain.
+#
+#   scripts/fuzz.sh --ci                    every target for 60 s (scripts/test.sh)
+#   scripts/fuzz.sh --long SECONDS [T...]   every (or the named) target for SECONDS each
+#   scripts/fuzz.sh --list                  the target names
+#
+# Each target's corpus: Tests/FuzzCorpus/<target>/ (committed seeds and reproducers, read only)
+# plus .build-fuzz/corpus/<target>/ (what the runs found, kept between runs, not committed).
+# A finding stops with the input saved under .build-fuzz/findings/; fix it, then commit the
+# input as Tests/FuzzCorpus/<target>/repro-<what> so that `swift test` replays it.
+# One fuzzer at a time, niced: the machine is shared.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=60
+case "${1:-}" in
+    --ci) shift ;;
+    --long) seconds="$2"; shift 2 ;;
+    --list) ;;
+    *) echo "usage: $0 --ci | --long SECONDS [target...] | --list" >&2; exit 2 ;;
+esac
+
+toolchain="$(dirname "$(readlink -f "$(command -v swiftc)")")/.."
+runtime="$(ls "$toolchain"/lib/clang/*/lib/linux/libclang_rt.fuzzer_no_main-"$(uname -m)".a 2>/dev/null | head -1)"
+if [[ -z "$runtime" ]]; then
+    echo "fuzz.sh: libclang_rt.fuzzer_no_main not found under $toolchain/lib/clang" >&2
+    exit 1
+fi
+
+export RUSD_FUZZ=1
+# libFuzzer prints the stack of a finding; the Swift backtracer would only add noise under ASan.
+export SWIFT_BACKTRACE=enable=no
+start=$(date +%s)
+mkdir -p .build-fuzz
+if ! nice -n 10 swift build -c release --scratch-path .build-fuzz --product rusd-fuzz \
+        -Xswiftc -sanitize=address \
+        -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp \
+        -Xlinker "$runtime" -Xlinker -lstdc++ > .build-fuzz/build.log 2>&1; then
+    grep -v "Cannot export local symbol" .build-fuzz/build.log | tail -30
+    echo "fuzz.sh: build failed (.build-fuzz/build.log)" >&2
+    exit 1
+fi
+bin=.build-fuzz/release/rusd-fuzz
+echo "== fuzz build: $(( $(date +%s) - start )) s"
+
+all=$(ls Tests/FuzzCorpus | grep -v README)
+if [[ "${1:-}" == "--list" ]]; then echo "$all"; exit 0; fi
+targets=("$@")
+[[ ${#targets[@]} -gt 0 ]] || read -r -a targets <<< "$(echo $all)"
+
+mkdir -p .build-fuzz/findings
+scratch_base=/tmp; [[ -w /dev/shm ]] && scratch_base=/dev/shm
+export RUSD_FUZZ_SCRATCH="$(mktemp -d "$scratch_base/rusd-fuzz-XXXXXX")"
+trap 'rm -rf "$RUSD_FUZZ_SCRATCH"' EXIT
+status=0
+for t in "${targets[@]}"; do
+    [[ -d "Tests/FuzzCorpus/$t" ]] || { echo "fuzz.sh: no target $t" >&2; exit 2; }
+    mkdir -p ".build-fuzz/corpus/$t"
+    log=".build-fuzz/$t.log"
+    echo "== fuzz $t (${seconds} s)"
+    if RUSD_FUZZ_TARGET="$t" nice -n 10 "$bin" ".build-fuzz/corpus/$t" "Tests/FuzzCorpus/$t" \
+            -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+            -artifact_prefix=".build-fuzz/findings/$t-" > "$log" 2>&1; then
+        grep -E '^#[0-9]+ +DONE' "$log" | tail -1 || tail -3 "$log"
+    else
+        status=1
+        grep -E "Fatal error|fuzz finding|ERROR: |SUMMARY|Test unit written" "$log" | head -8
+        echo "fuzz.sh: $t FAILED (full log: $log)"
+    fi
+done
+exit $status
