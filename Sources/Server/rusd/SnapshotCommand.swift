@@ -97,7 +97,7 @@ enum SnapshotCommand {
         let directory = try DataDirectory(path: path, engine: name)
         let engine = try Engines.registry.open(name, directory: directory.storePath)
         do {
-            let restored = try snapshot.restore(into: engine)
+            let restored = try snapshot.restore(into: engine, checksumVerified: true)   // by restore(file:)
             let store = try MVCCStore(engine: engine)
             let hash = try store.hashKV(revision: 0)
             store.close()

@@ -4,8 +4,8 @@
 ///
 /// The meta pages come first in the file but name the root page and the page count, known only
 /// at the end. So a database is written twice with the same input: a dry run (`plan: nil`,
-/// whose sink may ignore the bytes) returns the `Plan`; the real run is given it, writes meta
-/// pages from it, and `finish` throws if the input turned out different.
+/// `sink: nil`: pages are counted, not built) returns the `Plan`; the real run is given it,
+/// writes meta pages from it, and `finish` throws if the input turned out different.
 ///
 /// Layout: pages 0-1 meta, 2 an empty freelist, then every top-level bucket's pages (children
 /// before parents), then the root bucket's pages. Top-level buckets hold plain keys only
@@ -31,8 +31,9 @@ public struct BBoltWriter {
     private var rootEntries = TreeBuilder()
     private var lastBucketName: [UInt8]?
 
-    /// Starts a database; with a `plan`, writes the meta and freelist pages through `sink` now.
-    public init(pageSize: Int = BBoltFormat.defaultPageSize, plan: Plan?, sink: @escaping Sink) throws {
+    /// Starts a database; writes the meta and freelist pages (from `plan`) through `sink` now.
+    /// Without a sink nothing is built: the pass only plans.
+    public init(pageSize: Int = BBoltFormat.defaultPageSize, plan: Plan?, sink: Sink?) throws {
         guard pageSize >= 1024, pageSize <= 65536, pageSize & (pageSize - 1) == 0 else {
             throw BBoltError("page size \(pageSize) is not a power of two in 1024...65536")
         }
@@ -103,15 +104,17 @@ public struct BBoltWriter {
 /// Assigns page ids in file order and serializes pages.
 struct PageEmitter {
     let pageSize: Int
-    let sink: BBoltWriter.Sink
+    let sink: BBoltWriter.Sink?
     var nextPage: UInt64 = 0
 
-    init(pageSize: Int, sink: @escaping BBoltWriter.Sink) {
+    init(pageSize: Int, sink: BBoltWriter.Sink?) {
         self.pageSize = pageSize
         self.sink = sink
     }
 
     mutating func writeMeta(pgid: UInt64, txid: UInt64, plan: BBoltWriter.Plan) throws {
+        nextPage = pgid + 1
+        guard let sink else { return }
         var p = [UInt8](repeating: 0, count: pageSize)
         p.bboltStore(pgid, at: 0)
         p.bboltStore(BBoltFormat.metaFlag, at: 8)
@@ -127,15 +130,15 @@ struct PageEmitter {
         m.bboltAppend(txid)
         m.bboltAppend(BBoltFormat.fnv64a(m[...]))
         p.replaceSubrange(16 ..< 16 + m.count, with: m)
-        nextPage = pgid + 1
         try sink(p)
     }
 
     mutating func writeFreelist(pgid: UInt64) throws {
+        nextPage = pgid + 1
+        guard let sink else { return }
         var p = [UInt8](repeating: 0, count: pageSize)
         p.bboltStore(pgid, at: 0)
         p.bboltStore(BBoltFormat.freelistFlag, at: 8)
-        nextPage = pgid + 1
         try sink(p)
     }
 
@@ -146,6 +149,8 @@ struct PageEmitter {
         let total = dataStart + node.data.count
         let pages = (total + pageSize - 1) / pageSize
         let pgid = nextPage
+        nextPage = pgid + UInt64(pages)
+        guard let sink else { return pgid }
         var p = [UInt8](repeating: 0, count: pages * pageSize)
         p.bboltStore(pgid, at: 0)
         p.bboltStore(isLeaf ? BBoltFormat.leafFlag : BBoltFormat.branchFlag, at: 8)
@@ -166,7 +171,6 @@ struct PageEmitter {
             }
         }
         p.replaceSubrange(dataStart ..< dataStart + node.data.count, with: node.data)
-        nextPage = pgid + UInt64(pages)
         try sink(p)
         return pgid
     }

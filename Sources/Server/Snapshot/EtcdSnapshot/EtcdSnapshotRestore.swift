@@ -24,11 +24,12 @@ extension EtcdSnapshotFile {
     /// version of every key (history and deletions kept), the compaction revisions, the
     /// consistent index (as the applied index), leases, users, roles and the auth switch.
     /// Members are not carried over (rusd's member comes from its flags, as etcdctl snapshot
-    /// restore replaces them). Verifies the SHA-256 trailer first. Batches of about
-    /// `batchBytes`; the last write is synced. On error the engine holds a partial store: the
-    /// caller discards it.
-    public func restore(into engine: any StorageEngine, batchBytes: Int = 4 << 20) throws -> RestoreSummary {
-        try verifyChecksum()
+    /// restore replaces them). Verifies the SHA-256 trailer first unless the caller just did
+    /// (`checksumVerified`). Batches of about `batchBytes`; the last write is synced. On error
+    /// the engine holds a partial store: the caller discards it.
+    public func restore(into engine: any StorageEngine, checksumVerified: Bool = false,
+                        batchBytes: Int = 4 << 20) throws -> RestoreSummary {
+        if !checksumVerified { try verifyChecksum() }
         var summary = RestoreSummary()
         var batch = WriteBatch()
         func put(_ k: [UInt8], _ v: [UInt8]) throws {

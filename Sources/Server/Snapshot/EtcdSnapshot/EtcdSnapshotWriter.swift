@@ -30,16 +30,16 @@ public enum EtcdSnapshotWriter {
     public static func write(engine: any StorageEngine, chunkSize: Int = 32 * 1024,
                              emit: @escaping (_ chunk: [UInt8], _ total: Int) -> Bool) throws -> Int {
         let view = try engine.readView()
-        let plan = try database(view, plan: nil) { _ in }
+        let plan = try database(view, plan: nil, sink: nil)
         let total = Int(plan.pageCount) * BBoltFormat.defaultPageSize + SHA256.digestSize
         let out = ChunkedOutput(chunkSize: chunkSize) { emit($0, total) }
-        try database(view, plan: plan) { page in try out.append(page) }
+        try database(view, plan: plan, sink: { page in try out.append(page) })
         return try out.finish()
     }
 
     /// Builds the database from `view` through one `BBoltWriter`.
     @discardableResult
-    static func database(_ view: any ReadView, plan: BBoltWriter.Plan?, sink: @escaping BBoltWriter.Sink) throws -> BBoltWriter.Plan {
+    static func database(_ view: any ReadView, plan: BBoltWriter.Plan?, sink: BBoltWriter.Sink?) throws -> BBoltWriter.Plan {
         var w = try BBoltWriter(plan: plan, sink: sink)
         let meta = try SnapshotFormat.meta(in: view)
         let auth: AuthState
