@@ -39,6 +39,34 @@ final class AuthStateTests: XCTestCase {
         XCTAssertFalse(s.permits("nobody", .read, key: Array("b".utf8), rangeEnd: []))
     }
 
+    /// A from-key range ([key, end of keyspace), range end [0]) is covered only by permissions
+    /// reaching the end of the keyspace (the check a from-key watch gets).
+    func testFromKeyRangeNeedsAnUnboundedPermission() throws {
+        let s = try state([.userAdd(name: "u", passwordHash: "", noPassword: true), .roleAdd(name: "r"),
+                           perm(.read, "/ro/", "/ro0"), perm(.read, "m", "\u{0}"),
+                           .userGrantRole(user: "u", role: "r")])
+        XCTAssertTrue(s.permits("u", .read, key: Array("/ro/a".utf8), rangeEnd: []))
+        XCTAssertFalse(s.permits("u", .read, key: Array("/ro/".utf8), rangeEnd: [0]), "[/ro/, /ro0) does not reach the end")
+        XCTAssertTrue(s.permits("u", .read, key: Array("m".utf8), rangeEnd: [0]))
+        XCTAssertTrue(s.permits("u", .read, key: Array("zz".utf8), rangeEnd: [0]))
+        XCTAssertFalse(s.permits("u", .read, key: Array("l".utf8), rangeEnd: [0]), "a gap before m")
+        XCTAssertFalse(s.permits("u", .read, key: [0], rangeEnd: [0]), "the whole keyspace")
+    }
+
+    func testSimpleTokensRevocation() {
+        let tokens = SimpleTokens(ttlSeconds: 300)
+        let a1 = tokens.issue(for: "alice"), a2 = tokens.issue(for: "alice"), b = tokens.issue(for: "bob")
+        XCTAssertNotEqual(a1, a2)
+        XCTAssertEqual(tokens.user(for: a1), "alice")
+        XCTAssertNil(tokens.user(for: "not-a-token"))
+        tokens.revokeAll(of: "alice")
+        XCTAssertNil(tokens.user(for: a1))
+        XCTAssertNil(tokens.user(for: a2))
+        XCTAssertEqual(tokens.user(for: b), "bob")
+        tokens.revokeAll()
+        XCTAssertNil(tokens.user(for: b))
+    }
+
     func testPersistedFormRoundTrips() throws {
         let s = try state([.userAdd(name: "u", passwordHash: "$2b$x", noPassword: false), .roleAdd(name: "r"),
                            perm(.readWrite, "a", "\u{0}"), .userGrantRole(user: "u", role: "r")])
