@@ -95,7 +95,7 @@ final class MetricsTests: XCTestCase {
     /// process_* figures come from /proc/self.
     func testProcessMetricsRead() {
         let m = ProcessMetrics.read()
-        XCTAssertGreaterThan(m.residentBytes ?? 0, 1 << 20)
+        XCTAssertGreaterThan(m.residentBytes ?? 0, 1_048_576)
         XCTAssertGreaterThan(m.openFDs ?? 0, 2)
         XCTAssertGreaterThan(m.threads ?? 0, 0)
         let start = m.startTimeSeconds ?? 0

@@ -46,6 +46,7 @@ public enum MaintenanceService {
             .unary("Hash") { (_: Etcdserverpb_HashRequest, context, responder: UnaryResponder<Etcdserverpb_HashResponse>) in
                 guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
                 DispatchQueue.global().async {
+                    let started = ContinuousClock.now
                     let result = Result { () throws(MVCCError) in try server.store.hashAll() }
                         .mapError { EtcdError($0) }
                         .map { h in
@@ -54,12 +55,14 @@ public enum MaintenanceService {
                             resp.hash = h.hash
                             return resp
                         }
+                    server.counters.observe(server.counters.hashSeconds, since: started)
                     responder.complete(result, on: context)
                 }
             },
             .unary("HashKV") { (request: Etcdserverpb_HashKVRequest, context, responder: UnaryResponder<Etcdserverpb_HashKVResponse>) in
                 guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
                 DispatchQueue.global().async {
+                    let started = ContinuousClock.now
                     let result = Result { () throws(MVCCError) in try server.store.hashKV(revision: request.revision) }
                         .mapError { EtcdError($0) }
                         .map { h in
@@ -69,6 +72,7 @@ public enum MaintenanceService {
                             resp.compactRevision = h.compactRevision
                             return resp
                         }
+                    server.counters.observe(server.counters.hashRevisionSeconds, since: started)
                     responder.complete(result, on: context)
                 }
             },
@@ -76,6 +80,8 @@ public enum MaintenanceService {
                 guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
                 DispatchQueue.global().async {
                     let result: Result<Etcdserverpb_DefragmentResponse, EtcdError>
+                    let started = ContinuousClock.now
+                    server.counters.defragStarted()
                     do {
                         try server.store.engine.reclaimSpace()
                         // etcd answers without a header.
@@ -83,6 +89,8 @@ public enum MaintenanceService {
                     } catch {
                         result = .failure(EtcdError(.unknown, "\(error)"))
                     }
+                    server.counters.defragEnded()
+                    server.counters.observe(server.counters.defragSeconds, since: started)
                     responder.complete(result, on: context)
                 }
             },
@@ -208,6 +216,8 @@ final class SnapshotSender: Sendable {
 
     private func run() {
         let header = server.header(revision: server.currentRevision)
+        let started = ContinuousClock.now
+        defer { server.counters.observe(server.counters.snapshotSeconds, since: started) }
         var sent = 0
         do {
             try EtcdSnapshotWriter.write(engine: server.store.engine, chunkSize: MaintenanceService.snapshotChunkSize) { [stream, wake] chunk, total in

@@ -1,5 +1,6 @@
 import EngineAPI
 import EtcdServer
+import MVCC
 import WatchHub
 
 /// The /metrics page in Prometheus text format 0.0.4, generated from the server's current
@@ -77,9 +78,25 @@ struct PrometheusMetrics {
         one("etcd_debugging_lease_revoked_total", "counter", "The total number of revoked leases.", "\(counts.leasesRevoked)")
         one("etcd_debugging_lease_renewed_total", "counter", "The number of renewed leases seen by the leader.", "\(counts.leasesRenewed)")
         one("etcd_debugging_server_lease_expired_total", "counter", "The total number of expired leases.", "\(counts.leasesExpired)")
-        let ttls = counts.leaseTTLs
-        out += Self.histogram("etcd_debugging_lease_ttl_total", "Bucketed histogram of lease TTLs.",
-                              bounds: ttls.bounds, cumulativeCounts: ttls.cumulativeCounts, count: ttls.count, sum: ttls.sum)
+        out += Self.histogram("etcd_debugging_lease_ttl_total", "Bucketed histogram of lease TTLs.", counts.leaseTTLs)
+        let compaction = server.store.compactionStats
+        one("etcd_debugging_mvcc_db_compaction_keys_total", "counter", "Total number of db keys compacted.", "\(compaction.keysCompacted)")
+        out += Self.histogram("etcd_debugging_mvcc_index_compaction_pause_duration_milliseconds",
+                              "Bucketed histogram of index compaction pause duration.", compaction.indexPauseMilliseconds.snapshot)
+        out += Self.histogram("etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds",
+                              "Bucketed histogram of db compaction pause duration.", compaction.dbPauseMilliseconds.snapshot)
+        out += Self.histogram("etcd_debugging_mvcc_db_compaction_total_duration_milliseconds",
+                              "Bucketed histogram of db compaction total duration.", compaction.totalMilliseconds.snapshot)
+        let c = server.counters
+        out += Self.histogram("etcd_mvcc_hash_duration_seconds", "The latency distribution of storage hash operation.", c.hashSeconds.snapshot)
+        out += Self.histogram("etcd_mvcc_hash_rev_duration_seconds", "The latency distribution of storage hash by revision operation.",
+                              c.hashRevisionSeconds.snapshot)
+        out += Self.histogram("etcd_disk_backend_defrag_duration_seconds", "The latency distribution of backend defragmentation.",
+                              c.defragSeconds.snapshot)
+        one("etcd_disk_defrag_inflight", "gauge", "Whether or not defrag is active on the member. 1 means active, 0 means not.",
+            c.defragsInFlight > 0 ? "1" : "0")
+        out += Self.histogram("etcd_disk_backend_snapshot_duration_seconds", "The latency distribution of backend snapshots.",
+                              c.snapshotSeconds.snapshot)
         one("etcd_debugging_auth_revision", "gauge", "The current revision of auth store.", "\(server.auth.revision)")
         // Observed only by a follower that receives a leader's snapshot: never in one member.
         out += Self.emptyHistogram("etcd_snap_db_fsync_duration_seconds", "The latency distributions of fsyncing .snap.db file",
@@ -132,6 +149,10 @@ struct PrometheusMetrics {
         if let grpc { out += grpc.text() }
         out += ProcessMetrics.read().text()
         return out
+    }
+
+    static func histogram(_ name: String, _ help: String, _ h: ValueHistogram.Snapshot) -> String {
+        histogram(name, help, bounds: h.bounds, cumulativeCounts: h.cumulativeCounts, count: h.count, sum: h.sum)
     }
 
     /// A histogram family with no observations.

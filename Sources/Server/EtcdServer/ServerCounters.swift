@@ -1,4 +1,5 @@
 import EtcdProto
+import MVCC
 import Synchronization
 
 /// Counts of server events that etcd exports on /metrics, counted where etcd counts them:
@@ -31,6 +32,28 @@ public final class ServerCounters: Sendable {
     let leasesExpired = Atomic<UInt64>(0)
     /// TTLs of granted leases in seconds: etcd's ExponentialBuckets(1, 2, 24).
     let leaseTTLs = ValueHistogram(bounds: (0..<24).map { Double(UInt64(1) << UInt64($0)) })
+
+    /// Durations of Maintenance.Hash (etcd_mvcc_hash_duration_seconds), HashKV
+    /// (etcd_mvcc_hash_rev_duration_seconds), Defragment (etcd_disk_backend_defrag_duration_seconds)
+    /// and Snapshot, until the last chunk is sent (etcd_disk_backend_snapshot_duration_seconds);
+    /// etcd's buckets. Observed by the Maintenance service with `observe(_:since:)`.
+    public let hashSeconds = ValueHistogram(bounds: (0..<15).map { 0.01 * Double(1 << $0) })
+    public let hashRevisionSeconds = ValueHistogram(bounds: (0..<15).map { 0.01 * Double(1 << $0) })
+    public let defragSeconds = ValueHistogram(bounds: (0..<13).map { 0.1 * Double(1 << $0) })
+    public let snapshotSeconds = ValueHistogram(bounds: (0..<17).map { 0.01 * Double(1 << $0) })
+    private let defragsRunning = Atomic<Int>(0)
+
+    /// Observes the seconds since `start` in `histogram`.
+    public func observe(_ histogram: ValueHistogram, since start: ContinuousClock.Instant) {
+        let (s, atto) = (ContinuousClock.now - start).components
+        histogram.observe(Double(s) + Double(atto) / 1e18)
+    }
+
+    /// Defragmentations in progress (etcd_disk_defrag_inflight): `defragStarted` before one,
+    /// `defragEnded` after it, however it ended.
+    public var defragsInFlight: Int { defragsRunning.load(ordering: .relaxed) }
+    public func defragStarted() { defragsRunning.add(1, ordering: .relaxed) }
+    public func defragEnded() { defragsRunning.subtract(1, ordering: .relaxed) }
 
     /// etcd's apply warning threshold (warnApplyDuration).
     static let slowApplyThreshold = Duration.milliseconds(100)
@@ -131,51 +154,5 @@ public final class ServerCounters: Sendable {
 
     func recordLeaseRenewed() {
         leasesRenewed.wrappingAdd(1, ordering: .relaxed)
-    }
-}
-
-/// A histogram of plain numbers with fixed upper bounds (Prometheus' cumulative `le` buckets
-/// are derived when read). Thread-safe: one short lock per observation.
-public final class ValueHistogram: Sendable {
-    public let bounds: [Double]
-
-    public struct Snapshot: Sendable, Equatable {
-        public var bounds: [Double]
-        /// Observations ≤ each bound, cumulative, same order as `bounds`.
-        public var cumulativeCounts: [UInt64]
-        public var count: UInt64
-        public var sum: Double
-    }
-
-    private struct Counts {
-        var perBucket: [UInt64]   // bounds.count + 1 (last: above every bound)
-        var sum: Double = 0
-    }
-    private let counts: Mutex<Counts>
-
-    /// `bounds` must ascend (a programming error otherwise; never client input).
-    public init(bounds: [Double]) {
-        precondition(zip(bounds, bounds.dropFirst()).allSatisfy { $0 < $1 }, "bounds must ascend")
-        self.bounds = bounds
-        counts = Mutex(Counts(perBucket: Array(repeating: 0, count: bounds.count + 1)))
-    }
-
-    public func observe(_ value: Double) {
-        let bucket = bounds.firstIndex { value <= $0 } ?? bounds.count
-        counts.withLock { c in
-            c.perBucket[bucket] &+= 1
-            c.sum += value
-        }
-    }
-
-    public var snapshot: Snapshot {
-        let c = counts.withLock { $0 }
-        var cumulative: [UInt64] = []
-        var running: UInt64 = 0
-        for i in bounds.indices {
-            running &+= c.perBucket[i]
-            cumulative.append(running)
-        }
-        return Snapshot(bounds: bounds, cumulativeCounts: cumulative, count: running &+ c.perBucket[bounds.count], sum: c.sum)
     }
 }

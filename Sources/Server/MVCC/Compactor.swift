@@ -12,6 +12,8 @@ final class Compactor: Sendable {
     let engine: any StorageEngine
     private let queue = DispatchQueue(label: "rusd.mvcc.compactor")
     private let finished: Mutex<Int64>
+    /// Batches, durations and deleted records (/metrics).
+    let stats = CompactionStats()
 
     init(engine: any StorageEngine, finished: Int64) {
         self.engine = engine
@@ -22,16 +24,22 @@ final class Compactor: Sendable {
 
     func schedule(revision: Int64, dropped: [Revision], completion: (@Sendable () -> Void)?) {
         queue.async { [self] in
+            let clock = ContinuousClock()
+            let started = clock.now
             var deletedAll = true
             var i = 0
             while i < dropped.count {
                 var b = WriteBatch()
-                for r in dropped[i ..< min(i + Compactor.batchLimit, dropped.count)] {
+                let slice = dropped[i ..< min(i + Compactor.batchLimit, dropped.count)]
+                for r in slice {
                     b.delete(StorageLayout.revisionKey(r))
                 }
                 i += Compactor.batchLimit
                 // Not synced: the final marker below is; a crash before it redoes the deletion.
+                let batchStarted = clock.now
                 do { try engine.write(b, sync: false) } catch { deletedAll = false; break }
+                stats.dbPauseMilliseconds.observe(CompactionStats.milliseconds(clock.now - batchStarted))
+                stats.recordKeysDeleted(slice.count)
             }
             // On an engine failure the marker stays behind: the next start finishes the job.
             if deletedAll {
@@ -41,6 +49,7 @@ final class Compactor: Sendable {
                     finished.withLock { $0 = max($0, revision) }
                 }
             }
+            stats.totalMilliseconds.observe(CompactionStats.milliseconds(clock.now - started))
             completion?()
         }
     }

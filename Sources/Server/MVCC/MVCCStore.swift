@@ -85,6 +85,8 @@ public final class MVCCStore: Sendable {
     public var appliedIndex: UInt64 { committed.withLock { $0.appliedIndex } }
     /// The revision up to which records have been physically removed.
     public var finishedCompactRevision: Int64 { compactor.finishedRevision }
+    /// Compaction's durations and deleted records (/metrics).
+    public var compactionStats: CompactionStats { compactor.stats }
 
     /// Waits for scheduled physical compactions, then returns. Call before closing the engine.
     public func close() {

@@ -192,7 +192,9 @@ public final class StoreWriter: @unchecked Sendable {
         if rev <= compactRevision { throw .compacted }
         if rev > revision { throw .futureRevision }
         var dropped: [Revision] = []
+        let started = ContinuousClock.now
         index.compact(at: rev, dropped: &dropped)
+        store?.compactor.stats.indexPauseMilliseconds.observe(CompactionStats.milliseconds(.now - started))
         compactRevision = rev
         batch.put(MetaKey.compactRevision.engineKey, MetaKey.encode(UInt64(bitPattern: rev)))
         pendingCompactions.append((rev, dropped, physicalDone))
