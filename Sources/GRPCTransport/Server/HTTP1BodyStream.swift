@@ -99,6 +99,7 @@ extension ServerCall {
         let writer = HTTP1BodyWriter(eventLoop: eventLoop, sendPart: { [self] bytes, written in
             if !closed {
                 pending.append(bytes)
+                connection?.queuedResponseBytes += bytes.readableBytes
                 resumePlainData()
             }
             written?()
