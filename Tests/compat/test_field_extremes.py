@@ -483,10 +483,11 @@ def test_field_extremes(api, table, target):
             elif ref != got:
                 rows[c.n] = "differs"
                 failures.append(f"{c.name}:\n  etcd: {_short(ref)}\n  {target}: {_short(got)}")
-        missing = runner.missing_writes()
+        missing, acked = runner.missing_writes(), dict(runner.acked)
         runner.close()
     finally:
         cand.stop()
+    assert acked, "no case's write was acknowledged: the final check would check nothing"
     assert not missing, "acknowledged writes lost:\n" + "\n".join(missing)
     assert not failures, f"{len(failures)} of {len(table.cases)} cases failed:\n" + "\n".join(failures)
 
