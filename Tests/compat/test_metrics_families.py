@@ -107,6 +107,10 @@ def workload(pair, ns: str) -> None:
     keepalive(pair, 61001)
     pair.call("Lease.LeaseRevoke", ID=61001)
     pair.call("Maintenance.Status")
+    for ep in pair.endpoints:                                            # 3 healthy /health
+        for _ in range(3):
+            with urllib.request.urlopen(f"http://{ep.server.endpoint}/health", timeout=10) as r:
+                assert r.status == 200
 
 
 # Counters of the workload that must move by the same amount on both servers.
@@ -117,6 +121,7 @@ SAME_DELTA = [
     "etcd_debugging_lease_granted_total", "etcd_debugging_lease_revoked_total", "etcd_debugging_lease_renewed_total",
     "etcd_debugging_lease_ttl_total_count", "etcd_debugging_lease_ttl_total_sum",
     "etcd_network_client_grpc_received_bytes_total", "etcd_server_proposals_failed_total",
+    "etcd_server_health_success", "etcd_server_health_failures",
 ]
 MESSAGES = [("etcdserverpb.KV", "Put"), ("etcdserverpb.KV", "Range"), ("etcdserverpb.KV", "Txn"),
             ("etcdserverpb.KV", "DeleteRange"), ("etcdserverpb.Lease", "LeaseKeepAlive"),

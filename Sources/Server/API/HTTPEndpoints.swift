@@ -56,9 +56,11 @@ public struct HTTPEndpoints: Sendable {
         for alarm in member.alarms.get() {
             let name = AlarmList.name(alarm.alarm)
             if excluded.contains(name) { continue }
+            server.counters.recordHealthCheck(healthy: false)
             return HTTP1Response(status: 503, contentType: "application/json",
                                  body: "{\"health\":\"false\",\"reason\":\"ALARM \(name)\"}")
         }
+        server.counters.recordHealthCheck(healthy: true)
         return HTTP1Response(status: 200, contentType: "application/json", body: "{\"health\":\"true\",\"reason\":\"\"}")
     }
 

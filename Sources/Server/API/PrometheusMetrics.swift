@@ -88,6 +88,9 @@ struct PrometheusMetrics {
         out += Self.histogram("etcd_debugging_mvcc_db_compaction_total_duration_milliseconds",
                               "Bucketed histogram of db compaction total duration.", compaction.totalMilliseconds.snapshot)
         let c = server.counters
+        let health = c.healthCheckCounts
+        one("etcd_server_health_success", "counter", "The total number of successful health checks", "\(health.healthy)")
+        one("etcd_server_health_failures", "counter", "The total number of failed health checks", "\(health.unhealthy)")
         out += Self.histogram("etcd_mvcc_hash_duration_seconds", "The latency distribution of storage hash operation.", c.hashSeconds.snapshot)
         out += Self.histogram("etcd_mvcc_hash_rev_duration_seconds", "The latency distribution of storage hash by revision operation.",
                               c.hashRevisionSeconds.snapshot)

@@ -55,6 +55,22 @@ public final class ServerCounters: Sendable {
     public func defragStarted() { defragsRunning.add(1, ordering: .relaxed) }
     public func defragEnded() { defragsRunning.subtract(1, ordering: .relaxed) }
 
+    /// /health answers (etcd_server_health_success / etcd_server_health_failures).
+    private let healthyChecks = Atomic<UInt64>(0)
+    private let unhealthyChecks = Atomic<UInt64>(0)
+
+    public func recordHealthCheck(healthy: Bool) {
+        if healthy {
+            healthyChecks.wrappingAdd(1, ordering: .relaxed)
+        } else {
+            unhealthyChecks.wrappingAdd(1, ordering: .relaxed)
+        }
+    }
+
+    public var healthCheckCounts: (healthy: UInt64, unhealthy: UInt64) {
+        (healthyChecks.load(ordering: .relaxed), unhealthyChecks.load(ordering: .relaxed))
+    }
+
     /// etcd's apply warning threshold (warnApplyDuration).
     static let slowApplyThreshold = Duration.milliseconds(100)
 
