@@ -50,7 +50,7 @@ PREFIX = "/fx/"
 READ_ONLY = {"KV.Range", "Watch.Watch", "Lease.LeaseKeepAlive", "Lease.LeaseTimeToLive",
              "Maintenance.HashKV", "Maintenance.MoveLeader"}
 CALL_TIMEOUT = 10
-QUIET = 0.25          # a stream is read until it has been quiet this long
+QUIET = 0.4           # a stream is read until it has been quiet this long (CI is loaded)
 
 F = D.FieldDescriptor
 SIGNED64 = {F.TYPE_INT64, F.TYPE_SINT64, F.TYPE_SFIXED64}
