@@ -307,7 +307,12 @@ class Runner:
         if problem is not None:
             self.crashes[case.n] = f"{_cause(self.server.log_tail(80))} ({problem})"
             out = {"crashed": problem}
-            self._restart()
+            try:
+                self._restart()
+            except servers.ServerStartError as e:
+                raise AssertionError(f"{case.name}: {self.server.target} died "
+                                     f"({self.crashes[case.n]}) and did not restart on its data "
+                                     f"dir: {str(e).splitlines()[0][:200]}") from None
         self._cleanup(case)
         return out
 
