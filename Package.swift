@@ -125,6 +125,7 @@ let package = Package(
         .target(name: "EtcdSnapshot", dependencies: [
             "BBolt", "MVCC", "EngineAPI", "Auth", "EtcdProto",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ], path: "Sources/Server/Snapshot/EtcdSnapshot"),
         .target(name: "EtcdServer", dependencies: [
             "EngineAPI", "MVCC", "EtcdProto", "Auth",
@@ -176,7 +177,7 @@ let package = Package(
         // Fuzz targets (Tests/Fuzz/Targets), replayed over the committed corpus by FuzzReplayTests;
         // the libFuzzer driver is added below only when RUSD_FUZZ is set (scripts/fuzz.sh).
         .target(name: "FuzzTargets", dependencies: [
-            "EngineAPI", "LSMEngine", "LMDBEngine", "EtcdServer", "EtcdProto", "InMemoryEngine",
+            "EngineAPI", "LSMEngine", "LMDBEngine", "BBolt", "EtcdServer", "EtcdProto", "InMemoryEngine",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], path: "Tests/Fuzz/Targets"),
         .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets", "EngineAPI", "LSMEngine", "LMDBEngine"],
