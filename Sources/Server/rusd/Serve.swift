@@ -100,6 +100,7 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
         }
     }
     logger.info("ready to serve client requests", metadata: ["engine": "\(config.engine)"])
+    let heapTrimmer = trimHeapAfterConnectionsClose(connectionCount: { grpc.connectionCount })
 
     let shutdown = DispatchSemaphore(value: 0)
     var sources: [any DispatchSourceSignal] = []
@@ -111,6 +112,7 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
         sources.append(source)
     }
     shutdown.wait()
+    heapTrimmer.cancel()
     logger.info("received a termination signal; shutting down")
     health.setStatus(.notServing)
     quota.stop()
