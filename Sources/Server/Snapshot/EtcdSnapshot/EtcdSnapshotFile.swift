@@ -52,7 +52,7 @@ public struct EtcdSnapshotFile {
     public func verifyChecksum() throws {
         guard hasChecksum else { return }
         do {
-            var sha = SHA256()
+            var sha = SnapshotDigest()
             var offset = 0
             while offset < file.size {
                 let n = min(1 << 20, file.size - offset)

@@ -31,7 +31,7 @@ public enum EtcdSnapshotWriter {
                              emit: @escaping (_ chunk: [UInt8], _ total: Int) -> Bool) throws -> Int {
         let view = try engine.readView()
         let plan = try database(view, plan: nil, sink: nil)
-        let total = Int(plan.pageCount) * BBoltFormat.defaultPageSize + SHA256.digestSize
+        let total = Int(plan.pageCount) * BBoltFormat.defaultPageSize + SnapshotDigest.size
         let out = ChunkedOutput(chunkSize: chunkSize) { emit($0, total) }
         try database(view, plan: plan, sink: { page in try out.append(page) })
         return try out.finish()
@@ -146,7 +146,7 @@ private final class ChunkedOutput {
     let chunkSize: Int
     let emit: ([UInt8]) -> Bool
     var chunk: [UInt8] = []
-    var sha = SHA256()
+    var sha = SnapshotDigest()
     var total = 0
 
     init(chunkSize: Int, emit: @escaping ([UInt8]) -> Bool) {
@@ -167,7 +167,7 @@ private final class ChunkedOutput {
 
     func finish() throws -> Int {
         chunk.append(contentsOf: sha.finalize())
-        total += SHA256.digestSize
+        total += SnapshotDigest.size
         guard emit(chunk) else { throw EtcdSnapshotWriter.Stopped() }
         return total
     }
