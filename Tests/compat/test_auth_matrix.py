@@ -85,8 +85,17 @@ REQUESTS: dict[str, Any] = {
     "KV.Txn": Variants({"rw": {"compare": [{"key": "/rw/a", "target": "VERSION", "result": "GREATER", "version": 0}],
                       "success": [{"request_put": {"key": "/rw/t", "value": "t"}}]},
                "ro-compare-wo-put": {"compare": [{"key": "/ro/a", "target": "VERSION", "result": "GREATER", "version": 0}],
-                                     "success": [{"request_put": {"key": "/wo/t", "value": "t"}}]}}),
-    "KV.Compact": lambda ep: {"revision": ep.revision()},
+                                     "success": [{"request_put": {"key": "/wo/t", "value": "t"}}]},
+               # No compare (which would need READ): a Put with prev_kv needs READ on its key.
+               "wo-put-prev-kv": {"success": [{"request_put": {"key": "/wo/t", "value": "t", "prev_kv": True}}]},
+               # The Put with a lease sits in the failure branch of an always-true compare: checked,
+               # never applied (the lease keeps its keys for the Lease rows).
+               "rw-put-ro-lease": {"compare": [{"key": "/rw/never", "target": "CREATE", "result": "EQUAL",
+                                                "create_revision": 0}],
+                                   "failure": [{"request_put": {"key": "/rw/t", "value": "t", "lease": LEASE_RO}}]}}),
+    # A fresh revision per principal: otherwise one compaction by an earlier principal (etcd
+    # 3.4: anyone) makes root's "required revision has been compacted" on one server only.
+    "KV.Compact": lambda ep: {"revision": ep.bumped_revision()},
     "Watch.Watch": Variants({v: {"create_request": {"key": k, "range_end": e}} for v, (k, e) in RANGES.items()}),
     "Lease.LeaseGrant": lambda ep: {"ID": LEASE_GRANT, "TTL": 600},
     "Lease.LeaseRevoke": {"ID": LEASE_REVOKE},
@@ -156,9 +165,30 @@ def _stricter_watch(principal: str) -> dict | None:
 
 
 def _admin_only(principal: str) -> dict | None:
-    """etcd 3.6's authMaintenanceServer: Status and MoveLeader need the root role (3.4: nothing)."""
+    """The root role (etcd's isPermitted / IsAdminPermitted), with its errors as gRPC errors."""
     return {"root": None, "none": USER_EMPTY, "malformed-token": INVALID_TOKEN, "expired-token": INVALID_TOKEN,
             "unknown-user-cert": USER_NOT_FOUND}.get(principal, PERMISSION_DENIED)
+
+
+def _authenticated(principal: str) -> dict | None:
+    """Any authenticated caller (newest etcd's requireAuthInfo): no token is "user name is
+    empty", a bad token "invalid auth token"; a certificate naming no user passes, as in etcd."""
+    return {"none": USER_EMPTY, "malformed-token": INVALID_TOKEN, "expired-token": INVALID_TOKEN}.get(principal)
+
+
+def _root_or(*allowed: str) -> Callable[[str], dict | None]:
+    """An authenticated caller who is root or one of `allowed` (the principals holding the key
+    permissions the rule asks for); everyone else "permission denied"."""
+    def expected(principal: str) -> dict | None:
+        if principal == "root" or principal in allowed:
+            return None
+        return _authenticated(principal) or PERMISSION_DENIED
+    return expected
+
+
+def _denied_for(*principals: str) -> Callable[[str], dict | None]:
+    """"permission denied" for `principals`; everyone else as etcd 3.4."""
+    return lambda principal: PERMISSION_DENIED if principal in principals else None
 
 
 # etcd 3.4's authMaintenanceServer (and Alarm) return the auth store's errors unconverted: gRPC
@@ -195,11 +225,36 @@ def _stricter_ttl_keys(readers: set[str]) -> Callable[[str], dict | None]:
 
 
 # (rpc, variant, mode) -> (reason, principal -> expected candidate outcome or None for "as etcd")
+# The newest etcd (main, Aug 2026) is the reference for these rows. The 2026 advisories:
+# GHSA-q8m4-xhhv-38mg / CVE-2026-33413 (commit a07ecd124, "guard unauthenticated endpoints with
+# auth checks"; MemberList, Alarm GET and Status relaxed to any authenticated user by PRs 21538
+# and 21666), the RBAC bypass through PrevKv and lease of a Put inside a Txn (PRs 21681 / 21685,
+# commit 778237265), GHSA-xg4h-6gfc-h4m8 (from-key watch, commit 7cf71ec9e).
+CVE_2026_33413 = "GHSA-q8m4-xhhv-38mg / CVE-2026-33413 (etcd a07ecd124)"
 STRICTER: dict[tuple[str, str, str], tuple[str, Callable[[str], dict | None]]] = {
     ("Watch.Watch", "ro-from-key", "enabled"): ("etcd 3.4.23 checks a from-key watch as its start key only "
-                                                "(GHSA-xg4h-6gfc-h4m8)", _stricter_watch),
-    ("Maintenance.Status", "", "enabled"): ("etcd 3.6 authMaintenanceServer: root only", _admin_only),
+                                                "(GHSA-xg4h-6gfc-h4m8, etcd 7cf71ec9e)", _stricter_watch),
+    ("KV.Compact", "", "enabled"): (f"{CVE_2026_33413}: root only (isPermitted)", _admin_only),
+    ("KV.Txn", "wo-put-prev-kv", "enabled"): ("etcd PRs 21681 / 21685 (checkPutAuth): a Put's prev_kv "
+                                              "inside a Txn needs READ", _denied_for("write-only")),
+    ("KV.Txn", "rw-put-ro-lease", "enabled"): ("etcd PRs 21681 / 21685 (checkPutAuth): a Put's lease "
+                                               "inside a Txn needs WRITE on the lease's keys",
+                                               _denied_for("read-write-other")),
+    ("Maintenance.Status", "", "enabled"): (f"{CVE_2026_33413}, relaxed to any user by etcd PR 21666: "
+                                            "requireAuthInfo", _authenticated),
+    ("Maintenance.Alarm", "get", "enabled"): (f"{CVE_2026_33413}, relaxed by etcd PR 21538: requireAuthInfo",
+                                              _authenticated),
+    ("Maintenance.Alarm", "deactivate-none", "enabled"): (f"{CVE_2026_33413}: root only (isPermitted)",
+                                                          _admin_only),
     ("Maintenance.MoveLeader", "", "enabled"): ("etcd 3.6 authMaintenanceServer: root only", _admin_only),
+    ("Cluster.MemberList", "", "enabled"): (f"{CVE_2026_33413}, relaxed to any user by etcd PR 21538: "
+                                            "requireAuthInfo", _authenticated),
+    ("Lease.LeaseGrant", "", "enabled"): (f"{CVE_2026_33413}: requireAuthInfo", _authenticated),
+    ("Lease.LeaseKeepAlive", "", "enabled"): (f"{CVE_2026_33413}: checkLeaseRenew, root or WRITE on the "
+                                              "lease's keys (/rw/)", _root_or("read-write-other")),
+    ("Lease.LeaseLeases", "", "enabled"): (f"{CVE_2026_33413}: checkLeaseLeases, root or READ on every "
+                                           "leased key", _root_or()),
+    ("Lease.LeaseTimeToLive", "no-keys", "enabled"): (f"{CVE_2026_33413}: requireAuthInfo", _authenticated),
     ("Lease.LeaseTimeToLive", "rw-keys", "enabled"): ("CVE-2023-32082 (etcd 3.4.26, 3.5.9)",
                                                       _stricter_ttl_keys({"read-write-other"})),
     ("Lease.LeaseTimeToLive", "ro-keys", "enabled"): ("CVE-2023-32082 (etcd 3.4.26, 3.5.9)",
@@ -288,6 +343,10 @@ class Side:
     def revision(self) -> int:
         r = self.admin("KV.Range", {"key": "\0", "count_only": True})
         return r.header.revision
+
+    def bumped_revision(self) -> int:
+        """A new revision (a put as root), not compacted yet."""
+        return self.admin("KV.Put", {"key": "/rw/compact-bump", "value": "b"}).header.revision
 
     def set_auth(self, enabled: bool) -> None:
         if enabled == self.auth_enabled:

@@ -5,7 +5,9 @@ import GRPCTransport
 /// etcd's `etcdserverpb.Cluster` service for a single member without peers.
 ///
 /// Auth, as etcd (checkMembershipOperationPermission): every membership change needs the root
-/// role, checked before anything else; MemberList needs nothing.
+/// role, checked before anything else; MemberList an authenticated caller (newest etcd's
+/// requireAuthInfo: GHSA-q8m4-xhhv-38mg, relaxed from root by etcd PR 21538; etcd 3.4 checks
+/// nothing, and no token while auth is disabled).
 ///
 /// MemberList returns this member (ID from `EtcdServerConfig.memberID`, name and URLs from
 /// `LocalMember`). Membership changes answer as a single-member etcd with
@@ -42,7 +44,8 @@ public enum ClusterService {
             return h
         }
         return Service(name: "etcdserverpb.Cluster", methods: [
-            .unary("MemberList") { (_: Etcdserverpb_MemberListRequest, _, responder: UnaryResponder<Etcdserverpb_MemberListResponse>) in
+            .unary("MemberList") { (_: Etcdserverpb_MemberListRequest, context, responder: UnaryResponder<Etcdserverpb_MemberListResponse>) in
+                guard authorized(server, context, responder, tokenCheckedWhenDisabled: false, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAuthenticated() }) else { return }
                 var resp = Etcdserverpb_MemberListResponse()
                 resp.header = header()
                 resp.members = members()

@@ -32,12 +32,14 @@ public enum KVService {
             },
             .unary("Txn") { (request: Etcdserverpb_TxnRequest, context, responder: UnaryResponder<Etcdserverpb_TxnResponse>) in
                 if alarms?.noSpace == true && SpaceQuota.adds(request) { return responder.fail(GRPCStatus(EtcdError.noSpace)) }
-                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.check(request) }) else { return }
+                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.check(request, leasesOf: server) }) else { return }
                 server.txn(request) { responder.complete($0, on: context) }
             },
             .unary("Compact") { (request: Etcdserverpb_CompactionRequest, context, responder: UnaryResponder<Etcdserverpb_CompactionResponse>) in
-                // etcd 3.4 to 3.6: a valid token (or none); compaction needs no permission.
-                guard authorized(server, context, responder, { (_: AuthCaller) throws(EtcdError) in }) else { return }
+                // Newest etcd (GHSA-q8m4-xhhv-38mg / CVE-2026-33413, commit a07ecd124): the root
+                // role (etcd 3.4: any valid token or none). kube-apiserver's compaction therefore
+                // needs root when auth is enabled, as in etcd.
+                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
                 server.compact(request) { responder.complete($0, on: context) }
             },
         ])

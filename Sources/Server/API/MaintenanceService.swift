@@ -23,9 +23,11 @@ import Synchronization
 /// - MoveLeader: to itself succeeds, to any other ID "etcdserver: bad leader transferee".
 /// - Downgrade: as etcd 3.5 validates it; enabling a downgrade is refused (rusd cannot write an
 ///   older storage format).
-/// Auth, as etcd 3.6's authMaintenanceServer (stricter than 3.4, which checks nothing on Status
-/// and MoveLeader and answers its auth errors as gRPC UNKNOWN "auth: ..."): every RPC but Alarm
-/// needs the root role, Alarm a valid token (or none); errors are etcd's gRPC errors.
+/// Auth, as the newest etcd's authMaintenanceServer (stricter than 3.4, which checks nothing on
+/// Status and MoveLeader and answers its auth errors as gRPC UNKNOWN "auth: ..."): Status and
+/// Alarm GET need an authenticated caller (requireAuthInfo: GHSA-q8m4-xhhv-38mg, relaxed from
+/// root by etcd PRs 21538 and 21666 so kube-apiserver can poll Status as a non-root user);
+/// Alarm ACTIVATE / DEACTIVATE and every other RPC the root role; errors are etcd's gRPC errors.
 /// Scans (hashes, snapshot, defragment) run on background threads, never on the event loop.
 public enum MaintenanceService {
     static let snapshotChunkSize = 32 * 1024
@@ -33,14 +35,17 @@ public enum MaintenanceService {
     public static func make(_ server: EtcdServer, member: LocalMember) -> Service {
         Service(name: "etcdserverpb.Maintenance", methods: [
             .unary("Status") { (_: Etcdserverpb_StatusRequest, context, responder: UnaryResponder<Etcdserverpb_StatusResponse>) in
-                // etcd 3.6: the root role (etcd 3.4 checks nothing).
-                guard authorized(server, context, responder, tokenCheckedWhenDisabled: false, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
+                // Newest etcd: any authenticated caller (etcd 3.4 checks nothing).
+                guard authorized(server, context, responder, tokenCheckedWhenDisabled: false, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAuthenticated() }) else { return }
                 responder.complete(now: status(server, member))
             },
             .unary("Alarm") { (request: Etcdserverpb_AlarmRequest, context, responder: UnaryResponder<Etcdserverpb_AlarmResponse>) in
-                // etcd: an alarm change is a raft request of any caller with a valid token (or
-                // none); no role needed.
-                guard authorized(server, context, responder, { (_: AuthCaller) throws(EtcdError) in }) else { return }
+                // Newest etcd: GET needs an authenticated caller, a change the root role (etcd
+                // 3.4: any valid token or none). An alarm request is a raft request, whose token
+                // etcd 3.4 checks while auth is disabled too.
+                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in
+                    if request.action == .get { try caller.requireAuthenticated() } else { try caller.requireAdmin() }
+                }) else { return }
                 responder.succeed(alarm(request, server, member))
             },
             .unary("Hash") { (_: Etcdserverpb_HashRequest, context, responder: UnaryResponder<Etcdserverpb_HashResponse>) in
@@ -103,7 +108,7 @@ public enum MaintenanceService {
                 SnapshotSender(server: server, stream: stream).start()
             },
             .unary("MoveLeader") { (request: Etcdserverpb_MoveLeaderRequest, context, responder: UnaryResponder<Etcdserverpb_MoveLeaderResponse>) in
-                // etcd 3.6: the root role (etcd 3.4 checks nothing).
+                // etcd 3.6 and newer: the root role (etcd 3.4 checks nothing).
                 guard authorized(server, context, responder, tokenCheckedWhenDisabled: false, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
                 guard request.targetID == server.config.memberID else {
                     return responder.fail(GRPCStatus(.failedPrecondition, "etcdserver: bad leader transferee"))

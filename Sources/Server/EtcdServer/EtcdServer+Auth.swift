@@ -32,19 +32,25 @@ public struct AuthCaller: Sendable {
         guard state.isRoot(user) else { throw EtcdError(AuthError.permissionDenied) }
     }
 
+    /// An authenticated caller, any user or role (etcd's requireAuthInfo, since the 2026
+    /// advisory GHSA-q8m4-xhhv-38mg / CVE-2026-33413, commit a07ecd124): nothing while auth is
+    /// disabled; no token fails with "etcdserver: user name is empty". A certificate's common
+    /// name counts as authenticated even when it names no user, as in etcd.
+    public func requireAuthenticated() throws(EtcdError) {
+        guard enabled else { return }
+        guard user != nil else { throw EtcdError(AuthError.userEmpty) }
+    }
+
     public func check(_ r: Etcdserverpb_RangeRequest) throws(EtcdError) {
         try require(.read, r.key, r.rangeEnd)
     }
 
-    public func check(_ r: Etcdserverpb_PutRequest) throws(EtcdError) {
-        try require(.write, r.key, Data())
-        if r.prevKv { try require(.read, r.key, Data()) }
-    }
-
-    /// KV.Put (etcd 3.4's order): WRITE on the key; with a lease, WRITE on every key already
-    /// attached to that lease (etcd's checkLeasePuts: a user who could not revoke the lease
-    /// must not attach keys to it); with prev_kv, READ on the key. Puts inside a Txn get only
-    /// `check(_:)`'s checks, as in etcd 3.4.
+    /// KV.Put, plain or inside a Txn (etcd's checkPutAuth, in its order): WRITE on the key;
+    /// with a lease, WRITE on every key already attached to that lease (checkLeasePuts: a user
+    /// who could not revoke the lease must not attach keys to it; root passes); with prev_kv,
+    /// READ on the key. etcd 3.4.23 checks only the key of a Put inside a Txn; newest etcd
+    /// checks all three (etcd PRs 21681/21685, commit 778237265; CHANGELOG-3.6 "RBAC authorization
+    /// bypass ... via PrevKv or lease attachment in Put requests nested in etcd transactions").
     /// Difference from etcd: the lease's keys are read when the request arrives, not when it
     /// is applied.
     public func check(_ r: Etcdserverpb_PutRequest, leasesOf server: EtcdServer) throws(EtcdError) {
@@ -54,20 +60,44 @@ public struct AuthCaller: Sendable {
         if r.prevKv { try require(.read, r.key, Data()) }
     }
 
-    /// Lease.LeaseRevoke: WRITE on every key attached to the lease (revoking deletes them).
-    /// A lease without keys, or an unknown one, needs no permission (etcd 3.4).
+    /// Lease.LeaseRevoke (newest etcd): an authenticated caller (requireAuthInfo), then WRITE
+    /// on every key attached to the lease (revoking deletes them). A lease without keys, or an
+    /// unknown one, needs no permission.
     public func check(_ r: Etcdserverpb_LeaseRevokeRequest, leasesOf server: EtcdServer) throws(EtcdError) {
+        try requireAuthenticated()
         try requireWriteOnKeys(ofLease: r.id, server)
     }
 
-    /// Lease.LeaseTimeToLive with `keys` (etcd 3.4.26 / 3.5.9, CVE-2023-32082): an
-    /// authenticated user with READ on every key attached to the lease; an unknown lease
-    /// needs no permission.
+    /// Lease.LeaseTimeToLive (newest etcd): an authenticated caller (requireAuthInfo); with
+    /// `keys`, root or READ on every key attached to the lease (etcd 3.4.26 / 3.5.9,
+    /// CVE-2023-32082). An unknown lease needs no permission.
     public func check(_ r: Etcdserverpb_LeaseTimeToLiveRequest, leasesOf server: EtcdServer) throws(EtcdError) {
-        guard enabled, r.keys else { return }
-        guard user != nil else { throw EtcdError(AuthError.userEmpty) }
-        guard let keys = server.lessor.keys(of: r.id) else { return }
+        guard enabled else { return }
+        try requireAuthenticated()
+        guard r.keys, let keys = server.lessor.keys(of: r.id) else { return }
         for key in keys { try require(.read, Data(key), Data()) }
+    }
+
+    /// Lease.LeaseKeepAlive, per request (newest etcd's checkLeaseRenew): an authenticated
+    /// caller; root, or WRITE on every key attached to the lease. An unknown lease needs no
+    /// permission (its answer is TTL 0, as before).
+    public func check(_ r: Etcdserverpb_LeaseKeepAliveRequest, leasesOf server: EtcdServer) throws(EtcdError) {
+        guard enabled else { return }
+        try requireAuthenticated()
+        try requireWriteOnKeys(ofLease: r.id, server)
+    }
+
+    /// Lease.LeaseLeases (newest etcd's checkLeaseLeases): an authenticated caller; root, or
+    /// READ on every key of every lease (listing lease IDs tells which keys are leased).
+    /// Leases granted or keys attached while the check runs are not checked (etcd re-checks
+    /// the auth revision, not the leases).
+    public func check(_ r: Etcdserverpb_LeaseLeasesRequest, leasesOf server: EtcdServer) throws(EtcdError) {
+        guard enabled else { return }
+        try requireAuthenticated()
+        guard let user, !state.isRoot(user) else { return }
+        for id in server.lessor.ids {
+            for key in server.lessor.keys(of: id) ?? [] { try require(.read, Data(key), Data()) }
+        }
     }
 
     private func requireWriteOnKeys(ofLease id: Int64, _ server: EtcdServer) throws(EtcdError) {
@@ -80,16 +110,17 @@ public struct AuthCaller: Sendable {
         if r.prevKv { try require(.read, r.key, r.rangeEnd) }
     }
 
-    /// Compares need READ; every operation of both branches (nested too) its own permission.
-    public func check(_ t: Etcdserverpb_TxnRequest) throws(EtcdError) {
+    /// Compares need READ; every operation of both branches (nested Txns too, CVE-2026-33343)
+    /// its own permission, a Put the same as a plain Put (lease and prev_kv included).
+    public func check(_ t: Etcdserverpb_TxnRequest, leasesOf server: EtcdServer) throws(EtcdError) {
         guard enabled else { return }
         for c in t.compare { try require(.read, c.key, c.rangeEnd) }
         for op in t.success + t.failure {
             switch op.request {
             case .requestRange(let r): try check(r)
-            case .requestPut(let p): try check(p)
+            case .requestPut(let p): try check(p, leasesOf: server)
             case .requestDeleteRange(let d): try check(d)
-            case .requestTxn(let n): try check(n)
+            case .requestTxn(let n): try check(n, leasesOf: server)
             case nil: break
             }
         }
