@@ -93,16 +93,18 @@ public final class HTTP1BodyWriter: @unchecked Sendable {
 extension ServerCall {
     /// Starts `stream` as the body of a plain HTTP/2 response (on the event loop, after
     /// `respondPlain` submitted the head): each part is queued as DATA, the end of the body
-    /// ends the stream. Parts count as written once queued (HTTP/2 flow control holds them).
+    /// ends the stream. A part counts as written once HTTP/2 took all its bytes (the peer's
+    /// flow-control window paces the producer).
     func startPlainBodyStream(_ stream: HTTP1BodyStream) {
         plainStreamOpen = true
+        let drain = PlainBodyDrain()
+        observer = drain
         let writer = HTTP1BodyWriter(eventLoop: eventLoop, sendPart: { [self] bytes, written in
-            if !closed {
-                pending.append(bytes)
-                connection?.queuedResponseBytes += bytes.readableBytes
-                resumePlainData()
-            }
-            written?()
+            guard !closed, bytes.readableBytes > 0 else { written?(); return }
+            pending.append(bytes)
+            connection?.queuedResponseBytes += bytes.readableBytes
+            if let written { drain.add(bytes.readableBytes, written) }
+            resumePlainData()
         }, sendEnd: { [self] in
             plainStreamOpen = false
             plainBodyWriter = nil
@@ -119,5 +121,46 @@ extension ServerCall {
             connection.resumeData(self)
         }
         connection.scheduleFlush()
+    }
+}
+
+/// The `written` callbacks of a streamed plain HTTP/2 body, run in order as HTTP/2 takes the
+/// bytes of their parts (reported through the call's observer). On the event loop only.
+final class PlainBodyDrain: CallObserver {
+    private var waiting: [(bytes: Int, written: @Sendable () -> Void)] = []
+    private var first = 0
+
+    func add(_ bytes: Int, _ written: @escaping @Sendable () -> Void) {
+        waiting.append((bytes, written))
+    }
+
+    func drained(bytes: Int) -> (@Sendable () -> Void)? {
+        var left = bytes
+        var ready: [@Sendable () -> Void] = []
+        while first < waiting.count, left > 0 {
+            if waiting[first].bytes <= left {
+                left -= waiting[first].bytes
+                ready.append(waiting[first].written)
+                first += 1
+            } else {
+                waiting[first].bytes -= left
+                left = 0
+            }
+        }
+        if first == waiting.count {
+            waiting.removeAll(keepingCapacity: true)
+            first = 0
+        }
+        if ready.isEmpty { return nil }
+        let callbacks = ready
+        return { for callback in callbacks { callback() } }
+    }
+
+    /// The stream closed with parts unsent: their bytes will never be taken.
+    func cancelled() {
+        let rest = waiting[first...].map(\.written)
+        waiting = []
+        first = 0
+        for callback in rest { callback() }
     }
 }
