@@ -4,7 +4,7 @@
 # instrumentation and the address sanitizer into .build-fuzz (normal builds are not touched),
 # linked with libFuzzer's no-main runtime from the Swift toolchain.
 #
-#   scripts/fuzz.sh --ci                    every target for 60 s (scripts/test.sh)
+#   scripts/fuzz.sh --ci                    every target for 60 s (RUSD_FUZZ_CI_SECONDS; scripts/test.sh)
 #   scripts/fuzz.sh --long SECONDS [T...]   every (or the named) target for SECONDS each
 #   scripts/fuzz.sh --list                  the target names
 #
@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-seconds=60
+seconds="${RUSD_FUZZ_CI_SECONDS:-60}"
 case "${1:-}" in
     --ci) shift ;;
     --long) seconds="$2"; shift 2 ;;
@@ -63,7 +63,7 @@ for t in "${targets[@]}"; do
     log=".build-fuzz/$t.log"
     echo "== fuzz $t (${seconds} s)"
     if RUSD_FUZZ_TARGET="$t" nice -n 10 "$bin" ".build-fuzz/corpus/$t" "Tests/FuzzCorpus/$t" \
-            -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+            -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
             -artifact_prefix=".build-fuzz/findings/$t-" > "$log" 2>&1; then
         grep -E '^#[0-9]+ +DONE' "$log" | tail -1 || tail -3 "$log"
     else

@@ -82,7 +82,8 @@ package struct ByteReader {
     }
 
     package mutating func bytes(_ n: Int) -> UnsafeRawBufferPointer? {
-        guard n >= 0, position + n <= buffer.count else { return nil }
+        // `n` may come from a file or a peer: compared without adding, so no size overflows.
+        guard n >= 0, n <= buffer.count - position else { return nil }
         defer { position += n }
         return UnsafeRawBufferPointer(rebasing: buffer[position..<(position + n)])
     }
