@@ -26,6 +26,7 @@ public final class GRPCServer: Sendable {
     private struct State {
         var listeners: [any Channel] = []
         var connections: [ObjectIdentifier: any Channel] = [:]
+        var closedConnections = 0
         var shuttingDown = false
     }
 
@@ -117,12 +118,18 @@ public final class GRPCServer: Sendable {
             return
         }
         channel.closeFuture.whenComplete { [weak self] _ in
-            _ = self?.state.withLockedValue { $0.connections.removeValue(forKey: id) }
+            self?.state.withLockedValue { s in
+                s.connections.removeValue(forKey: id)
+                s.closedConnections += 1
+            }
         }
     }
 
     /// The number of open client connections.
     public var connectionCount: Int { state.withLockedValue { $0.connections.count } }
+
+    /// The number of client connections closed since the server started.
+    public var closedConnectionCount: Int { state.withLockedValue { $0.closedConnections } }
 
     /// Stops accepting connections, sends GOAWAY on every connection, lets calls in flight
     /// finish, and force-closes what is still open after `gracePeriod`.

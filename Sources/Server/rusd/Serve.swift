@@ -19,7 +19,6 @@ private let grpcOverheadBytes = 512 * 1024
 /// gracefully: stop accepting, GOAWAY and drain in-flight calls, finish accepted writes, close
 /// the engine.
 func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> Never {
-    fixMallocMmapThreshold()  // memory a disconnected client made us allocate goes back
     let identity = MemberIdentity(peerURLs: config.advertisePeerURLs.map(\.description),
                                   clusterToken: config.initialClusterToken)
     var serverConfig = EtcdServerConfig(clusterID: identity.clusterID, memberID: identity.memberID)
@@ -100,7 +99,7 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
         }
     }
     logger.info("ready to serve client requests", metadata: ["engine": "\(config.engine)"])
-    let heapTrimmer = trimHeapAfterConnectionsClose(connectionCount: { grpc.connectionCount })
+    let heapTrimmer = trimHeapAfterConnectionsClose(closedConnections: { grpc.closedConnectionCount })
 
     let shutdown = DispatchSemaphore(value: 0)
     var sources: [any DispatchSourceSignal] = []
