@@ -255,7 +255,7 @@ def _drop_ignore_flags(txn: dict) -> None:
     """etcd 3.4.23 crashes (panic "unexpected error during txn: etcdserver: key not found")
     on a Txn that deletes a key with a from-key DeleteRange (range_end "\\0", which its
     duplicate-key check does not see) and then puts it with ignore_value or ignore_lease.
-    The reference cannot answer that, so the generator never sends it (see README)."""
+    The reference cannot answer that, so the generator never sends it (docs/compatibility.md)."""
     for op in _walk_ops(txn):
         put = op.get("request_put")
         if put:
