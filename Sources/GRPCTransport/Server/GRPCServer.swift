@@ -93,6 +93,7 @@ public final class GRPCServer: Sendable {
                     try sync.addHandler(ProtocolSniffer(
                         makeHTTP2Handler: { ServerConnectionHandler(services: services, configuration: configuration, inboxes: inboxes) },
                         http1Handler: configuration.http1Handler,
+                        maxPlainBodySize: configuration.maxPlainRequestBodySize,
                         handshakeTimeout: configuration.limits.handshakeTimeout))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {

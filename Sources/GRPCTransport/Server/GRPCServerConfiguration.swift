@@ -5,6 +5,13 @@ public struct GRPCServerConfiguration: Sendable {
     /// Largest request message accepted; larger ones end the call with RESOURCE_EXHAUSTED
     /// "grpc: received message larger than max (N vs. M)". etcd: --max-request-bytes + 512 KiB.
     public var maxReceiveMessageSize: Int = 4 * 1024 * 1024
+    /// Largest body of a plain HTTP request (HTTP/1.1, or HTTP/2 without gRPC's content type);
+    /// a larger one is answered 413 and not served. Room for the largest message a gRPC call
+    /// may carry, written as JSON with its bytes in base64 (4/3 of their size), plus 64 KiB.
+    public var maxPlainRequestBodySize: Int {
+        let (base64, overflow) = (maxReceiveMessageSize / 3 + 1).multipliedReportingOverflow(by: 4)
+        return overflow ? Int.max : base64 &+ min(64 << 10, Int.max - base64)
+    }
     /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to clients (etcd: --max-concurrent-streams,
     /// default unlimited). Streams beyond it are refused by HTTP/2 (REFUSED_STREAM).
     public var maxConcurrentStreams: UInt32 = UInt32.max

@@ -13,13 +13,15 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private var buffered: ByteBuffer?
     private let makeHTTP2Handler: () -> ServerConnectionHandler
     private let http1Handler: HTTP1Handler?
+    private let maxPlainBodySize: Int
     private let handshakeTimeout: TimeAmount
     private var timeout: Scheduled<Void>?
 
     init(makeHTTP2Handler: @escaping () -> ServerConnectionHandler, http1Handler: HTTP1Handler?,
-         handshakeTimeout: TimeAmount) {
+         maxPlainBodySize: Int, handshakeTimeout: TimeAmount) {
         self.makeHTTP2Handler = makeHTTP2Handler
         self.http1Handler = http1Handler
+        self.maxPlainBodySize = maxPlainBodySize
         self.handshakeTimeout = handshakeTimeout
     }
 
@@ -59,7 +61,7 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
             } else {
                 let handlers: [ChannelHandler] = [
                     HTTPResponseEncoder(), ByteToMessageHandler(HTTPRequestDecoder()),
-                    HTTP1ServerHandler(handler: http1Handler),
+                    HTTP1ServerHandler(handler: http1Handler, maxBodySize: maxPlainBodySize),
                 ]
                 try pipeline.addHandlers(handlers, position: .after(self))
             }
@@ -83,15 +85,18 @@ final class HTTP1ServerHandler: ChannelInboundHandler {
     private let handler: HTTP1Handler?
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
-    /// The request body went past the 1 MiB cap (the rest was not kept).
+    /// Largest request body served; a larger one is answered 413.
+    private let maxBodySize: Int
+    /// The request body went past `maxBodySize` (the rest was not kept).
     private var bodyTooLarge = false
     private var responding = false
     private var shuttingDown = false
     /// The body stream of the response being sent, if it has one (see `HTTP1BodyStream`).
     private var bodyWriter: HTTP1BodyWriter?
 
-    init(handler: HTTP1Handler?) {
+    init(handler: HTTP1Handler?, maxBodySize: Int) {
         self.handler = handler
+        self.maxBodySize = maxBodySize
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -117,7 +122,7 @@ final class HTTP1ServerHandler: ChannelInboundHandler {
             body = []
             bodyTooLarge = false
         case .body(var chunk):
-            if body.count + chunk.readableBytes <= 1 << 20, let bytes = chunk.readBytes(length: chunk.readableBytes) {
+            if !bodyTooLarge, chunk.readableBytes <= maxBodySize - body.count, let bytes = chunk.readBytes(length: chunk.readableBytes) {
                 body += bytes
             } else {
                 bodyTooLarge = true  // answered 413, as over HTTP/2 (not served truncated)

@@ -154,8 +154,9 @@ private func serverOnDataChunkRecv(_ session: OpaquePointer?, _ flags: UInt8, _ 
                                    _ data: UnsafePointer<UInt8>?, _ length: Int,
                                    _ userData: UnsafeMutableRawPointer?) -> Int32 {
     guard let call = connection(userData).calls[streamID], !call.discardInput else { return 0 }
-    if call.plainHTTP && call.deframer.buffer.readableBytes + length > 1 << 20 {
-        call.plainBodyTooLarge = true  // plain HTTP bodies are capped at 1 MiB
+    let handler = connection(userData)
+    if call.plainHTTP && length > handler.configuration.maxPlainRequestBodySize - call.deframer.buffer.readableBytes {
+        call.plainBodyTooLarge = true  // answered 413 (GRPCServerConfiguration.maxPlainRequestBodySize)
         return 0
     }
     call.deframer.append(UnsafeRawBufferPointer(start: data, count: length))
