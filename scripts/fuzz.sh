@@ -65,7 +65,7 @@ for t in "${targets[@]}"; do
     if RUSD_FUZZ_TARGET="$t" nice -n 10 "$bin" ".build-fuzz/corpus/$t" "Tests/FuzzCorpus/$t" \
             -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
             -artifact_prefix=".build-fuzz/findings/$t-" > "$log" 2>&1; then
-        grep -E '^#[0-9]+ +DONE' "$log" | tail -1 || tail -3 "$log"
+        grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1 || tail -3 "$log"
     else
         status=1
         grep -E "Fatal error|fuzz finding|ERROR: |SUMMARY|Test unit written" "$log" | head -8
