@@ -4,7 +4,9 @@
 # instrumentation and the address sanitizer into .build-fuzz (normal builds are not touched),
 # linked with libFuzzer's no-main runtime from the Swift toolchain.
 #
-#   scripts/fuzz.sh --ci                    every target for 60 s (RUSD_FUZZ_CI_SECONDS; scripts/test.sh)
+#   scripts/fuzz.sh --ci                    every target, a fixed number of executions from a fixed
+#                                           seed (scripts/test.sh): the same inputs on every machine,
+#                                           so a clean checkout that passes here passes in CI
 #   scripts/fuzz.sh --long SECONDS [T...]   every (or the named) target for SECONDS each
 #   scripts/fuzz.sh --list                  the target names
 #
@@ -16,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-seconds="${RUSD_FUZZ_CI_SECONDS:-60}"
+seconds=""
 case "${1:-}" in
     --ci) shift ;;
     --long) seconds="$2"; shift 2 ;;
@@ -34,6 +36,8 @@ fi
 export RUSD_FUZZ=1
 # libFuzzer prints the stack of a finding; the Swift backtracer would only add noise under ASan.
 export SWIFT_BACKTRACE=enable=no
+# Same hash seeds in every process: Set/Dictionary order, and so coverage, repeat from run to run.
+export SWIFT_DETERMINISTIC_HASHING=1
 start=$(date +%s)
 mkdir -p .build-fuzz
 if ! nice -n 10 swift build -c release --scratch-path .build-fuzz --product rusd-fuzz \
@@ -52,6 +56,16 @@ if [[ "${1:-}" == "--list" ]]; then echo "$all"; exit 0; fi
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || read -r -a targets <<< "$(echo $all)"
 
+# Executions per target in --ci: about 30 s each at the rates measured here (Tests/FuzzCorpus/README.md).
+ci_runs() {
+    case "$1" in
+        server-state) echo 6000 ;;
+        connection) echo 40000 ;;
+        bbolt) echo 250000 ;;
+        *) echo 300000 ;;
+    esac
+}
+
 mkdir -p .build-fuzz/findings
 scratch_base=/tmp; [[ -w /dev/shm ]] && scratch_base=/dev/shm
 export RUSD_FUZZ_SCRATCH="$(mktemp -d "$scratch_base/rusd-fuzz-XXXXXX")"
@@ -61,9 +75,22 @@ for t in "${targets[@]}"; do
     [[ -d "Tests/FuzzCorpus/$t" ]] || { echo "fuzz.sh: no target $t" >&2; exit 2; }
     mkdir -p ".build-fuzz/corpus/$t"
     log=".build-fuzz/$t.log"
-    echo "== fuzz $t (${seconds} s)"
-    if RUSD_FUZZ_TARGET="$t" nice -n 10 "$bin" ".build-fuzz/corpus/$t" "Tests/FuzzCorpus/$t" \
-            -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
+    if [[ -n "$seconds" ]]; then
+        # Exploration: random seed, the corpus grown by earlier runs.
+        echo "== fuzz $t (${seconds} s)"
+        corpus=(".build-fuzz/corpus/$t" "Tests/FuzzCorpus/$t")
+        limits=(-max_total_time="$seconds")
+    else
+        # CI: the committed corpus only, seed 1, a fixed count of executions (about 30 s each
+        # here; the time cap only guards a much slower machine).
+        runs=$(ci_runs "$t")
+        echo "== fuzz $t ($runs executions, seed 1)"
+        rm -rf ".build-fuzz/ci-corpus/$t" && mkdir -p ".build-fuzz/ci-corpus/$t"
+        corpus=(".build-fuzz/ci-corpus/$t" "Tests/FuzzCorpus/$t")
+        limits=(-seed=1 -runs="$runs" -max_total_time=300)
+    fi
+    if RUSD_FUZZ_TARGET="$t" nice -n 10 "$bin" "${corpus[@]}" "${limits[@]}" \
+            -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
             -artifact_prefix=".build-fuzz/findings/$t-" > "$log" 2>&1; then
         grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1 || tail -3 "$log"
     else

@@ -26,9 +26,23 @@ struct IndexBlock {
             ok = cursor.next()
         }
         guard ok else { return nil }
+        // Block i holds keys in (key i-1, key i]: the keys must rise strictly, or a binary
+        // search over them would send a lookup to the wrong block.
+        for i in 1..<max(handles.count, 1) {
+            let earlier = keyBytes[offsets[i - 1]..<offsets[i]], later = keyBytes[offsets[i]..<offsets[i + 1]]
+            let rising = earlier.withUnsafeBytes { a in later.withUnsafeBytes { b in compareInternalKeys(a, b) < 0 } }
+            guard rising else { return nil }
+        }
         self.keyBytes = keyBytes
         self.keyOffsets = offsets
         self.handles = handles
+    }
+
+    /// Calls `body` with key `i` (0 ..< count): the last key of data block `i`.
+    func withKey<R>(_ i: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try keyBytes.withUnsafeBytes { kb in
+            try body(UnsafeRawBufferPointer(rebasing: kb[keyOffsets[i]..<keyOffsets[i + 1]]))
+        }
     }
 
     /// First block whose last key >= target (internal key order), or `count`.

@@ -112,18 +112,38 @@ final class Table: @unchecked Sendable {
         return raw
     }
 
-    /// Data block `i` (0 ..< indexBlock.count), CRC-checked on its first read.
+    /// Data block `i` (0 ..< indexBlock.count), checked on its first read: its CRC, and that its
+    /// first and last keys lie within the range the index gives it, so that lookups the index
+    /// sends to it find what the file holds (a checksum-valid table can still be a writer's
+    /// garbage; it is reported as corruption, never answered wrongly).
     func block(_ i: Int) throws -> Block {
         let h = index.handles[i]
+        let offset = Int(truncatingIfNeeded: h.offset)
         if verified[i].load(ordering: .acquiring) == 0 {
             _ = try Table.checkedBlock(mapping, h, path: path)
-            verified[i].store(1, ordering: .releasing)
         }
-        let offset = Int(truncatingIfNeeded: h.offset)
         guard let b = Block(UnsafeRawBufferPointer(start: mapping.baseAddress! + offset, count: Int(truncatingIfNeeded: h.size))) else {
             throw FileSystem.corruption(path, "read block", offset: offset, "malformed data block")
         }
+        if verified[i].load(ordering: .acquiring) == 0 {
+            guard blockWithinIndexBounds(b, i) else {
+                throw FileSystem.corruption(path, "read block", offset: offset, "data block keys outside the index's bounds")
+            }
+            verified[i].store(1, ordering: .releasing)
+        }
         return b
+    }
+
+    /// Block `i`'s first key is above index key i-1 and its last key at most index key i; an
+    /// empty block passes. False also when the block is malformed (the caller reports it).
+    private func blockWithinIndexBounds(_ b: Block, _ i: Int) -> Bool {
+        let cursor = BlockCursor()
+        cursor.reset(b)
+        guard cursor.seekToFirst() else { return false }
+        guard cursor.isValid else { return true }
+        if i > 0, index.withKey(i - 1, { compareInternalKeys(cursor.key, $0) >= 0 }) { return false }
+        guard cursor.seekToLast(), cursor.isValid else { return false }
+        return index.withKey(i, { compareInternalKeys(cursor.key, $0) <= 0 })
     }
 
     var indexBlock: IndexBlock { index }
