@@ -83,8 +83,12 @@ let package = Package(
                                                 .product(name: "HashTreeCollections", package: "swift-collections")],
                 path: "Sources/Engines/LMDB"),
         .target(name: "LevelDBEngine", dependencies: ["EngineAPI", "CLevelDB"], path: "Sources/Engines/LevelDB"),
+        .systemLibrary(name: "CSQLite", path: "Sources/Engines/CSQLite", pkgConfig: "sqlite3",
+                       providers: [.apt(["libsqlite3-dev"])]),
+        .target(name: "SQLiteEngine", dependencies: ["EngineAPI", "CSQLite"], path: "Sources/Engines/SQLite",
+                exclude: ["README.md"]),
         .target(name: "LSMEngine", dependencies: ["EngineAPI"], path: "Sources/Engines/LSM"),
-        .target(name: "Engines", dependencies: ["EngineAPI", "LMDBEngine", "LevelDBEngine", "LSMEngine"],
+        .target(name: "Engines", dependencies: ["EngineAPI", "LMDBEngine", "LevelDBEngine", "SQLiteEngine", "LSMEngine"],
                 path: "Sources/Engines/Registry"),
         // Child process for the conformance suite's hard-kill durability test.
         .executableTarget(name: "engine-kill-writer", dependencies: ["EngineAPI", "Engines"],

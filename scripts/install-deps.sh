@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(pkg-config liblmdb-dev libleveldb-dev librocksdb-dev libnghttp2-dev protobuf-compiler
+APT_PACKAGES=(pkg-config liblmdb-dev libleveldb-dev librocksdb-dev libsqlite3-dev libnghttp2-dev protobuf-compiler
               etcd-server etcd-client nghttp2-client lmdb-utils)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -10,7 +10,7 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Do not start rusd even when one is found.")
     var noRusd = false
 
-    @Option(help: "Comma-separated rusd engines to compare (default: those of lmdb,leveldb,lsm that `rusd --version` lists).")
+    @Option(help: "Comma-separated rusd engines to compare (default: those of the known engines (lmdb, leveldb, lsm, sqlite, ...) that `rusd --version` lists).")
     var engines: String?
 
     @Option(help: "Path to etcd (default: etcd on PATH).")
@@ -46,7 +46,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Folder for the servers' temporary data dirs (must be on the disk you want to measure).")
     var workDir: String = "/var/tmp"
 
-    static let knownEngines = ["lmdb", "leveldb", "lsm"]
+    static let knownEngines = ["lmdb", "leveldb", "lsm", "sqlite"]
 
     func validate() throws {
         if let rounds, rounds < 1 { throw ValidationError("--rounds must be at least 1 (got \(rounds))") }
