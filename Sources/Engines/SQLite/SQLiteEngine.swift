@@ -17,6 +17,8 @@ import EngineAPI
 ///   never block each other.
 /// - Threading: connections are opened with SQLITE_OPEN_NOMUTEX and never used by two threads
 ///   at once (see `SQLiteConnection`); SQLite's own per-connection mutexes would only add cost.
+/// - Checkpoints: `WALCheckpointer` (PASSIVE past 1000 WAL frames, RESTART past 4096 so that
+///   steady reads cannot make the WAL grow without bound).
 /// - `reclaimSpace`: VACUUM, then a TRUNCATE checkpoint.
 /// - `maxSizeBytes`: `PRAGMA max_page_count`; a batch that would grow the database file past it
 ///   fails with `.full` and none of it is applied (the WAL is not counted).

@@ -7,8 +7,13 @@ import EngineAPI
 struct SQLiteSettings: Sendable {
     /// Bytes per B-tree page of a new database.
     var pageSize = 4096
-    /// WAL frames (pages) after which a commit runs a PASSIVE checkpoint on its way out.
+    /// WAL frames (pages) after which a commit runs a PASSIVE checkpoint on its way out
+    /// (`WALCheckpointer`; SQLite's own wal_autocheckpoint default).
     var walAutocheckpointPages = 1000
+    /// WAL frames after which the leader waits for readers to leave the WAL (RESTART checkpoint).
+    var walRestartPages = 4096
+    /// Longest wait of that RESTART checkpoint for readers (writers wait meanwhile).
+    var walRestartWaitMilliseconds: Int32 = 100
     /// Size the WAL file is truncated back to after a checkpoint resets it.
     var journalSizeLimitBytes = 64 << 20
     /// Page cache of the writer connection (SQLite's cache_size); from `EngineOptions.cacheBytes`.
@@ -42,7 +47,7 @@ struct SQLiteSettings: Sendable {
     }
 
     /// The writer connection: WAL mode (persistent in the file), synchronous FULL (a commit
-    /// returns after the WAL is fsynced), checkpoint policy, size limit.
+    /// returns after the WAL is fsynced), size limit. Checkpoints: `WALCheckpointer`.
     func applyWriter(_ connection: SQLiteConnection) throws {
         try connection.execute("PRAGMA page_size = \(pageSize)", operation: "open")  // new files only
         guard let mode = try connection.text("PRAGMA journal_mode = WAL", operation: "open"), mode.lowercased() == "wal" else {
@@ -51,7 +56,6 @@ struct SQLiteSettings: Sendable {
         }
         try applyCommon(connection, cacheBytes: writerCacheBytes)
         try connection.execute("PRAGMA synchronous = FULL", operation: "open")
-        try connection.execute("PRAGMA wal_autocheckpoint = \(walAutocheckpointPages)", operation: "open")
         try connection.execute("PRAGMA journal_size_limit = \(journalSizeLimitBytes)", operation: "open")
         if let maxSizeBytes {
             let actualPageSize = try connection.integer("PRAGMA page_size", operation: "open")

@@ -18,6 +18,7 @@ final class SQLiteStore: @unchecked Sendable {
     /// Guarded by `writerLock`.
     private let writer: SQLiteConnection
     private var writerSynchronousFull = true
+    private let checkpointer: WALCheckpointer
     /// Set when a commit failed with an I/O error: whether its WAL frames reached the disk is
     /// unknown, so every later write is refused until the store is reopened. Guarded by `writerLock`.
     private var writeFailure: EngineError?
@@ -41,6 +42,7 @@ final class SQLiteStore: @unchecked Sendable {
         self.writer = writer
         self.readers = ReaderPool(path: databasePath, settings: settings)
         self.settings = settings
+        self.checkpointer = WALCheckpointer(writer, settings: settings)
         self.directoryLock = lock
     }
 
@@ -59,7 +61,10 @@ final class SQLiteStore: @unchecked Sendable {
             if closed { return }
             closed = true
             readers.closeAll()
-            writerLock.withLock { writer.close() }
+            writerLock.withLock {
+                checkpointer.detach()
+                writer.close()
+            }
             directoryLock.release()
         }
     }
@@ -96,6 +101,7 @@ final class SQLiteStore: @unchecked Sendable {
                     $0.groupCommits += 1
                     $0.batchesCommitted += UInt64(group.count)
                 }
+                checkpointer.afterCommit()
                 return
             } catch {
                 if group.count == 1 {
@@ -110,6 +116,7 @@ final class SQLiteStore: @unchecked Sendable {
                         $0.groupCommits += 1
                         $0.batchesCommitted += 1
                     }
+                    checkpointer.afterCommit()
                 } catch {
                     ticket.failure = error
                 }
@@ -216,10 +223,16 @@ final class SQLiteStore: @unchecked Sendable {
     func stats() throws -> EngineStats {
         try withOpen("stats") {
             let (pageSize, pages, freePages, cache) = try writerLock.withLock { () -> (Int64, Int64, Int64, [String: Double]) in
+                var cache: [String: Double] = [
+                    "wal.frames": Double(checkpointer.walFrames),
+                    "checkpoints.passive": Double(checkpointer.passiveCheckpoints),
+                    "checkpoints.restart": Double(checkpointer.restarts),
+                    "checkpoints.restart.timedout": Double(checkpointer.restartsTimedOut),
+                    "checkpoints.failed": Double(checkpointer.failures),
+                ]
                 let pageSize = try writer.integer("PRAGMA page_size", operation: "stats")
                 let pages = try writer.integer("PRAGMA page_count", operation: "stats")
                 let free = try writer.integer("PRAGMA freelist_count", operation: "stats")
-                var cache: [String: Double] = [:]
                 for (name, op) in [("cache.hit", SQLITE_DBSTATUS_CACHE_HIT), ("cache.miss", SQLITE_DBSTATUS_CACHE_MISS),
                                    ("cache.write", SQLITE_DBSTATUS_CACHE_WRITE), ("cache.used.bytes", SQLITE_DBSTATUS_CACHE_USED)] {
                     var current: Int32 = 0
