@@ -1,13 +1,14 @@
 import EtcdProto
 @testable import EtcdServer
 import GRPCTransport
+import MVCC
 import XCTest
 @testable import EtcdAPI
 
 final class MetricsTests: XCTestCase {
     /// etcd's disk buckets (ExponentialBuckets(0.001, 2, 14)); `le` is inclusive; cumulative.
     func testDurationHistogramBuckets() {
-        let h = DurationHistogram.etcdDiskBuckets()
+        let h = ValueHistogram.etcdDiskBuckets()
         XCTAssertEqual(h.bounds.count, 14)
         XCTAssertEqual(h.bounds.first, 0.001)
         XCTAssertEqual(h.bounds.last, 8.192)
@@ -19,7 +20,7 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(s.count, 4)
         XCTAssertEqual(Array(s.cumulativeCounts.prefix(4)), [2, 2, 3, 3])
         XCTAssertEqual(s.cumulativeCounts.last, 3)
-        XCTAssertEqual(s.sumSeconds, 20.0045, accuracy: 1e-9)
+        XCTAssertEqual(s.sum, 20.0045, accuracy: 1e-9)
         let text = PrometheusMetrics.histogram("x_seconds", "help", s)
         XCTAssertTrue(text.contains("x_seconds_bucket{le=\"0.001\"} 2\n"), text)
         XCTAssertTrue(text.contains("x_seconds_bucket{le=\"8.192\"} 3\n"), text)

@@ -176,21 +176,30 @@ struct PrometheusMetrics {
         #endif
     }
 
-    /// A histogram family: cumulative `le` buckets, +Inf, _sum, _count.
-    static func histogram(_ name: String, _ help: String, _ h: DurationHistogram.Snapshot) -> String {
-        histogram(name, help, bounds: h.bounds, cumulativeCounts: h.cumulativeCounts, count: h.count, sum: h.sumSeconds)
-    }
-
     /// A histogram family from its upper bounds, cumulative counts (same order), count and sum.
     static func histogram(_ name: String, _ help: String, bounds: [Double], cumulativeCounts: [UInt64],
                           count: UInt64, sum: Double) -> String {
-        var out = "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
+        "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
+            + histogramSamples(name, labels: "", bounds: bounds, cumulativeCounts: cumulativeCounts, count: count, sum: sum)
+    }
+
+    /// One histogram's sample lines (no HELP/TYPE), `labels` (`a="x",b="y"`, may be empty)
+    /// on every line before `le`.
+    static func histogramSamples(_ name: String, labels: String, _ h: ValueHistogram.Snapshot) -> String {
+        histogramSamples(name, labels: labels, bounds: h.bounds, cumulativeCounts: h.cumulativeCounts, count: h.count, sum: h.sum)
+    }
+
+    static func histogramSamples(_ name: String, labels: String, bounds: [Double], cumulativeCounts: [UInt64],
+                                 count: UInt64, sum: Double) -> String {
+        let prefix = labels.isEmpty ? "" : labels + ","
+        let own = labels.isEmpty ? "" : "{\(labels)}"
+        var out = ""
         for (bound, c) in zip(bounds, cumulativeCounts) {
-            out += "\(name)_bucket{le=\"\(number(bound))\"} \(c)\n"
+            out += "\(name)_bucket{\(prefix)le=\"\(number(bound))\"} \(c)\n"
         }
-        out += "\(name)_bucket{le=\"+Inf\"} \(count)\n"
-        out += "\(name)_sum \(number(sum))\n"
-        out += "\(name)_count \(count)\n"
+        out += "\(name)_bucket{\(prefix)le=\"+Inf\"} \(count)\n"
+        out += "\(name)_sum\(own) \(number(sum))\n"
+        out += "\(name)_count\(own) \(count)\n"
         return out
     }
 

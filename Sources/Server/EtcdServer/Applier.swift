@@ -34,7 +34,7 @@ final class Applier: Sendable {
     /// Number of group commits done (for tests and metrics).
     private let groups = Mutex<Int>(0)
     /// Durations of the successful synced engine writes (one per group commit).
-    let commitDurations = DurationHistogram.etcdDiskBuckets()
+    let commitDurations = ValueHistogram.etcdDiskBuckets()
     /// Failed proposals and slow applies (and the server's other counts, see `ServerCounters`).
     let counters = ServerCounters()
 

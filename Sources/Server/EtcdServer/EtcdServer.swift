@@ -105,7 +105,7 @@ public final class EtcdServer: Sendable {
     public var groupCommitCount: Int { applier.groupCommits }
     /// Durations of the applier's synced engine writes (one per successful group commit):
     /// rusd's equivalent of both etcd's WAL fsync and its backend commit.
-    public var commitDurations: DurationHistogram.Snapshot { applier.commitDurations.snapshot }
+    public var commitDurations: ValueHistogram.Snapshot { applier.commitDurations.snapshot }
     /// Counts of MVCC operations, failed proposals, slow applies and lease events (/metrics).
     public var counters: ServerCounters { applier.counters }
 
