@@ -69,6 +69,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+        // rusd --shared-log (cluster mode): the PostgreSQL client of Sources/Server/ClusterLog.
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         // The lmdb engine's pending writes: a persistent hash trie (TreeDictionary).
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     ],
@@ -141,7 +143,17 @@ let package = Package(
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/Server/API"),
+        // Cluster mode: the log of writes kept in PostgreSQL, fed to EtcdServer's applier by
+        // every member (docs/cluster.md). EtcdServer knows only its ReplicatedLog protocol.
+        .target(name: "ClusterLog", dependencies: [
+            "EtcdServer", "EtcdProto",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ], path: "Sources/Server/ClusterLog"),
         .executableTarget(name: "rusd", dependencies: [
+            "ClusterLog",
             "Engines", "EtcdServer", "EtcdAPI", "GRPCTransport", "MVCC", "WatchHub", "EtcdSnapshot",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -151,7 +163,10 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "SwiftASN1", package: "swift-asn1"),
         ], path: "Sources/Server/rusd", exclude: ["link-order.txt"],
-        linkerSettings: staticSwiftRuntime + withoutFullFoundation + hotCodeFirst),
+        // Not `withoutFullFoundation` while ClusterLog links postgres-nio: it needs all of
+        // Foundation (NIOFoundationCompat's RunLoop and JSONSerialization, String(format:) and
+        // replacingOccurrences in its SCRAM and data code), so ICU comes along (docs/cluster.md).
+        linkerSettings: staticSwiftRuntime + hotCodeFirst),
         .executableTarget(name: "rusd-compare", dependencies: [
             "EtcdProto", "GRPCTransport", "EngineAPI", "Engines",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

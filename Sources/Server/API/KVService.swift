@@ -16,6 +16,13 @@ public enum KVService {
             .unary("Range") { (request: Etcdserverpb_RangeRequest, context, responder: UnaryResponder<Etcdserverpb_RangeResponse>) in
                 do throws(EtcdError) {
                     try server.caller(context).check(request)
+                    if server.readsNeedReadIndex && !request.serializable {
+                        // Cluster mode: wait until this member applied the log's head first.
+                        return server.waitForReadIndex { error in
+                            if let error { return responder.complete(.failure(error), on: context) }
+                            responder.complete(Result { () throws(EtcdError) in try server.range(request) }, on: context)
+                        }
+                    }
                     responder.succeed(try server.range(request))
                 } catch {
                     responder.fail(GRPCStatus(error))

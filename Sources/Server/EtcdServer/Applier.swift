@@ -66,6 +66,34 @@ final class Applier: Sendable {
         if start { queue.async { self.drain() } }
     }
 
+    /// Appends an entry whose index a shared log already chose (cluster mode; see
+    /// `ReplicatedLog`). Only the next index is accepted: returns false, queueing nothing, for
+    /// any other (and when stopped, after failing `complete`).
+    func submit(index: UInt64, _ request: ApplyRequest, size: Int, complete: @escaping ApplyCompletion) -> Bool {
+        enum Outcome { case stopped, wrongIndex, queued, queuedAndStart }
+        let outcome: Outcome = state.withLock { q in
+            if q.stopped { return .stopped }
+            if index != q.nextIndex { return .wrongIndex }
+            q.pending.append(Pending(entry: LogEntry(index: index, request: request), size: size, complete: complete))
+            q.nextIndex += 1
+            if q.draining { return .queued }
+            q.draining = true
+            return .queuedAndStart
+        }
+        switch outcome {
+        case .stopped:
+            complete(.failure(.stopped))
+            return false
+        case .wrongIndex:
+            return false
+        case .queued:
+            return true
+        case .queuedAndStart:
+            queue.async { self.drain() }
+            return true
+        }
+    }
+
     /// Stops accepting entries, applies what was accepted, and returns when all of it is done.
     func stop() {
         state.withLock { $0.stopped = true }

@@ -191,7 +191,7 @@ extension EtcdServer {
     /// durable.
     public func applyAuth(_ mutation: AuthState.Mutation,
                           completion: @escaping @Sendable (Result<Etcdserverpb_ResponseHeader, EtcdError>) -> Void) {
-        applier.submit(.auth(mutation)) { [self] result in
+        propose(.auth(mutation)) { [self] result in
             completion(result.map { response in
                 guard case .auth(let revision) = response else { preconditionFailure("auth answered with \(response)") }
                 return header(revision: revision)

@@ -39,10 +39,18 @@ public final class EtcdServer: Sendable {
     /// Users, roles, permissions and tokens.
     public let auth: AuthStore
     private let expiryTimer: TimerBox
+    /// Cluster mode: the shared log that orders writes (nil: the applier is the log).
+    private let sharedLog: (any ReplicatedLog)?
+    private let leaseExpiry: LeaseExpirySwitch
 
     /// Opens the store on `engine` (rebuilding its index) and starts the applier. The engine
     /// stays owned by the caller: close it after `close()`.
-    public init(engine: any StorageEngine, config: EtcdServerConfig) throws(EtcdError) {
+    ///
+    /// `sharedLog` (cluster mode) builds the log that orders writes, given the handle through
+    /// which it feeds entries to this member; lease expiry then stays off until the log turns
+    /// it on (`LogApplier.setLeaseExpiry`). nil: single member, the local applier is the log.
+    public init(engine: any StorageEngine, config: EtcdServerConfig,
+                sharedLog: ((LogApplier) throws(EtcdError) -> any ReplicatedLog)? = nil) throws(EtcdError) {
         self.config = config
         do { store = try MVCCStore(engine: engine) } catch { throw EtcdError(error) }
         lessor = Lessor(minTTL: config.minLeaseTTL)
@@ -53,6 +61,14 @@ public final class EtcdServer: Sendable {
         applier = Applier(machine: machine, firstIndex: store.appliedIndex + 1,
                           maxEntriesPerCommit: config.maxEntriesPerCommit,
                           completionBatch: config.completionBatch)
+        leaseExpiry = LeaseExpirySwitch(sharedLog == nil)
+        if let sharedLog {
+            let store = store
+            self.sharedLog = try sharedLog(LogApplier(applier: applier, lessor: lessor, expiry: leaseExpiry,
+                                                      appliedIndexNow: { store.appliedIndex }))
+        } else {
+            self.sharedLog = nil
+        }
         expiryTimer = TimerBox(DispatchSource.makeTimerSource(queue: DispatchQueue(label: "rusd.lease-expiry")))
         let interval = DispatchTimeInterval.milliseconds(max(10, config.leaseExpiryCheckMilliseconds))
         expiryTimer.timer.schedule(deadline: .now() + interval, repeating: interval)
@@ -66,10 +82,11 @@ public final class EtcdServer: Sendable {
 
     /// Submits a revoke entry for every expired lease (etcd's leader does the same through raft).
     private func revokeExpiredLeases() {
+        guard leaseExpiry.enabled.load(ordering: .relaxed) else { return }
         for id in lessor.takeExpired(limit: 1000) {
             var r = Etcdserverpb_LeaseRevokeRequest()
             r.id = id
-            applier.submit(.leaseRevoke(r)) { [lessor, counters] result in
+            propose(.leaseRevoke(r)) { [lessor, counters] result in
                 switch result {
                 case .success: counters.recordLeaseRevoked(expired: true)
                 case .failure(let e): if e != .leaseNotFound { lessor.revocationFailed(id) }
@@ -83,6 +100,7 @@ public final class EtcdServer: Sendable {
     /// closed. Idempotent.
     public func close() {
         expiryTimer.timer.cancel()
+        sharedLog?.stop()
         applier.stop()
         store.close()
     }
@@ -108,6 +126,27 @@ public final class EtcdServer: Sendable {
     public var commitDurations: ValueHistogram.Snapshot { applier.commitDurations.snapshot }
     /// Counts of MVCC operations, failed proposals, slow applies and lease events (/metrics).
     public var counters: ServerCounters { applier.counters }
+
+    /// Orders a write: through the shared log in cluster mode, else straight to the applier.
+    @inline(__always)
+    func propose(_ request: ApplyRequest, size: Int = 64, complete: @escaping ApplyCompletion) {
+        if let sharedLog {
+            sharedLog.propose(request, size: size, complete: complete)
+        } else {
+            applier.submit(request, size: size, complete: complete)
+        }
+    }
+
+    /// Cluster mode: whether a linearizable read must first wait for the read index
+    /// (`waitForReadIndex`). Single member: false, every acknowledged write is already visible.
+    public var readsNeedReadIndex: Bool { sharedLog != nil }
+
+    /// Calls `ready(nil)` once this member has applied every write committed before the call
+    /// (at once when single-member), or `ready(error)` with etcd's request timed out.
+    public func waitForReadIndex(_ ready: @escaping @Sendable (EtcdError?) -> Void) {
+        guard let sharedLog else { return ready(nil) }
+        sharedLog.waitForReadIndex(ready)
+    }
 
     // MARK: KV
 
@@ -139,7 +178,7 @@ public final class EtcdServer: Sendable {
         } catch {
             return completion(.failure(error))
         }
-        applier.submit(.put(r), size: size) { [self] result in
+        propose(.put(r), size: size) { [self] result in
             completion(result.map { response in
                 guard case .put(var p) = response else { preconditionFailure("put answered with \(response)") }
                 counters.recordPut(r)
@@ -159,7 +198,7 @@ public final class EtcdServer: Sendable {
         } catch {
             return completion(.failure(error))
         }
-        applier.submit(.deleteRange(r), size: size) { [self] result in
+        propose(.deleteRange(r), size: size) { [self] result in
             completion(result.map { response in
                 guard case .deleteRange(var d) = response else { preconditionFailure("deleteRange answered with \(response)") }
                 counters.recordDelete(r)
@@ -178,15 +217,19 @@ public final class EtcdServer: Sendable {
             try RequestValidation.check(r, maxTxnOps: config.maxTxnOps)
             if size > config.maxRequestBytes { throw .requestTooLarge }
             if !TxnExecution.isWrite(r) {
-                var resp = try TxnExecution.runReadOnly(r, store.read())
-                counters.recordTxn(r, resp, wrote: false)
-                resp.header = header(revision: resp.header.revision)
-                return completion(.success(resp))
+                if let sharedLog {
+                    // Cluster mode: a read-only txn is a linearizable read (read index first).
+                    return sharedLog.waitForReadIndex { [self] error in
+                        if let error { return completion(.failure(error)) }
+                        completion(readOnlyTxn(r))
+                    }
+                }
+                return completion(readOnlyTxn(r))
             }
         } catch {
             return completion(.failure(error))
         }
-        applier.submit(.txn(r), size: size) { [self] result in
+        propose(.txn(r), size: size) { [self] result in
             completion(result.map { response in
                 guard case .txn(var t) = response else { preconditionFailure("txn answered with \(response)") }
                 counters.recordTxn(r, t, wrote: true)
@@ -196,12 +239,23 @@ public final class EtcdServer: Sendable {
         }
     }
 
+    private func readOnlyTxn(_ r: Etcdserverpb_TxnRequest) -> Result<Etcdserverpb_TxnResponse, EtcdError> {
+        do throws(EtcdError) {
+            var resp = try TxnExecution.runReadOnly(r, store.read())
+            counters.recordTxn(r, resp, wrote: false)
+            resp.header = header(revision: resp.header.revision)
+            return .success(resp)
+        } catch {
+            return .failure(error)
+        }
+    }
+
     /// KV.Compact. Errors: revision <= the last compaction → "mvcc: required revision has been
     /// compacted"; above the current revision → "mvcc: required revision is a future revision".
     /// Completes when the compaction is durable (with `physical`: once old records are deleted).
     public func compact(_ r: Etcdserverpb_CompactionRequest,
                         completion: @escaping @Sendable (Result<Etcdserverpb_CompactionResponse, EtcdError>) -> Void) {
-        applier.submit(.compact(r)) { [self] result in
+        propose(.compact(r)) { [self] result in
             completion(result.map { response in
                 guard case .compact(var c) = response else { preconditionFailure("compact answered with \(response)") }
                 c.header = header(revision: c.header.revision)
@@ -219,7 +273,7 @@ public final class EtcdServer: Sendable {
                            completion: @escaping @Sendable (Result<Etcdserverpb_LeaseGrantResponse, EtcdError>) -> Void) {
         var r = r
         if r.id == 0 { r.id = Int64.random(in: 1 ... Int64.max) }
-        applier.submit(.leaseGrant(r)) { [self] result in
+        propose(.leaseGrant(r)) { [self] result in
             completion(result.map { response in
                 guard case .leaseGrant(var g) = response else { preconditionFailure("leaseGrant answered with \(response)") }
                 counters.recordLeaseGranted(ttl: g.ttl)
@@ -233,7 +287,7 @@ public final class EtcdServer: Sendable {
     /// Unknown lease → "etcdserver: requested lease not found". Completes once durable.
     public func leaseRevoke(_ r: Etcdserverpb_LeaseRevokeRequest,
                             completion: @escaping @Sendable (Result<Etcdserverpb_LeaseRevokeResponse, EtcdError>) -> Void) {
-        applier.submit(.leaseRevoke(r)) { [self] result in
+        propose(.leaseRevoke(r)) { [self] result in
             completion(result.map { response in
                 guard case .leaseRevoke(var v) = response else { preconditionFailure("leaseRevoke answered with \(response)") }
                 counters.recordLeaseRevoked(expired: false)

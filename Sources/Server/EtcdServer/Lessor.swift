@@ -147,6 +147,15 @@ public final class Lessor: Sendable {
         }
     }
 
+    /// Every lease's deadline becomes now + its TTL (a member taking over lease expiry in a
+    /// cluster: etcd's leader promotion extends remaining TTLs rather than expiring early).
+    func refreshAllDeadlines() {
+        let now = DispatchTime.now()
+        table.withLock { t in
+            for (id, lease) in t { t[id]?.deadline = Lessor.deadline(now, lease.ttl) }
+        }
+    }
+
     /// Clears the revoking mark (the revocation failed; retry at the next check).
     func revocationFailed(_ id: Int64) {
         table.withLock { $0[id]?.revoking = false }

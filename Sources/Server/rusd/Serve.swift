@@ -21,7 +21,9 @@ private let grpcOverheadBytes = 512 * 1024
 func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> Never {
     let identity = MemberIdentity(peerURLs: config.advertisePeerURLs.map(\.description),
                                   clusterToken: config.initialClusterToken)
-    var serverConfig = EtcdServerConfig(clusterID: identity.clusterID, memberID: identity.memberID)
+    let cluster = SharedLogSetup.open(config, logger: logger)
+    var serverConfig = EtcdServerConfig(clusterID: cluster?.info.clusterID ?? identity.clusterID,
+                                        memberID: cluster?.memberID ?? identity.memberID)
     serverConfig.maxRequestBytes = config.maxRequestBytes
     serverConfig.maxTxnOps = config.maxTxnOps
     serverConfig.authTokenTTLSeconds = config.authTokenTTL
@@ -31,16 +33,18 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
 
     let etcd: EtcdServer
     do {
-        let record = "{\"id\":\"\(String(identity.memberID, radix: 16))\",\"name\":\"\(config.name)\","
+        let record = "{\"id\":\"\(String(serverConfig.memberID, radix: 16))\",\"name\":\"\(config.name)\","
             + "\"peerURLs\":[\(config.advertisePeerURLs.map { "\"\($0)\"" }.joined(separator: ","))]}"
-        try StoreBootstrap.bootstrapIfNew(engine, memberID: identity.memberID, memberRecord: Array(record.utf8))
-        etcd = try EtcdServer(engine: engine, config: serverConfig)
+        try StoreBootstrap.bootstrapIfNew(engine, memberID: serverConfig.memberID, memberRecord: Array(record.utf8))
+        etcd = try EtcdServer(engine: engine, config: serverConfig,
+                              sharedLog: cluster?.makeLog(name: config.name, clientURLs: config.advertiseClientURLs.map(\.description),
+                                                          logger: logger))
     } catch {
         fail("cannot start the server on \(config.dataDirectory): \(error)")
     }
     logger.info("opened the MVCC store", metadata: [
         "revision": "\(etcd.currentRevision)", "applied-index": "\(etcd.appliedIndex)",
-        "member-id": "\(String(identity.memberID, radix: 16))", "cluster-id": "\(String(identity.clusterID, radix: 16))",
+        "member-id": "\(String(serverConfig.memberID, radix: 16))", "cluster-id": "\(String(serverConfig.clusterID, radix: 16))",
     ])
 
     let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)

@@ -61,6 +61,8 @@ struct ServerConfig: Sendable {
     var advertisePeerURLs: [EndpointURL]
     var listenMetricsURLs: [EndpointURL]
     var initialClusterToken: String
+    /// --shared-log: the PostgreSQL URL of the cluster's log ("": single member, embedded log).
+    var sharedLog: String
     var maxRequestBytes: Int
     var maxTxnOps: Int
     var quotaBackendBytes: Int64
@@ -96,6 +98,7 @@ struct ServerConfig: Sendable {
         advertisePeerURLs = try EndpointURL.list(flags.string("initial-advertise-peer-urls"), flag: "initial-advertise-peer-urls")
         listenMetricsURLs = try EndpointURL.list(flags.string("listen-metrics-urls"), flag: "listen-metrics-urls")
         initialClusterToken = flags.string("initial-cluster-token")
+        sharedLog = flags.string("shared-log")
         maxRequestBytes = try Self.integer(flags, "max-request-bytes", min: 1)
         maxTxnOps = try Self.integer(flags, "max-txn-ops", min: 1)
         let quota = try Self.integer(flags, "quota-backend-bytes", min: Int.min)

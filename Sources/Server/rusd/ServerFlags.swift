@@ -20,6 +20,8 @@ extension FlagSet {
         FlagSpec(name: "initial-cluster-token", kind: .string, defaultValue: "etcd-cluster",
                  usage: "Initial cluster token (used for the cluster ID)."),
         FlagSpec(name: "initial-cluster-state", kind: .string, defaultValue: "new", usage: "Initial cluster state ('new' or 'existing')."),
+        FlagSpec(name: "shared-log", kind: .string, defaultValue: "",
+                 usage: "Cluster mode: postgres://user@host:port/db holding the log every member applies (docs/cluster.md). Empty: single member."),
         FlagSpec(name: "listen-metrics-urls", kind: .string, defaultValue: "",
                  usage: "List of URLs to listen on for the metrics and health endpoints."),
         // limits

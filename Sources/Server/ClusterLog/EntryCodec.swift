@@ -1,0 +1,67 @@
+import EtcdProto
+import EtcdServer
+import SwiftProtobuf
+
+/// A log entry's bytes in `rusd_log.entry`:
+///
+///     [format = 1] [kind: 1 byte] [proposal: 8 bytes big-endian] [the request, protobuf]
+///
+/// `proposal` is chosen by the proposing member (random start, then +1) so that it can find
+/// its own entries when they come back from the log. A reader refuses a format or kind it does
+/// not know: skipping an entry would make this member diverge from the others.
+enum EntryCodec {
+    static let format: UInt8 = 1
+
+    private enum Kind: UInt8 {
+        case put = 1, deleteRange, txn, compact, leaseGrant, leaseRevoke
+    }
+
+    /// The entry's bytes; auth changes are not carried by the shared log yet (docs/cluster.md).
+    static func encode(_ request: ApplyRequest, proposal: UInt64) throws(EtcdError) -> [UInt8] {
+        var out: [UInt8] = [format, 0]
+        out.reserveCapacity(64)
+        withUnsafeBytes(of: proposal.bigEndian) { out.append(contentsOf: $0) }
+        do {
+            switch request {
+            case .put(let m): out[1] = Kind.put.rawValue; out += try m.serializedBytes() as [UInt8]
+            case .deleteRange(let m): out[1] = Kind.deleteRange.rawValue; out += try m.serializedBytes() as [UInt8]
+            case .txn(let m): out[1] = Kind.txn.rawValue; out += try m.serializedBytes() as [UInt8]
+            case .compact(let m): out[1] = Kind.compact.rawValue; out += try m.serializedBytes() as [UInt8]
+            case .leaseGrant(let m): out[1] = Kind.leaseGrant.rawValue; out += try m.serializedBytes() as [UInt8]
+            case .leaseRevoke(let m): out[1] = Kind.leaseRevoke.rawValue; out += try m.serializedBytes() as [UInt8]
+            case .auth:
+                throw EtcdError(.unimplemented, "rusd: auth changes are not supported with --shared-log yet")
+            }
+        } catch let e as EtcdError {
+            throw e
+        } catch {
+            throw EtcdError(.internalError, "rusd: cannot encode a log entry: \(error)")
+        }
+        return out
+    }
+
+    /// The proposal number and request of an entry, or why it cannot be read.
+    static func decode(_ bytes: [UInt8]) throws(SharedLogError) -> (proposal: UInt64, request: ApplyRequest) {
+        guard bytes.count >= 10 else { throw .corruptEntry(index: 0, reason: "\(bytes.count) bytes, shorter than a header") }
+        guard bytes[0] == format else {
+            throw .corruptEntry(index: 0, reason: "entry format \(bytes[0]) (this rusd reads format \(format))")
+        }
+        guard let kind = Kind(rawValue: bytes[1]) else { throw .corruptEntry(index: 0, reason: "unknown entry kind \(bytes[1])") }
+        var proposal: UInt64 = 0
+        for b in bytes[2 ..< 10] { proposal = proposal << 8 | UInt64(b) }
+        let body = Array(bytes[10...])
+        do {
+            let request: ApplyRequest = switch kind {
+            case .put: .put(try Etcdserverpb_PutRequest(serializedBytes: body))
+            case .deleteRange: .deleteRange(try Etcdserverpb_DeleteRangeRequest(serializedBytes: body))
+            case .txn: .txn(try Etcdserverpb_TxnRequest(serializedBytes: body))
+            case .compact: .compact(try Etcdserverpb_CompactionRequest(serializedBytes: body))
+            case .leaseGrant: .leaseGrant(try Etcdserverpb_LeaseGrantRequest(serializedBytes: body))
+            case .leaseRevoke: .leaseRevoke(try Etcdserverpb_LeaseRevokeRequest(serializedBytes: body))
+            }
+            return (proposal, request)
+        } catch {
+            throw .corruptEntry(index: 0, reason: "undecodable request: \(error)")
+        }
+    }
+}
