@@ -2,6 +2,7 @@ import EngineAPI
 import LMDBEngine
 import LevelDBEngine
 import LSMEngine
+import RocksDBEngine
 import SQLiteEngine
 
 /// Every storage engine built into rusd, by the name `--engine` takes. The first is the default.
@@ -11,6 +12,7 @@ public enum Engines {
         (name: LMDBEngine.engineName, open: { @Sendable directory, options in try LMDBEngine.open(directory: directory, options: options) }),
         (name: LevelDBEngine.engineName, open: { @Sendable directory, options in try LevelDBEngine.open(directory: directory, options: options) }),
         (name: LSMEngine.engineName, open: { @Sendable directory, options in try LSMStore.open(directory: directory, options: options) }),
+        (name: RocksDBEngine.engineName, open: { @Sendable directory, options in try RocksDBEngine.open(directory: directory, options: options) }),
         (name: SQLiteEngine.engineName, open: { @Sendable directory, options in try SQLiteEngine.open(directory: directory, options: options) }),
     ])
 
