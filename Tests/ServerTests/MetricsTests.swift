@@ -46,6 +46,29 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(text.split(separator: "\n").filter { $0.hasPrefix("grpc_server_handled_total{") }.count, 2 * 17)
     }
 
+    /// --metrics extensive: per-method handling time in go-grpc-prometheus' buckets; one set of
+    /// counters per method however often it is asked for (the gateway asks again).
+    func testHandlingSecondsAndSharedMethodCounters() {
+        let metrics = GRPCServerMetrics(handlingTime: true)
+        let put = metrics.monitor(service: "etcdserverpb.KV", method: "Put", kind: .unary)!
+        let again = metrics.monitor(service: "etcdserverpb.KV", method: "Put", kind: .unary)!
+        XCTAssertTrue(put === again)
+        put.started()
+        put.handled(.ok, seconds: 0.003)
+        again.started()
+        again.handled(.ok, seconds: 0.2)
+        let text = metrics.text()
+        let l = "grpc_method=\"Put\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\""
+        XCTAssertTrue(text.contains("# TYPE grpc_server_handling_seconds histogram\n"), text)
+        XCTAssertTrue(text.contains("grpc_server_handling_seconds_bucket{\(l),le=\"0.005\"} 1\n"), text)
+        XCTAssertTrue(text.contains("grpc_server_handling_seconds_bucket{\(l),le=\"0.1\"} 1\n"), text)
+        XCTAssertTrue(text.contains("grpc_server_handling_seconds_bucket{\(l),le=\"0.25\"} 2\n"), text)
+        XCTAssertTrue(text.contains("grpc_server_handling_seconds_bucket{\(l),le=\"+Inf\"} 2\n"), text)
+        XCTAssertTrue(text.contains("grpc_server_handling_seconds_count{\(l)} 2\n"), text)
+        XCTAssertTrue(text.contains("grpc_server_started_total{\(l)} 2\n"), text)
+        XCTAssertFalse(GRPCServerMetrics().text().contains("grpc_server_handling_seconds"))
+    }
+
     /// etcd counts per MVCC transaction; one txn when its ranges + puts + deletes exceed 1.
     func testMVCCTallyFollowsEtcdTransactions() {
         let c = ServerCounters()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import re
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -370,4 +371,66 @@ def test_maintenance_and_compaction_histograms_move_as_etcds(pair, ns):
         problems.append(f"etcd_debugging_mvcc_db_compaction_keys_total: etcd +{keys[0]}, candidate +{keys[1]}")
     for m in after:
         assert value(m, "etcd_disk_defrag_inflight") == 0
+    assert not problems, "\n".join(problems)
+
+
+# --- --metrics extensive, and the JSON gateway's calls in the gRPC families ------------------
+
+def gateway_post(endpoint: str, path: str, body: str) -> int:
+    """POSTs JSON to the HTTP gateway; the HTTP status (errors are answers too)."""
+    req = urllib.request.Request(f"http://{endpoint}{path}", data=body.encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            r.read()
+            return r.status
+    except urllib.error.HTTPError as e:
+        e.read()
+        return e.code
+
+
+GATEWAY_CALLS = [("/v3/kv/put", '{"key":"Z3cx","value":"dg=="}'),        # gw1 = v
+                 ("/v3/kv/put", '{"key":"Z3cy","value":"dnY="}'),        # gw2 = vv
+                 ("/v3/kv/range", '{"key":"Z3cx"}'),
+                 ("/v3/kv/range", '{"key":"Z3cx","revision":"999999"}'),  # future revision: OutOfRange
+                 ("/v3/lease/grant", '{"TTL":"60","ID":"62001"}'),
+                 ("/v3/maintenance/status", "{}")]
+GATEWAY_METHODS = [("etcdserverpb.KV", "Put", "unary"), ("etcdserverpb.KV", "Range", "unary"),
+                   ("etcdserverpb.Lease", "LeaseGrant", "unary"), ("etcdserverpb.Maintenance", "Status", "unary")]
+
+
+@pytest.mark.fresh
+@pytest.mark.server_args("--metrics", "extensive")
+@pytest.mark.rpc("KV.Put", "KV.Range", "Lease.LeaseGrant", "Maintenance.Status")
+def test_extensive_handling_time_and_gateway_calls_count_as_grpc(pair):
+    """With --metrics extensive both export grpc_server_handling_seconds (same type, labels and
+    buckets), and calls through the HTTP/JSON gateway move grpc_server_* and the received
+    bytes exactly as etcd's (its gateway is a gRPC client of itself)."""
+    before = [scrape(ep.server.endpoint) for ep in pair.endpoints]
+    statuses = [[gateway_post(ep.server.endpoint, path, body) for path, body in GATEWAY_CALLS] for ep in pair.endpoints]
+    assert statuses[0] == statuses[1] and statuses[0][3] >= 400, statuses
+    pair.call("KV.Range", key="gw1")                                           # and one over gRPC
+    after = [scrape(ep.server.endpoint) for ep in pair.endpoints]
+    ref, cand = after
+    family = "grpc_server_handling_seconds"
+    assert ref["types"].get(family) == "histogram", "etcd --metrics extensive exports no handling histogram"
+    assert cand["types"].get(family) == "histogram", "the candidate exports no grpc_server_handling_seconds"
+    assert label_names(cand, family) == label_names(ref, family) == {"grpc_type", "grpc_service", "grpc_method"}
+    assert sorted(set(buckets(cand, family))) == sorted(set(buckets(ref, family)))       # per method series
+    problems = []
+    for service, method, kind in GATEWAY_METHODS:
+        labels = dict(grpc_service=service, grpc_method=method, grpc_type=kind)
+        for name, extra in [("grpc_server_started_total", {}), ("grpc_server_handled_total", {"grpc_code": "OK"}),
+                            ("grpc_server_handled_total", {"grpc_code": "OutOfRange"}),
+                            ("grpc_server_msg_received_total", {}), ("grpc_server_msg_sent_total", {}),
+                            ("grpc_server_handling_seconds_count", {})]:
+            moved = [value(a, name, **labels, **extra) - value(b, name, **labels, **extra) for a, b in zip(after, before)]
+            if moved[0] != moved[1]:
+                problems.append(f"{name}{extra} {service}/{method}: candidate +{moved[1]}, etcd +{moved[0]}")
+    started = value(cand, "grpc_server_started_total", grpc_method="Put") - value(before[1], "grpc_server_started_total", grpc_method="Put")
+    assert started == 2 or problems, "gateway puts not counted"
+    name = "etcd_network_client_grpc_received_bytes_total"
+    moved = [value(a, name) - value(b, name) for a, b in zip(after, before)]
+    if moved[0] != moved[1]:
+        problems.append(f"{name}: candidate +{moved[1]}, etcd +{moved[0]}")
     assert not problems, "\n".join(problems)

@@ -28,17 +28,20 @@ public protocol GRPCCallMonitor: Sendable {
 /// Optional, with no-op defaults: `started(metadata:)` (instead of `started()`, with the call's
 /// request metadata), `received(messageBytes:)` for each request message decoded and
 /// `sent(messageBytes:)` for each response message queued (sizes without the 5-byte gRPC
-/// message prefix, as grpc-go's codec sees them).
+/// message prefix, as grpc-go's codec sees them); `handled(_:seconds:)` (instead of
+/// `handled(_:)`, with the seconds from `started` to the end: go-grpc-prometheus' handling time).
 public protocol GRPCMethodMonitor: AnyObject, Sendable {
     func started()
     func started(metadata: [String: String])
     func handled(_ code: GRPCStatus.Code)
+    func handled(_ code: GRPCStatus.Code, seconds: Double)
     func received(messageBytes: Int)
     func sent(messageBytes: Int)
 }
 
 extension GRPCMethodMonitor {
     public func started(metadata: [String: String]) { started() }
+    public func handled(_ code: GRPCStatus.Code, seconds: Double) { handled(code) }
     public func received(messageBytes: Int) {}
     public func sent(messageBytes: Int) {}
 }

@@ -69,6 +69,7 @@ final class ServerCall: @unchecked Sendable {
     // Monitoring (see `GRPCMethodMonitor`): `handled` follows `started` exactly once.
     var monitor: (any GRPCMethodMonitor)?
     private var monitorStarted = false
+    private var monitorStartedAt = NIODeadline.uptimeNanoseconds(0)
 
     init(streamID: Int32, connection: ServerConnectionHandler, eventLoop: any EventLoop,
          highWatermark: Int, lowWatermark: Int) {
@@ -115,13 +116,15 @@ final class ServerCall: @unchecked Sendable {
     func noteStarted() {
         guard let monitor, !monitorStarted else { return }
         monitorStarted = true
+        monitorStartedAt = .now()
         monitor.started(metadata: context?.metadata ?? [:])
     }
 
     private func noteHandled(_ code: GRPCStatus.Code) {
         guard monitorStarted, let monitor else { return }
         self.monitor = nil
-        monitor.handled(code)
+        let elapsed = NIODeadline.now().uptimeNanoseconds &- monitorStartedAt.uptimeNanoseconds
+        monitor.handled(code, seconds: Double(elapsed) / 1e9)
     }
 
     private func respondOnLoop(_ message: ByteBuffer) {

@@ -1,4 +1,5 @@
 import GRPCTransport
+import MVCC
 import Synchronization
 
 /// go-grpc-prometheus' server counters, which etcd exports: `grpc_server_started_total`,
@@ -9,6 +10,11 @@ import Synchronization
 /// `client-api-version` metadata and "unary"/"stream", as etcd's interceptors count).
 /// Set it as the transport's `callMonitor`; every registered method is listed from the start
 /// with zero counts, for every code, as go-grpc-prometheus' `Register` does.
+/// With `handlingTime` (etcd's `--metrics extensive`), also `grpc_server_handling_seconds`
+/// by grpc_type, grpc_service, grpc_method with go-grpc-prometheus' buckets (Prometheus'
+/// DefBuckets); etcd's default (`basic`) leaves that family out.
+/// The HTTP/JSON gateway's calls count here too (it asks `monitor` for the same method's
+/// counters), as etcd's gateway is a gRPC client of its own server.
 ///
 /// Counting is relaxed atomic adds per call start, message and call end (the hot path serves
 /// tens of thousands of calls per second on every event loop); the client-version count takes
@@ -25,13 +31,16 @@ public final class GRPCServerMetrics: GRPCCallMonitor {
         /// Indexed by gRPC code (0...16).
         let handledCounts: [AtomicCounter]
         let totals: MessageTotals
+        /// Seconds from start to end of each call (nil: not exported).
+        let handlingSeconds: ValueHistogram?
 
-        init(service: String, method: String, kind: GRPCMethodKind, totals: MessageTotals) {
+        init(service: String, method: String, kind: GRPCMethodKind, totals: MessageTotals, handlingTime: Bool) {
             self.service = service
             self.method = method
             self.kind = kind
             self.totals = totals
             handledCounts = (0...GRPCServerMetrics.maxCode).map { _ in AtomicCounter() }
+            handlingSeconds = handlingTime ? ValueHistogram(bounds: GRPCServerMetrics.handlingBuckets) : nil
         }
 
         func started() {
@@ -56,6 +65,11 @@ public final class GRPCServerMetrics: GRPCCallMonitor {
         func handled(_ code: GRPCStatus.Code) {
             let i = (0...GRPCServerMetrics.maxCode).contains(code.rawValue) ? code.rawValue : GRPCStatus.Code.unknown.rawValue
             handledCounts[i].value.wrappingAdd(1, ordering: .relaxed)
+        }
+
+        func handled(_ code: GRPCStatus.Code, seconds: Double) {
+            handled(code)
+            handlingSeconds?.observe(seconds)
         }
     }
 
@@ -92,20 +106,33 @@ public final class GRPCServerMetrics: GRPCCallMonitor {
     }
 
     static let maxCode = GRPCStatus.Code.unauthenticated.rawValue
-    private let methods = Mutex<[MethodCounters]>([])
+    /// go-grpc-prometheus' handling-time buckets (Prometheus' DefBuckets), in seconds.
+    static let handlingBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+    /// By "service/method": one set of counters per method, however often it is asked for.
+    private let methods = Mutex<[String: MethodCounters]>([:])
     let totals = MessageTotals()
+    let handlingTime: Bool
 
-    public init() {}
+    /// `handlingTime`: export grpc_server_handling_seconds (etcd's `--metrics extensive`).
+    public init(handlingTime: Bool = false) {
+        self.handlingTime = handlingTime
+    }
 
+    /// The counters of a method (the same object on every call for the same method).
     public func monitor(service: String, method: String, kind: GRPCMethodKind) -> (any GRPCMethodMonitor)? {
-        let counters = MethodCounters(service: service, method: method, kind: kind, totals: totals)
-        methods.withLock { $0.append(counters) }
-        return counters
+        methods.withLock { table in
+            let key = service + "/" + method
+            if let existing = table[key] { return existing }
+            let counters = MethodCounters(service: service, method: method, kind: kind, totals: totals,
+                                          handlingTime: handlingTime)
+            table[key] = counters
+            return counters
+        }
     }
 
     /// The counter families in Prometheus text format.
     func text() -> String {
-        let all = methods.withLock { $0 }.sorted { ($0.service, $0.method) < ($1.service, $1.method) }
+        let all = methods.withLock { Array($0.values) }.sorted { ($0.service, $0.method) < ($1.service, $1.method) }
         func labels(_ m: MethodCounters) -> String {
             "grpc_method=\"\(PrometheusMetrics.escape(m.method))\",grpc_service=\"\(PrometheusMetrics.escape(m.service))\",grpc_type=\"\(m.kind.rawValue)\""
         }
@@ -131,6 +158,14 @@ public final class GRPCServerMetrics: GRPCCallMonitor {
         out += "# TYPE grpc_server_msg_sent_total counter\n"
         for m in all {
             out += "grpc_server_msg_sent_total{\(labels(m))} \(m.sentCount.load(ordering: .relaxed))\n"
+        }
+        if handlingTime {
+            out += "# HELP grpc_server_handling_seconds Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.\n"
+            out += "# TYPE grpc_server_handling_seconds histogram\n"
+            for m in all {
+                guard let h = m.handlingSeconds?.snapshot else { continue }
+                out += PrometheusMetrics.histogramSamples("grpc_server_handling_seconds", labels: labels(m), h)
+            }
         }
         out += "# HELP etcd_network_client_grpc_received_bytes_total The total number of bytes received from grpc clients.\n"
         out += "# TYPE etcd_network_client_grpc_received_bytes_total counter\n"

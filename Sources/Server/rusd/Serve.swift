@@ -57,7 +57,7 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     let member = LocalMember(name: config.name, peerURLs: config.advertisePeerURLs.map(\.description),
                              clientURLs: config.advertiseClientURLs.map(\.description),
                              quotaBackendBytes: config.quotaBackendBytes)
-    let grpcMetrics = GRPCServerMetrics()
+    let grpcMetrics = GRPCServerMetrics(handlingTime: config.metrics == "extensive")
     transport.callMonitor = grpcMetrics
     var watchConfig = WatchHubConfig()
     watchConfig.progressNotifyInterval = config.progressNotifyInterval
@@ -65,7 +65,7 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     let http = HTTPEndpoints(server: etcd, member: member, grpcMetrics: grpcMetrics, watchHub: watchHub)
     let quota = QuotaMonitor(server: etcd, member: member)
     let services = EtcdServices.all(etcd, member: member, watchHub: watchHub)
-    transport.http1Handler = http.handler(gateway: Gateway(services: services))
+    transport.http1Handler = http.handler(gateway: Gateway(services: services, monitor: grpcMetrics))
     do {
         transport.tls = try TLSClientSettings.resolve(config, logger: logger)
     } catch {

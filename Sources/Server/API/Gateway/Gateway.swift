@@ -14,13 +14,20 @@ import Synchronization
 /// Snapshot) take the body's JSON values as their request messages, then half-close, and answer
 /// with newline-delimited `{"result": ...}` objects as they come (HTTP/1.1 chunked); Watch stays
 /// open until the client disconnects, as in etcd.
+///
+/// Metrics: with a `monitor` (the gRPC transport's, `GRPCServerMetrics`), every call that
+/// reaches its service is counted as the gRPC calls of the same method are (started, messages
+/// and their bytes, handled code and time), as etcd's gateway calls reach etcd's gRPC server.
+/// Requests refused before that (unknown path, bad JSON) are not, as in etcd.
 public struct Gateway: Sendable {
     private let services: [String: Service]
+    private let monitor: (any GRPCCallMonitor)?
 
-    public init(services: [Service]) {
+    public init(services: [Service], monitor: (any GRPCCallMonitor)? = nil) {
         var table: [String: Service] = [:]
         for service in services { table[service.name] = service }
         self.services = table
+        self.monitor = monitor
     }
 
     /// The answer for a gateway path, nil for other paths. Call on `loop` (the connection's).
@@ -36,10 +43,11 @@ public struct Gateway: Sendable {
         }
         let context = CallContext(method: "/\(route.service)/\(route.method)", metadata: Self.metadata(request),
                                   deadline: nil, eventLoop: loop, peerCommonName: nil, remoteAddress: nil)
+        let observer = monitor.flatMap { $0.monitor(service: route.service, method: route.method, kind: kind) }
         if kind == .unary {
-            return unary(route, service, request.body, context)
+            return unary(route, service, request.body, context, observer)
         }
-        return streaming(route, service, request.body, context)
+        return streaming(route, service, request.body, context, observer)
     }
 
     /// Request metadata for the call: the token from `Authorization` (etcd reads both).
@@ -52,7 +60,7 @@ public struct Gateway: Sendable {
     }
 
     private func unary(_ route: GatewayRoute, _ service: Service, _ body: [UInt8],
-                       _ context: CallContext) -> EventLoopFuture<HTTP1Response> {
+                       _ context: CallContext, _ observer: (any GRPCMethodMonitor)?) -> EventLoopFuture<HTTP1Response> {
         let loop = context.eventLoop
         let request: ByteBuffer
         do {
@@ -62,10 +70,13 @@ public struct Gateway: Sendable {
         }
         let promise = loop.makePromise(of: HTTP1Response.self)
         let answer = Mutex<ByteBuffer?>(nil)
+        let started = Self.noteStarted(observer, context, requests: [request])
         let call = service.startLocalCall(route.method, context: context, onMessage: { message, written in
+            observer?.sent(messageBytes: message.readableBytes)
             answer.withLock { $0 = message }
             written()
         }, onEnd: { status in
+            Self.noteHandled(observer, status, since: started)
             guard status.code == .ok, let message = answer.withLock({ $0 }) else {
                 promise.succeed(Self.failure(status.code == .ok ? GRPCStatus(.internalError, "no response") : status))
                 return
@@ -86,7 +97,7 @@ public struct Gateway: Sendable {
     /// that does not decode fails the request (HTTP 500, code UNKNOWN, as etcd's gateway);
     /// later ones end the requests sent.
     private func streaming(_ route: GatewayRoute, _ service: Service, _ body: [UInt8],
-                           _ context: CallContext) -> EventLoopFuture<HTTP1Response> {
+                           _ context: CallContext, _ observer: (any GRPCMethodMonitor)?) -> EventLoopFuture<HTTP1Response> {
         let loop = context.eventLoop
         var requests: [ByteBuffer] = []
         for value in GatewayJSON.values(body) {
@@ -102,7 +113,9 @@ public struct Gateway: Sendable {
         let messages = requests
         var response = Self.json(200, [])
         response.bodyStream = HTTP1BodyStream { writer in
+            let started = Self.noteStarted(observer, context, requests: messages)
             let call = service.startLocalCall(route.method, context: context, onMessage: { message, written in
+                observer?.sent(messageBytes: message.readableBytes)
                 guard let json = try? route.encodeResponse(message) else { return written() }
                 var chunk = ByteBuffer()
                 chunk.writeString("{\"result\":")
@@ -110,6 +123,7 @@ public struct Gateway: Sendable {
                 chunk.writeString("}\n")
                 writer.write(chunk, written: written)
             }, onEnd: { status in
+                Self.noteHandled(observer, status, since: started)
                 if status.code != .ok { writer.write(ByteBuffer(bytes: GatewayJSON.streamErrorChunk(status))) }
                 writer.finish()
             })
@@ -119,6 +133,23 @@ public struct Gateway: Sendable {
             call.end()
         }
         return loop.makeSucceededFuture(response)
+    }
+
+    // MARK: Metrics
+
+    /// Counts a call's start and its request messages; returns its start time.
+    private static func noteStarted(_ observer: (any GRPCMethodMonitor)?, _ context: CallContext,
+                                    requests: [ByteBuffer]) -> NIODeadline {
+        guard let observer else { return .now() }
+        observer.started(metadata: context.metadata)
+        for r in requests { observer.received(messageBytes: r.readableBytes) }
+        return .now()
+    }
+
+    private static func noteHandled(_ observer: (any GRPCMethodMonitor)?, _ status: GRPCStatus, since start: NIODeadline) {
+        guard let observer else { return }
+        let elapsed = NIODeadline.now().uptimeNanoseconds &- start.uptimeNanoseconds
+        observer.handled(status.code, seconds: Double(elapsed) / 1e9)
     }
 
     // MARK: Responses
