@@ -83,6 +83,8 @@ struct ServerConfig: Sendable {
     var bcryptCost: Int
     var logLevel: String
     var logOutputs: String
+    /// --metrics: "basic" or "extensive" (adds grpc_server_handling_seconds, as etcd).
+    var metrics: String
 
     /// etcd's default quota when --quota-backend-bytes is 0.
     static let defaultQuotaBytes: Int64 = 2 * 1024 * 1024 * 1024
@@ -120,9 +122,13 @@ struct ServerConfig: Sendable {
         bcryptCost = try Self.integer(flags, "bcrypt-cost", min: 4)
         logLevel = flags.string("log-level")
         logOutputs = flags.string("log-outputs")
+        metrics = flags.string("metrics")
 
         guard ["debug", "info", "warn", "error", "panic", "fatal"].contains(logLevel) else {
             throw FlagError(description: "unknown log level \"\(logLevel)\" (valid: debug, info, warn, error, panic, fatal)")
+        }
+        guard ["basic", "extensive"].contains(metrics) else {
+            throw FlagError(description: "unknown --metrics \"\(metrics)\" (valid: basic, extensive)")
         }
         guard ["periodic", "revision"].contains(autoCompactionMode) else {
             throw FlagError(description: "unknown auto-compaction-mode \"\(autoCompactionMode)\"")

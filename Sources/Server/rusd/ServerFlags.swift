@@ -24,6 +24,8 @@ extension FlagSet {
                  usage: "Cluster mode: postgres://user@host:port/db holding the log every member applies (docs/cluster.md). Empty: single member."),
         FlagSpec(name: "listen-metrics-urls", kind: .string, defaultValue: "",
                  usage: "List of URLs to listen on for the metrics and health endpoints."),
+        FlagSpec(name: "metrics", kind: .string, defaultValue: "basic",
+                 usage: "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics."),
         // limits
         FlagSpec(name: "max-request-bytes", kind: .string, defaultValue: "1572864",
                  usage: "Maximum client request size in bytes the server will accept."),
