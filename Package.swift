@@ -67,8 +67,11 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         // rusd --auto-tls: self-signed certificate generation only.
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // 4.x: jwt-kit needs it (the 3.x API rusd uses is unchanged).
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.1.0"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+        // --auth-token jwt,...: JWT signing and verification (RS/PS/ES/HS), keys from PEM.
+        .package(url: "https://github.com/vapor/jwt-kit", from: "5.7.1"),
         // rusd --shared-log (cluster mode): the PostgreSQL client of Sources/Server/ClusterLog.
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         // The lmdb engine's pending writes: a persistent hash trie (TreeDictionary).
@@ -126,7 +129,12 @@ let package = Package(
         // MARK: MVCC boundary and the server
         // Auth state, password hashing (bcrypt via libxcrypt) and tokens; no gRPC, no store.
         .systemLibrary(name: "CCrypt", path: "Sources/CCrypt", providers: [.apt(["libcrypt-dev"])]),
-        .target(name: "Auth", dependencies: ["CCrypt"], path: "Sources/Server/Auth"),
+        // Tokens: simple, or JWT through jwt-kit (--auth-token jwt,...).
+        .target(name: "Auth", dependencies: [
+            "CCrypt",
+            .product(name: "JWTKit", package: "jwt-kit"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], path: "Sources/Server/Auth"),
         .target(name: "MVCC", dependencies: ["EngineAPI"], path: "Sources/Server/MVCC", exclude: ["README.md"]),
         .target(name: "WatchHub", dependencies: ["MVCC"], path: "Sources/Server/Watch"),
         // Snapshots in etcd's format: the bbolt file format (no dependencies, knows nothing of
@@ -158,7 +166,7 @@ let package = Package(
         ], path: "Sources/Server/ClusterLog"),
         .executableTarget(name: "rusd", dependencies: [
             "ClusterLog",
-            "Engines", "EtcdServer", "EtcdAPI", "GRPCTransport", "MVCC", "WatchHub", "EtcdSnapshot",
+            "Engines", "EtcdServer", "EtcdAPI", "GRPCTransport", "MVCC", "WatchHub", "EtcdSnapshot", "Auth",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -193,7 +201,8 @@ let package = Package(
         ], path: "Tests/GRPCTransportTests"),
         // In-memory StorageEngine for the MVCC and server unit tests.
         .target(name: "InMemoryEngine", dependencies: ["EngineAPI"], path: "Tests/InMemoryEngine"),
-        .testTarget(name: "AuthTests", dependencies: ["Auth"], path: "Tests/AuthTests"),
+        .testTarget(name: "AuthTests", dependencies: ["Auth", .product(name: "Crypto", package: "swift-crypto")],
+                    path: "Tests/AuthTests"),
         .testTarget(name: "BBoltTests", dependencies: ["BBolt"], path: "Tests/BBoltTests"),
         .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Engines", "InMemoryEngine"], path: "Tests/MVCCTests"),
         .testTarget(name: "WatchTests", dependencies: ["WatchHub", "MVCC", "InMemoryEngine"], path: "Tests/WatchTests"),

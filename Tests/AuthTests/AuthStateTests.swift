@@ -20,7 +20,7 @@ final class AuthStateTests: XCTestCase {
         let s = try state([.userAdd(name: "root", passwordHash: "", noPassword: true), .roleAdd(name: "root"),
                            .userGrantRole(user: "root", role: "root"), .enable])
         XCTAssertTrue(s.enabled)
-        XCTAssertEqual(s.revision, 4)
+        XCTAssertEqual(s.revision, 4)   // etcd's: 1 for a new store, +1 per change but enable
         XCTAssertThrowsError(try s.applying(.userDelete(name: "root"))) { XCTAssertEqual($0 as? AuthError, .invalidAuthMgmt) }
         XCTAssertThrowsError(try s.applying(.roleDelete(name: "root"))) { XCTAssertEqual($0 as? AuthError, .invalidAuthMgmt) }
     }

@@ -100,7 +100,7 @@ struct PrometheusMetrics {
             c.defragsInFlight > 0 ? "1" : "0")
         out += Self.histogram("etcd_disk_backend_snapshot_duration_seconds", "The latency distribution of backend snapshots.",
                               c.snapshotSeconds.snapshot)
-        one("etcd_debugging_auth_revision", "gauge", "The current revision of auth store.", "\(server.auth.revision)")
+        one("etcd_debugging_auth_revision", "gauge", "The current revision of auth store.", "\(server.auth.state.revision)")
         // Observed only by a follower that receives a leader's snapshot: never in one member.
         out += Self.emptyHistogram("etcd_snap_db_fsync_duration_seconds", "The latency distributions of fsyncing .snap.db file",
                                    bounds: (0..<14).map { 0.001 * Double(1 << $0) })

@@ -3,11 +3,13 @@ public enum AuthError: Error, Sendable, Hashable {
     case rootUserNotExist, rootRoleNotExist, userAlreadyExist, userEmpty, userNotFound
     case roleAlreadyExist, roleNotFound, roleEmpty, authFailed, permissionDenied
     case roleNotGranted, permissionNotGranted, authNotEnabled, invalidAuthToken, invalidAuthMgmt
+    /// A token issued at an older auth revision (JWT tokens: etcd's ErrAuthOldRevision).
+    case authOldRevision
 
     /// gRPC status code (wire number).
     public var grpcCode: Int {
         switch self {
-        case .userEmpty, .roleEmpty, .authFailed, .invalidAuthMgmt: return 3 // INVALID_ARGUMENT
+        case .userEmpty, .roleEmpty, .authFailed, .invalidAuthMgmt, .authOldRevision: return 3 // INVALID_ARGUMENT
         case .permissionDenied: return 7 // PERMISSION_DENIED
         case .invalidAuthToken: return 16 // UNAUTHENTICATED
         default: return 9 // FAILED_PRECONDITION
@@ -31,6 +33,7 @@ public enum AuthError: Error, Sendable, Hashable {
         case .authNotEnabled: return "etcdserver: authentication is not enabled"
         case .invalidAuthToken: return "etcdserver: invalid auth token"
         case .invalidAuthMgmt: return "etcdserver: invalid auth management"
+        case .authOldRevision: return "etcdserver: revision of auth store is old"
         }
     }
 }

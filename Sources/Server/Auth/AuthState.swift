@@ -38,7 +38,10 @@ public struct AuthState: Sendable, Hashable {
     }
 
     public internal(set) var enabled = false
-    public internal(set) var revision: UInt64 = 0
+    /// etcd's auth revision, so that a JWT's `revision` claim and etcd_debugging_auth_revision
+    /// read as etcd's for the same history: 1 for a new store, +1 per change except enabling
+    /// auth (etcd's AuthEnable keeps the revision; AuthDisable bumps it).
+    public internal(set) var revision: UInt64 = 1
     public internal(set) var users: [String: User] = [:]
     public internal(set) var roles: [String: Role] = [:]
 
@@ -124,7 +127,7 @@ public struct AuthState: Sendable, Hashable {
             role.permissions.remove(at: i)
             s.roles[roleName] = role
         }
-        s.revision += 1
+        if mutation != .enable { s.revision += 1 }
         return s
     }
 

@@ -4,7 +4,7 @@ import Synchronization
 /// etcd's "simple" auth tokens: 16 random letters + "." + an index, valid for a TTL (etcd's
 /// --auth-token-ttl, default 300 s) that each use extends. Held in memory only, as etcd's: a
 /// restart (or disabling auth, or deleting the user) invalidates them.
-public final class SimpleTokens: Sendable {
+public final class SimpleTokens: AuthTokenProvider {
     private struct Entry {
         var user: String
         var expiry: DispatchTime
@@ -53,5 +53,15 @@ public final class SimpleTokens: Sendable {
     /// Forgets every token (auth disabled).
     public func revokeAll() {
         state.withLock { $0.tokens.removeAll() }
+    }
+
+    public func assign(user: String, revision: UInt64) throws(AuthTokenError) -> String {
+        issue(for: user)
+    }
+
+    /// A simple token stands for the current auth state (revision nil): the server revokes it
+    /// when its user changes.
+    public func info(_ token: String) -> AuthTokenInfo? {
+        user(for: token).map { AuthTokenInfo(user: $0, revision: nil) }
     }
 }

@@ -4,7 +4,7 @@ import MVCC
 import Synchronization
 
 /// The server's auth state: the committed `AuthState` (persisted as one record through the
-/// ordered log), the in-memory simple tokens, and the password hasher.
+/// ordered log), the token provider (simple tokens or JWTs, --auth-token), and the password hasher.
 ///
 /// Thread-safety: reads (`state`, checks) from any thread; `apply` only from the applier.
 public final class AuthStore: Sendable {
@@ -12,25 +12,26 @@ public final class AuthStore: Sendable {
     static let recordKey: [UInt8] = [StorageLayout.authPrefix] + Array("state".utf8)
 
     private let committed = Mutex(AuthState())
-    /// `committed.revision`, readable without the lock (checked per Watch response sent).
-    private let committedRevision = Atomic<UInt64>(0)
-    public let tokens: SimpleTokens
+    /// Counts committed changes, readable without the lock (checked per Watch response sent).
+    private let changes = Atomic<UInt64>(0)
+    public let tokens: any AuthTokenProvider
     public let hasher: PasswordHasher
 
-    init(tokenTTLSeconds: Int, bcryptCost: Int) {
-        tokens = SimpleTokens(ttlSeconds: tokenTTLSeconds)
+    init(tokens: any AuthTokenProvider, bcryptCost: Int) {
+        self.tokens = tokens
         hasher = PasswordHasher(cost: bcryptCost)
     }
 
     /// The current auth state.
     public var state: AuthState { committed.withLock { $0 } }
 
-    /// The current auth state's revision (bumped by every change, enable and disable too).
-    public var revision: UInt64 { committedRevision.load(ordering: .acquiring) }
+    /// Changes with every change of the auth state, enable and disable too: how open watches
+    /// notice one. Not etcd's auth revision (that is `state.revision`, which enabling keeps).
+    public var revision: UInt64 { changes.load(ordering: .acquiring) }
 
     private func commit(_ s: AuthState) {
         committed.withLock { $0 = s }
-        committedRevision.store(s.revision, ordering: .releasing)
+        changes.wrappingAdd(1, ordering: .releasing)
     }
 
     /// Loads the persisted state (none: auth disabled, no users, no roles).

@@ -12,6 +12,16 @@ public struct AuthCaller: Sendable {
     public let state: AuthState
     /// The authenticated user; nil when the request carried no token.
     public let user: String?
+    /// The auth revision the caller's token was issued at, when it carries one (JWT): key
+    /// permission checks refuse it once auth changed since, with etcd's "revision of auth
+    /// store is old" (etcd's isOpPermitted). nil: simple tokens and certificates.
+    public var tokenRevision: UInt64? = nil
+
+    public init(state: AuthState, user: String?, tokenRevision: UInt64? = nil) {
+        self.state = state
+        self.user = user
+        self.tokenRevision = tokenRevision
+    }
 
     /// Checks nothing when auth is disabled.
     var enabled: Bool { state.enabled }
@@ -19,6 +29,7 @@ public struct AuthCaller: Sendable {
     private func require(_ kind: AuthState.Permission.Kind, _ key: Data, _ rangeEnd: Data) throws(EtcdError) {
         guard enabled else { return }
         guard let user else { throw EtcdError(AuthError.userEmpty) }
+        if let tokenRevision, tokenRevision < state.revision { throw EtcdError(AuthError.authOldRevision) }
         guard state.permits(user, kind, key: Array(key), rangeEnd: Array(rangeEnd)) else {
             throw EtcdError(AuthError.permissionDenied)
         }
@@ -148,7 +159,7 @@ extension EtcdServer {
                        tokenCheckedWhenDisabled: Bool = true) throws(EtcdError) -> AuthCaller {
         let state = auth.state
         guard state.enabled else {
-            if tokenCheckedWhenDisabled, let token, auth.tokens.user(for: token) == nil {
+            if tokenCheckedWhenDisabled, let token, auth.tokens.info(token) == nil {
                 throw EtcdError(AuthError.invalidAuthToken)
             }
             return AuthCaller(state: state, user: nil)
@@ -158,10 +169,11 @@ extension EtcdServer {
             // fail with "permission denied" ("user name not found" for admin RPCs).
             return AuthCaller(state: state, user: commonName.flatMap { $0.isEmpty ? nil : $0 })
         }
-        guard let user = auth.tokens.user(for: token), state.users[user] != nil else {
-            throw EtcdError(AuthError.invalidAuthToken)
-        }
-        return AuthCaller(state: state, user: user)
+        guard let info = auth.tokens.info(token) else { throw EtcdError(AuthError.invalidAuthToken) }
+        // A simple token of a deleted user is gone already; a JWT cannot be recalled, so its
+        // user's fate is told by the checks, as in etcd (an old revision, "user name not found").
+        if info.revision == nil, state.users[info.user] == nil { throw EtcdError(AuthError.invalidAuthToken) }
+        return AuthCaller(state: state, user: info.user, tokenRevision: info.revision)
     }
 
     /// `user` (nil: anonymous) checked against the current auth state: how an open watch is
@@ -171,7 +183,7 @@ extension EtcdServer {
     }
 
     /// Auth.Authenticate: checks the password (bcrypt: slow, call it off the event loop) and
-    /// issues a simple token.
+    /// issues a token (simple, or a JWT carrying the current auth revision).
     public func authenticate(name: String, password: String) throws(EtcdError) -> String {
         let state = auth.state
         guard state.enabled else { throw EtcdError(AuthError.authNotEnabled) }
@@ -184,7 +196,9 @@ extension EtcdServer {
         guard auth.hasher.verify(password, against: user.passwordHash) else {
             throw EtcdError(AuthError.authFailed)
         }
-        return auth.tokens.issue(for: name)
+        do { return try auth.tokens.assign(user: name, revision: state.revision) } catch {
+            throw EtcdError(.unknown, error.description)   // etcd: a verify-only JWT key
+        }
     }
 
     /// Applies an auth change through the ordered log; completes with the response header once

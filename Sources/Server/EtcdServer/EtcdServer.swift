@@ -55,7 +55,8 @@ public final class EtcdServer: Sendable {
         do { store = try MVCCStore(engine: engine) } catch { throw EtcdError(error) }
         lessor = Lessor(minTTL: config.minLeaseTTL)
         try lessor.reload(from: store)
-        auth = AuthStore(tokenTTLSeconds: config.authTokenTTLSeconds, bcryptCost: config.bcryptCost)
+        auth = AuthStore(tokens: config.authTokens ?? SimpleTokens(ttlSeconds: config.authTokenTTLSeconds),
+                         bcryptCost: config.bcryptCost)
         try auth.reload(from: store)
         machine = StateMachine(store: store, leases: lessor, auth: auth)
         applier = Applier(machine: machine, firstIndex: store.appliedIndex + 1,

@@ -1,3 +1,5 @@
+import Auth
+
 /// Settings of the etcd server state machine (the subset of etcd's flags it needs).
 public struct EtcdServerConfig: Sendable {
     /// Reported in every response header.
@@ -24,6 +26,9 @@ public struct EtcdServerConfig: Sendable {
 
     /// --auth-token-ttl: seconds a simple token lives after its last use (etcd: 300).
     public var authTokenTTLSeconds: Int = 300
+    /// --auth-token: how tokens are issued and checked; nil: simple tokens (etcd's default)
+    /// living `authTokenTTLSeconds`.
+    public var authTokens: (any AuthTokenProvider)?
     /// --bcrypt-cost (etcd: 10).
     public var bcryptCost: Int = 10
 

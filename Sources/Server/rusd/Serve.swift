@@ -27,6 +27,7 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     serverConfig.maxRequestBytes = config.maxRequestBytes
     serverConfig.maxTxnOps = config.maxTxnOps
     serverConfig.authTokenTTLSeconds = config.authTokenTTL
+    serverConfig.authTokens = config.authTokens
     serverConfig.bcryptCost = config.bcryptCost
     // The responses of a group commit reach each event loop as one task (see LoopInbox).
     serverConfig.completionBatch = { LoopInbox.batching($0) }

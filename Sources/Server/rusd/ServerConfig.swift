@@ -1,4 +1,5 @@
 // Typed, validated configuration built from the parsed flags.
+import Auth
 
 /// A listen or advertise URL: scheme, host, port.
 struct EndpointURL: Sendable, Hashable, CustomStringConvertible {
@@ -80,6 +81,8 @@ struct ServerConfig: Sendable {
     var clientCertAuth: Bool
     var autoTLS: Bool
     var authTokenTTL: Int
+    /// --auth-token (key files already read and checked).
+    var authTokens: any AuthTokenProvider
     var bcryptCost: Int
     var logLevel: String
     var logOutputs: String
@@ -119,6 +122,12 @@ struct ServerConfig: Sendable {
         clientCertAuth = flags.bool("client-cert-auth")
         autoTLS = flags.bool("auto-tls")
         authTokenTTL = try Self.integer(flags, "auth-token-ttl", min: 1)
+        do {
+            authTokens = try AuthTokenSpec(parsing: flags.string("auth-token"))
+                .makeProvider(simpleTTLSeconds: authTokenTTL, parseDuration: parseGoDuration)
+        } catch {
+            throw FlagError(description: "--auth-token: \(error)")
+        }
         bcryptCost = try Self.integer(flags, "bcrypt-cost", min: 4)
         logLevel = flags.string("log-level")
         logOutputs = flags.string("log-outputs")

@@ -55,7 +55,7 @@ extension FlagSet {
         FlagSpec(name: "trusted-ca-file", kind: .string, defaultValue: "", usage: "Path to the client server TLS trusted CA cert file."),
         FlagSpec(name: "client-cert-auth", kind: .bool, defaultValue: "false", usage: "Enable client cert authentication."),
         FlagSpec(name: "auto-tls", kind: .bool, defaultValue: "false", usage: "Client TLS using generated certificates."),
-        FlagSpec(name: "auth-token", kind: .string, defaultValue: "simple", usage: "Specify auth token specific options."),
+        FlagSpec(name: "auth-token", kind: .string, defaultValue: "simple", usage: "Specify auth token specific options: simple, or jwt,sign-method=RS256|...|ES512,pub-key=FILE,priv-key=FILE[,ttl=5m]."),
         FlagSpec(name: "auth-token-ttl", kind: .string, defaultValue: "300", usage: "The lifetime in seconds of the auth token."),
         FlagSpec(name: "bcrypt-cost", kind: .string, defaultValue: "10", usage: "Specify bcrypt algorithm cost factor for auth password hashing."),
         // logging
