@@ -72,9 +72,13 @@ do {
 
 let engine: any StorageEngine
 do {
-    engine = try Engines.registry.open(config.engine, directory: dataDirectory.storePath)
+    let opened = try Engines.registry.open(config.engine, directory: dataDirectory.storePath)
+    engine = config.unsafeNoFsync ? UnsyncedEngine(opened) : opened
 } catch {
     fail("cannot open the \(config.engine) store: \(error)")
+}
+if config.unsafeNoFsync {
+    logger.warning("--unsafe-no-fsync: writes are acknowledged before they reach stable storage; a machine crash may lose them")
 }
 logger.info("opened storage engine", metadata: ["engine": "\(config.engine)", "data-dir": "\(config.dataDirectory)"])
 
