@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(pkg-config liblmdb-dev libleveldb-dev librocksdb-dev libsqlite3-dev libnghttp2-dev protobuf-compiler
-              etcd-server etcd-client nghttp2-client lmdb-utils
+              etcd-server etcd-client nghttp2-client lmdb-utils strace
               postgresql-15)   # rusd --shared-log tests (Tests/compat/pg_cluster.py starts its own)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
