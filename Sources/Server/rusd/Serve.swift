@@ -105,6 +105,9 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     }
     logger.info("ready to serve client requests", metadata: ["engine": "\(config.engine)"])
     let heapTrimmer = trimHeapAfterConnectionsClose(closedConnections: { grpc.closedConnectionCount })
+    // --auto-compaction-retention: compactions through the ordered log, as a client's Compact.
+    let autoCompactor = config.autoCompaction.map { AutoCompactor(policy: $0, server: etcd, logger: logger) }
+    autoCompactor?.start()
 
     let shutdown = DispatchSemaphore(value: 0)
     var sources: [any DispatchSourceSignal] = []
@@ -117,6 +120,7 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     }
     shutdown.wait()
     heapTrimmer.cancel()
+    autoCompactor?.stop()
     logger.info("received a termination signal; shutting down")
     health.setStatus(.notServing)
     quota.stop()

@@ -1,5 +1,6 @@
 // Typed, validated configuration built from the parsed flags.
 import Auth
+import EtcdServer
 
 /// A listen or advertise URL: scheme, host, port.
 struct EndpointURL: Sendable, Hashable, CustomStringConvertible {
@@ -74,6 +75,8 @@ struct ServerConfig: Sendable {
     var progressNotifyInterval: Duration
     var autoCompactionRetention: String
     var autoCompactionMode: String
+    /// Parsed --auto-compaction-mode/--auto-compaction-retention (nil: retention 0, disabled).
+    var autoCompaction: AutoCompactionPolicy?
     var unsafeNoFsync: Bool
     var certFile: String
     var keyFile: String
@@ -139,8 +142,11 @@ struct ServerConfig: Sendable {
         guard ["basic", "extensive"].contains(metrics) else {
             throw FlagError(description: "unknown --metrics \"\(metrics)\" (valid: basic, extensive)")
         }
-        guard ["periodic", "revision"].contains(autoCompactionMode) else {
-            throw FlagError(description: "unknown auto-compaction-mode \"\(autoCompactionMode)\"")
+        do {
+            autoCompaction = try AutoCompactionPolicy.parse(mode: autoCompactionMode, retention: autoCompactionRetention,
+                                                            parseDuration: parseGoDuration)
+        } catch {
+            throw FlagError(description: error.description)
         }
         let cluster = flags.string("initial-cluster")
         if !cluster.isEmpty {
@@ -186,7 +192,10 @@ func parseGoDuration(_ text: String) -> Duration? {
         rest = rest.dropFirst(unit.0.count)
         total += number * unit.1
     }
-    return .nanoseconds(Int64(total * 1e9))
+    // Go refuses durations beyond Int64 nanoseconds ("invalid duration"); Int64(_:) would trap.
+    let nanoseconds = total * 1e9
+    guard nanoseconds.isFinite, nanoseconds < 9.2e18 else { return nil }
+    return .nanoseconds(Int64(nanoseconds))
 }
 
 extension String {
