@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import re
 import subprocess
 import threading
@@ -222,3 +223,55 @@ def test_kill9_member_catches_up_from_its_applied_index(api, cluster):
     finally:
         for c in cs:
             c.close()
+
+
+def start_failure(*args: str, data_dir: str | None = None) -> tuple[int, str]:
+    """Runs rusd expected to refuse to start; returns (exit code, output)."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="rusd-cluster-fail-") as tmp:
+        port = servers.free_port()
+        cmd = [servers.rusd_bin(), "--data-dir", data_dir or os.path.join(tmp, "data"),
+               "--listen-client-urls", f"http://127.0.0.1:{port}", *args]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        return r.returncode, r.stdout + r.stderr
+
+
+def test_unreachable_shared_log_exits_with_the_url():
+    if servers.rusd_bin() is None:
+        pytest.skip("RUSD_BIN is not an executable")
+    port = servers.free_port()      # nothing listens there
+    url = f"postgres://postgres@127.0.0.1:{port}/rusd"
+    code, out = start_failure("--shared-log", url)
+    assert code == 1 and f"cannot use the shared log at {url}" in out and "refused" in out.lower(), out
+    code, out = start_failure("--shared-log", "mysql://x@y/z")
+    assert code == 1 and 'invalid --shared-log "mysql://x@y/z"' in out, out
+
+
+def test_bad_configuration_is_refused_with_a_clear_message(cluster):
+    pg = cluster.pg
+    base = f"postgres://postgres@127.0.0.1:{pg.port}"
+    code, out = start_failure("--shared-log", f"{base}/nosuchdb")
+    assert code == 1 and 'database "nosuchdb" does not exist' in out, out
+    # A log written by another schema version is refused, naming both versions.
+    pg.psql("CREATE DATABASE future", database="postgres")
+    pg.psql("CREATE TABLE rusd_meta (id int PRIMARY KEY, schema_version int NOT NULL, cluster_id bigint NOT NULL,"
+            " created timestamptz NOT NULL DEFAULT now()); INSERT INTO rusd_meta VALUES (1, 99, 7)", database="future")
+    code, out = start_failure("--shared-log", f"{base}/future")
+    assert code == 1 and "schema version 99" in out and "only schema version 1" in out, out
+    # A data dir that applied entries of its own (single member) cannot join a fresh log.
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="rusd-single-") as tmp:
+        single = servers.Server("rusd-lmdb", name="single")
+        single.start()
+        try:
+            for i in range(3):
+                etcdctl(single, "put", f"k{i}", "v")
+            data = single.data_dir
+            cluster.kill9(single)
+            kept = os.path.join(tmp, "data")
+            shutil.copytree(data, kept)
+        finally:
+            single.stop()
+        pg.psql("CREATE DATABASE fresh", database="postgres")
+        code, out = start_failure("--engine", "lmdb", "--shared-log", f"{base}/fresh", data_dir=kept)
+        assert code == 1 and "start this member on an empty data dir" in out, out

@@ -43,6 +43,7 @@ public enum SharedLogStart {
     static func describe(_ error: any Error) -> String {
         if let p = error as? PSQLError {
             if let message = p.serverInfo?[.message] { return message }
+            if let underlying = p.underlying { return "\(p.code): \(underlying)" }
             return "\(p.code)"
         }
         return "\(error)"
