@@ -1,5 +1,8 @@
 import EtcdProto
 import EtcdServer
+#if canImport(Glibc)
+import Glibc
+#endif
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -9,6 +12,7 @@ import GRPCTransport
 import MVCC
 import NIOCore
 import SwiftProtobuf
+import Synchronization
 import WatchHub
 
 /// etcd's `etcdserverpb.Watch` service: one `WatchSession` of the hub per Watch stream.
@@ -26,14 +30,17 @@ public enum WatchService {
 
     public static func make(_ server: EtcdServer, hub: WatchHub) -> Service {
         let fragmentLimit = server.config.maxRequestBytes + grpcOverheadBytes
+        let queuedBytesLimit = WatchStreamSink.queuedBytesLimitFromEnvironment()
         let lanes = WatchDeliveryLanes(policy: .yieldingToWrites(of: hub))
         return Service(name: "etcdserverpb.Watch", methods: [
             .bidirectionalStreaming("Watch") { (stream: ServerStream<EncodedWatchResponse>) -> BidiInbound<Etcdserverpb_WatchRequest> in
                 let access = WatchStreamAccess(server: server, context: stream.context)
                 let sink = WatchStreamSink(stream: stream, server: server, fragmentLimit: fragmentLimit,
-                                           lane: lanes.lane(for: stream.context.eventLoop), access: access)
+                                           lane: lanes.lane(for: stream.context.eventLoop), access: access,
+                                           queuedBytesLimit: queuedBytesLimit)
                 let session = hub.openSession(sink)
                 access.attach(session)
+                sink.setResume { session.resumeDelivery() }
                 stream.setOnWritable { session.resumeDelivery() }
                 stream.setOnCancel { session.close() }
                 return BidiInbound(onMessage: { request in
@@ -68,21 +75,54 @@ final class WatchStreamSink: WatchSink {
     let lane: WatchDeliveryLane
     /// Decides which responses the caller may see (auth).
     let access: WatchStreamAccess
+    /// Resumes the session's delivery (set once, right after the session is opened).
+    private let resume = Mutex<(@Sendable () -> Void)?>(nil)
+    /// When set, the most bytes this stream may hold queued in the transport (handed over, not
+    /// yet taken by HTTP/2) when its session sends the next batch; nil: up to the transport's
+    /// high watermark. Every watcher's responses are its own encoded copy, so under a fan-out
+    /// whose clients read slower than the hub produces, this queue times the watchers is what
+    /// the server holds: with the transport's 64 KiB high watermark and 64 KiB responses,
+    /// 1,000 watchers peaked at 215-239 MiB (etcd: 105-107 MiB).
+    let queuedBytesLimit: Int?
+
+    /// Experimental (issue 20.4): `RUSD_WATCH_STREAM_QUEUE_BYTES` (1 KiB at least), else nil.
+    static func queuedBytesLimitFromEnvironment() -> Int? {
+        guard let text = getenv("RUSD_WATCH_STREAM_QUEUE_BYTES"), let bytes = Int(String(cString: text)),
+              bytes >= 1024 else { return nil }
+        return bytes
+    }
 
     init(stream: ServerStream<EncodedWatchResponse>, server: EtcdServer, fragmentLimit: Int,
-         lane: WatchDeliveryLane, access: WatchStreamAccess) {
+         lane: WatchDeliveryLane, access: WatchStreamAccess, queuedBytesLimit: Int? = nil) {
         self.stream = stream
         self.server = server
         self.fragmentLimit = fragmentLimit
         self.lane = lane
         self.access = access
+        self.queuedBytesLimit = queuedBytesLimit
     }
 
     func execute(_ work: @escaping @Sendable () -> Void) {
         lane.execute(work)
     }
 
-    var isWritable: Bool { stream.isWritable }
+    func setResume(_ resume: @escaping @Sendable () -> Void) {
+        self.resume.withLock { $0 = resume }
+    }
+
+    /// False while the transport is above its high watermark (it calls `onWritable` later) or
+    /// holds more than `queuedBytesLimit` (when set) of this stream (the lane polls it and resumes the
+    /// session once the transport took enough, or the stream ended).
+    var isWritable: Bool {
+        guard stream.isWritable else { return false }
+        guard let limit = queuedBytesLimit, stream.pendingBytes > limit,
+              let resume = resume.withLock({ $0 }) else { return true }
+        let stream = self.stream
+        lane.park(ObjectIdentifier(self), ready: {
+            stream.pendingBytes <= limit || stream.isCancelled || !stream.isWritable
+        }, resume: resume)
+        return false
+    }
 
     func send(_ r: WatchResponse) {
         guard access.admits(r, cancelVia: stream) else { return }

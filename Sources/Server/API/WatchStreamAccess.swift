@@ -59,11 +59,19 @@ final class WatchStreamAccess: Sendable {
     private let server: EtcdServer
     private let context: CallContext
     private let state: Mutex<State>
+    /// Copies of `State.checkedRevision` and of whether `State.revoked` is empty, written
+    /// inside `state`'s lock by `admits` (on the sink's executor) and read by its fast path
+    /// there: an event response while the auth state did not change since the last check and
+    /// nothing is revoked (always so with auth off) passes without taking the lock.
+    private let checkedRevision: Atomic<UInt64>
+    private let anyRevoked = Atomic<Bool>(false)
 
     init(server: EtcdServer, context: CallContext) {
         self.server = server
         self.context = context
-        state = Mutex(State(checkedRevision: server.auth.revision))
+        let revision = server.auth.revision
+        state = Mutex(State(checkedRevision: revision))
+        checkedRevision = Atomic(revision)
     }
 
     func attach(_ session: WatchSession) {
@@ -103,6 +111,10 @@ final class WatchStreamAccess: Sendable {
     /// sink's executor. May send a cancel of its own first (through `stream`).
     func admits(_ r: WatchResponse, cancelVia stream: ServerStream<EncodedWatchResponse>) -> Bool {
         let revision = server.auth.revision
+        if !r.created && !r.canceled && revision == checkedRevision.load(ordering: .relaxed)
+            && !anyRevoked.load(ordering: .relaxed) {
+            return true
+        }
         var revokedNow: [(Int64, String)] = []
         let (admitted, session) = state.withLock { s -> (Bool, WatchSession?) in
             if r.created {
@@ -118,11 +130,15 @@ final class WatchStreamAccess: Sendable {
             }
             if r.canceled {
                 s.grants[r.watchID] = nil
-                return (s.revoked.remove(r.watchID) == nil, s.session)
+                let wasRevoked = s.revoked.remove(r.watchID) != nil
+                anyRevoked.store(!s.revoked.isEmpty, ordering: .relaxed)
+                return (!wasRevoked, s.session)
             }
             if s.revoked.contains(r.watchID) { return (false, s.session) }
             if revision != s.checkedRevision {
                 s.checkedRevision = revision
+                checkedRevision.store(revision, ordering: .relaxed)
+                defer { anyRevoked.store(!s.revoked.isEmpty, ordering: .relaxed) }
                 for (id, g) in s.grants {
                     do throws(EtcdError) {
                         try server.caller(user: g.user).checkWatch(key: g.key, rangeEnd: g.rangeEnd)

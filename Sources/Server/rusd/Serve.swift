@@ -60,7 +60,7 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
                              quotaBackendBytes: config.quotaBackendBytes)
     let grpcMetrics = GRPCServerMetrics(handlingTime: config.metrics == "extensive")
     transport.callMonitor = grpcMetrics
-    var watchConfig = WatchHubConfig()
+    var watchConfig = WatchHubConfig.fromEnvironment()
     watchConfig.progressNotifyInterval = config.progressNotifyInterval
     let watchHub = WatchHub(store: etcd.store, config: watchConfig)
     let http = HTTPEndpoints(server: etcd, member: member, grpcMetrics: grpcMetrics, watchHub: watchHub)
