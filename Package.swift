@@ -210,7 +210,10 @@ let package = Package(
         // the libFuzzer driver is added below only when RUSD_FUZZ is set (scripts/fuzz.sh).
         .target(name: "FuzzTargets", dependencies: [
             "EngineAPI", "LSMEngine", "LMDBEngine", "BBolt", "EtcdServer", "EtcdProto", "InMemoryEngine",
+            "EtcdAPI", "GRPCTransport",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
         ], path: "Tests/Fuzz/Targets"),
         .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets", "EngineAPI", "LSMEngine", "LMDBEngine"],
                     path: "Tests/FuzzReplayTests"),

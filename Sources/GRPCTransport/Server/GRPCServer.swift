@@ -86,15 +86,8 @@ public final class GRPCServer: Sendable {
             .childChannelInitializer { [weak self] channel in
                 self?.track(channel)
                 do {
-                    let sync = channel.pipeline.syncOperations
-                    if let sslContext = tlsContext {
-                        try sync.addHandler(NIOSSLServerHandler(context: sslContext))
-                    }
-                    try sync.addHandler(ProtocolSniffer(
-                        makeHTTP2Handler: { ServerConnectionHandler(services: services, configuration: configuration, inboxes: inboxes) },
-                        http1Handler: configuration.http1Handler,
-                        maxPlainBodySize: configuration.maxPlainRequestBodySize,
-                        handshakeTimeout: configuration.limits.handshakeTimeout))
+                    try Self.installPipeline(on: channel, tls: tlsContext, services: services,
+                                             configuration: configuration, inboxes: inboxes)
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)
@@ -105,6 +98,29 @@ public final class GRPCServer: Sendable {
             guard let address = channel.localAddress else { throw GRPCServerError.invalidListenURL(url) }
             return address
         }
+    }
+
+    /// Installs this server's handlers for one plain (not TLS) connection on `channel`, exactly
+    /// as for a connection accepted by a `http://` listener, without tracking it (it is not
+    /// counted, and `shutdown` does not reach it). For driving the server from bytes in
+    /// process: an `EmbeddedChannel` in tests and the connection fuzz target. Call it on the
+    /// channel's event loop, before the channel is active.
+    public func configureConnection(_ channel: any Channel) throws {
+        try Self.installPipeline(on: channel, tls: nil, services: services, configuration: configuration,
+                                 inboxes: inboxes)
+    }
+
+    private static func installPipeline(on channel: any Channel, tls: NIOSSLContext?, services: [String: Service],
+                                        configuration: GRPCServerConfiguration, inboxes: LoopInboxes) throws {
+        let sync = channel.pipeline.syncOperations
+        if let tls {
+            try sync.addHandler(NIOSSLServerHandler(context: tls))
+        }
+        try sync.addHandler(ProtocolSniffer(
+            makeHTTP2Handler: { ServerConnectionHandler(services: services, configuration: configuration, inboxes: inboxes) },
+            http1Handler: configuration.http1Handler,
+            maxPlainBodySize: configuration.maxPlainRequestBodySize,
+            handshakeTimeout: configuration.limits.handshakeTimeout))
     }
 
     private func track(_ channel: any Channel) {

@@ -59,9 +59,14 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
             if matches {
                 try pipeline.addHandler(makeHTTP2Handler(), position: .after(self))
             } else {
+                // NIO's HTTP/1.1 server pipeline: requests handed on one at a time, each after
+                // the previous response ended (pipelined requests answered in order, reading
+                // held meanwhile), and a request that does not parse answered 400 and closed.
                 let handlers: [ChannelHandler] = [
                     HTTPResponseEncoder(), ByteToMessageHandler(HTTPRequestDecoder()),
-                    HTTP1ServerHandler(handler: http1Handler, maxBodySize: maxPlainBodySize),
+                    HTTPServerPipelineHandler(), HTTPServerProtocolErrorHandler(),
+                    HTTP1ServerHandler(handler: http1Handler, maxBodySize: maxPlainBodySize,
+                                       requestTimeout: handshakeTimeout),
                 ]
                 try pipeline.addHandlers(handlers, position: .after(self))
             }
@@ -78,6 +83,11 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
 }
 
 /// Answers HTTP/1.1 requests with the configured `HTTP1Handler` (404 without one).
+///
+/// While it waits for a request (from the start, and after each response) the whole request
+/// must arrive within `requestTimeout` (the handshake timeout, 120 s), else the connection is
+/// closed: a client that sends part of a request and then nothing (slowloris), or keeps an
+/// idle connection, does not hold it for ever. etcd's Go HTTP server sets no such timeout.
 final class HTTP1ServerHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -94,15 +104,43 @@ final class HTTP1ServerHandler: ChannelInboundHandler {
     /// The body stream of the response being sent, if it has one (see `HTTP1BodyStream`).
     private var bodyWriter: HTTP1BodyWriter?
 
-    init(handler: HTTP1Handler?, maxBodySize: Int) {
+    private let requestTimeout: TimeAmount
+    private var requestTimer: Scheduled<Void>?
+
+    init(handler: HTTP1Handler?, maxBodySize: Int, requestTimeout: TimeAmount) {
         self.handler = handler
         self.maxBodySize = maxBodySize
+        self.requestTimeout = requestTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        awaitRequest(context: context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        requestTimer?.cancel()
+        requestTimer = nil
+    }
+
+    /// Starts the time the next request has to arrive in.
+    private func awaitRequest(context: ChannelHandlerContext) {
+        requestTimer?.cancel()
+        let channel = context.channel
+        requestTimer = context.eventLoop.scheduleTask(in: requestTimeout) { channel.close(promise: nil) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        requestTimer?.cancel()
+        requestTimer = nil
         bodyWriter?.connectionClosed()
         bodyWriter = nil
         context.fireChannelInactive()
+    }
+
+    /// A request that does not parse (answered 400 by `HTTPServerProtocolErrorHandler`), or a
+    /// failed connection: nothing more can be read from it, so it is closed, as Go's server does.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -130,6 +168,8 @@ final class HTTP1ServerHandler: ChannelInboundHandler {
         case .end:
             guard let head else { return }
             self.head = nil
+            requestTimer?.cancel()
+            requestTimer = nil
             if bodyTooLarge {
                 body = []
                 write(HTTP1Response(status: 413, body: "request body too large\n"), version: head.version,
@@ -175,6 +215,8 @@ final class HTTP1ServerHandler: ChannelInboundHandler {
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if !keepAlive {
             done.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+        } else {
+            awaitRequest(context: context)
         }
     }
 
@@ -199,7 +241,11 @@ final class HTTP1ServerHandler: ChannelInboundHandler {
             let (handler, context) = bound.value
             handler.bodyWriter = nil
             handler.responding = false
-            if !keepAlive || handler.shuttingDown { context.close(promise: nil) }
+            if !keepAlive || handler.shuttingDown {
+                context.close(promise: nil)
+            } else {
+                handler.awaitRequest(context: context)
+            }
         }
         bodyWriter = writer
         stream.start(writer)

@@ -37,7 +37,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     var peerCommonName: String?
     var remoteAddress: SocketAddress?
 
-    // Keepalive and ping policy.
+    // Keepalive and ping policy. Times are the event loop's clock (`eventLoop.now`: the real
+    // clock, or an EmbeddedEventLoop's when the handler is driven in process).
     private var lastReadTime = NIODeadline.now()
     var lastPingAt: NIODeadline?
     var pingStrikes = 0
@@ -84,6 +85,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
         self.eventLoop = context.eventLoop
         inbox = inboxes?.inbox(for: context.eventLoop) ?? LoopInbox(eventLoop: context.eventLoop)
         self.remoteAddress = context.channel.remoteAddress
+        lastReadTime = context.eventLoop.now
         if let tls = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self),
            let certificate = tls.peerCertificate {
             peerCommonName = commonName(of: certificate)
@@ -129,7 +131,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
         guard session != nil, !closeAfterFlush else { return }
-        lastReadTime = .now()
+        lastReadTime = eventLoop.now
         if heldInput != nil {
             // Still working through earlier bytes (reads are off; this one was already under way).
             heldInput!.writeBuffer(&buffer)
@@ -356,7 +358,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
                 }
                 return
             }
-            deadline = .now() + amount
+            deadline = eventLoop.now + amount
         }
         guard call.httpMethod == "POST" else {
             reject(call, GRPCStatus(.internalError, "transport: :method \"\(call.httpMethod)\" should be POST"))
@@ -577,7 +579,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
     /// grpc-go's enforcement policy: pings closer together than the minimum interval (2h with
     /// no active stream unless permitted) are strikes; the third strike gets GOAWAY.
     func receivedPing() {
-        let now = NIODeadline.now()
+        let now = eventLoop.now
         defer { lastPingAt = now }
         if resetPingStrikes {
             resetPingStrikes = false
@@ -609,7 +611,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
 
     private func keepaliveFired() {
         guard let session else { return }
-        let idle = NIODeadline.now() - lastReadTime
+        let idle = eventLoop.now - lastReadTime
         let interval = configuration.keepalive.interval
         if idle < interval {
             scheduleKeepalive(in: interval - idle)
