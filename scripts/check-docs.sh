@@ -39,7 +39,7 @@ keepalive-timeout debug cluster watch-cache watch-cache-sizes storage-backend fe
 etcd-servers-overrides etcd-healthcheck-timeout etcd-db-metric-poll-interval
 encryption-provider-config fail silent max-time data
 heartbeat-interval election-timeout snapshot-count enable-v2 peer-cert-file peer-key-file
-peer-trusted-ca-file peer-client-cert-auth metrics reuid regid clear-groups bounding-set inh-caps
+peer-trusted-ca-file peer-client-cert-auth reuid regid clear-groups bounding-set inh-caps
 ambient-caps no-new-privs"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/rusd-check-docs.XXXXXX")"
