@@ -17,7 +17,7 @@ enum MachineProbe {
         let kernel = "\(field(uts.sysname)) \(field(uts.release)) \(field(uts.machine))"
         let (p50, p99) = fdatasyncLatency(in: workDir)
         var libraries: [String: String] = [:]
-        for package in ["liblmdb0", "libleveldb1d", "libsqlite3-0"] {
+        for package in ["liblmdb0", "libleveldb1d", "libsqlite3-0", "librocksdb7.8"] {
             if let out = try? Subprocess.run("/usr/bin/dpkg-query", ["-W", "-f=${Version}", package]), out.succeeded {
                 libraries[package] = out.stdout
             } else {

@@ -46,7 +46,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Folder for the servers' temporary data dirs (must be on the disk you want to measure).")
     var workDir: String = "/var/tmp"
 
-    static let knownEngines = ["lmdb", "leveldb", "lsm", "sqlite"]
+    static let knownEngines = ["lmdb", "leveldb", "lsm", "sqlite", "rocksdb"]
 
     func validate() throws {
         if let rounds, rounds < 1 { throw ValidationError("--rounds must be at least 1 (got \(rounds))") }
