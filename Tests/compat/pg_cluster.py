@@ -71,12 +71,19 @@ class PostgresServer:
         self.psql(f"CREATE DATABASE {self.database}", database="postgres")
 
     def launch(self) -> None:
+        # As root, the server process itself switches to the postgres user (no runuser in
+        # between), so that signals reach the postmaster directly.
+        ids = {}
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam(PG_USER)
+            ids = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                _as_postgres([os.path.join(self.bin, "postgres"), "-D", self.data, "-p", str(self.port),
-                              "-k", self.sockets, "-c", "listen_addresses=127.0.0.1",
-                              "-c", "synchronous_commit=on", "-c", "fsync=on", "-c", "max_connections=100"]),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                [os.path.join(self.bin, "postgres"), "-D", self.data, "-p", str(self.port),
+                 "-k", self.sockets, "-c", "listen_addresses=127.0.0.1",
+                 "-c", "synchronous_commit=on", "-c", "fsync=on", "-c", "max_connections=100"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                cwd=self.root, **ids)
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
@@ -104,9 +111,16 @@ class PostgresServer:
         except OSError:
             return "(no log)"
 
+    def stop_keeping_data(self) -> None:
+        """Fast shutdown; `launch` starts it again on the same data dir and port."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGINT)
+            self.proc.wait(timeout=30)
+        self.proc = None
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            # runuser forwards signals to postgres; SIGINT is PostgreSQL's fast shutdown.
+            # SIGINT is PostgreSQL's fast shutdown.
             os.kill(self.proc.pid, signal.SIGINT)
             try:
                 self.proc.wait(timeout=20)

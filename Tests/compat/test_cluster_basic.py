@@ -275,3 +275,38 @@ def test_bad_configuration_is_refused_with_a_clear_message(cluster):
         pg.psql("CREATE DATABASE fresh", database="postgres")
         code, out = start_failure("--engine", "lmdb", "--shared-log", f"{base}/fresh", data_dir=kept)
         assert code == 1 and "start this member on an empty data dir" in out, out
+
+
+def test_postgres_down_then_back(api, cluster):
+    """PostgreSQL stopped: a write fails with etcd's request timed out (UNAVAILABLE, which etcd
+    clients retry), serializable reads keep serving; PostgreSQL back: writes work again on every
+    member without restarting any. Runs last: it stops the module's PostgreSQL for a while."""
+    cs = clients(api, cluster)
+    try:
+        before = cs[0].call("KV.Put", key=b"/pgdown/before", value=b"1").header.revision
+        converged(cs)
+        cluster.pg.stop_keeping_data()
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as failed:
+            cs[1].call("KV.Put", key=b"/pgdown/during", value=b"2")
+        waited = time.monotonic() - started
+        assert failed.value.code() == grpc.StatusCode.UNAVAILABLE, failed.value
+        assert failed.value.details() == "etcdserver: request timed out" and 5 < waited < 9.5, (failed.value.details(), waited)
+        for c in cs:
+            got = c.call("KV.Range", key=b"/pgdown/before", serializable=True)
+            assert [kv.mod_revision for kv in got.kvs] == [before]
+        cluster.pg.launch()
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                after = cs[2].call("KV.Put", key=b"/pgdown/after", value=b"3").header.revision
+                break
+            except grpc.RpcError as e:
+                assert time.monotonic() < deadline, f"writes did not recover: {e.code()} {e.details()}"
+                time.sleep(0.2)
+        rev = converged(cs)
+        assert rev >= after
+        assert len({hash_kv(c, rev) for c in cs}) == 1
+    finally:
+        for c in cs:
+            c.close()

@@ -140,19 +140,25 @@ public final class PostgresLog: ReplicatedLog {
 
     // MARK: connections
 
-    /// Runs `body` on a connection kept across calls in `connection`; a failure drops the
-    /// connection (the next call reconnects) and is rethrown.
-    private func withConnection<T>(_ connection: inout PostgresConnection?, id: Int,
-                                   _ body: (PostgresConnection) async throws -> T) async throws -> T {
+    /// Longest a call to PostgreSQL may take before its connection is given up.
+    static let callLimit: Duration = .seconds(5)
+
+    /// Runs `body` on a connection kept across calls in `connection`, within `callLimit`; a
+    /// failure or timeout drops the connection (the next call reconnects) and is rethrown.
+    private func withConnection<T: Sendable>(_ connection: inout PostgresConnection?, id: Int,
+                                             _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         if connection == nil {
-            connection = try await PostgresConnection.connect(configuration: url.configuration, id: id, logger: logger)
+            let configuration = url.configuration, logger = logger
+            connection = try await withDeadline(Self.callLimit) {
+                try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger)
+            }
         }
         guard let c = connection else { throw SharedLogError.unreachable(url.description, "no connection") }
         do {
-            return try await body(c)
+            return try await withDeadline(Self.callLimit) { try await body(c) }
         } catch {
             connection = nil
-            try? await c.close()
+            let _: EventLoopFuture<Void> = c.close()
             throw error
         }
     }
@@ -184,7 +190,7 @@ public final class PostgresLog: ReplicatedLog {
                 continue
             }
             do {
-                try await withConnection(&connection, id: 1) { c in try await append(batch, on: c) }
+                try await withConnection(&connection, id: 1) { [self] c in try await append(batch, on: c) }
                 lastError = ""
                 tailBell.ring()
             } catch {
@@ -196,7 +202,7 @@ public final class PostgresLog: ReplicatedLog {
                 await pause(.milliseconds(200))
             }
         }
-        try? await connection?.close()
+        if let connection { let _: EventLoopFuture<Void> = connection.close() }
     }
 
     /// One transaction: head += n, the n entries numbered (old head, new head], NOTIFY.
@@ -215,20 +221,31 @@ public final class PostgresLog: ReplicatedLog {
 
     // MARK: tailing
 
+    private struct Row: Sendable {
+        var idx: Int64
+        var member: String
+        var entry: ByteBuffer
+    }
+
     private func tailLoop() async {
         var connection: PostgresConnection?
         var fed = applier.appliedIndex
         while !stopped {
             do {
-                let rows: [(Int64, String, ByteBuffer)] = try await withConnection(&connection, id: 2) { c in
-                    var out: [(Int64, String, ByteBuffer)] = []
+                let from = Int64(clamping: fed), logger = logger
+                let rows: [Row] = try await withConnection(&connection, id: 2) { c in
+                    var out: [Row] = []
                     let q = try await c.query("""
-                        SELECT idx, member, entry FROM rusd_log WHERE idx > \(Int64(clamping: fed)) ORDER BY idx LIMIT 512
+                        SELECT idx, member, entry FROM rusd_log WHERE idx > \(from) ORDER BY idx LIMIT 512
                         """, logger: logger)
-                    for try await row in q { out.append(try row.decode((Int64, String, ByteBuffer).self)) }
+                    for try await row in q {
+                        let (idx, member, entry) = try row.decode((Int64, String, ByteBuffer).self)
+                        out.append(Row(idx: idx, member: member, entry: entry))
+                    }
                     return out
                 }
-                for (idx, member, buffer) in rows {
+                for row in rows {
+                    let idx = row.idx, member = row.member, buffer = row.entry
                     guard idx > 0, UInt64(idx) == fed + 1 else {
                         // Trimmed below us or a gap: never apply out of order (docs/cluster.md).
                         logger.critical("the shared log does not continue this member's applied entries", metadata: [
@@ -261,7 +278,7 @@ public final class PostgresLog: ReplicatedLog {
                 await pause(.milliseconds(200))
             }
         }
-        try? await connection?.close()
+        if let connection { let _: EventLoopFuture<Void> = connection.close() }
     }
 
     /// Keeps a LISTEN open; each NOTIFY wakes the tailer.
@@ -318,6 +335,7 @@ public final class PostgresLog: ReplicatedLog {
                 continue
             }
             do {
+                let logger = logger
                 let head: Int64 = try await withConnection(&connection, id: 4) { c in
                     var last: Int64 = 0
                     for try await row in try await c.query("SELECT last FROM rusd_head WHERE id = 1", logger: logger) {
@@ -339,7 +357,7 @@ public final class PostgresLog: ReplicatedLog {
                 await pause(.milliseconds(100))
             }
         }
-        try? await connection?.close()
+        if let connection { let _: EventLoopFuture<Void> = connection.close() }
     }
 
     /// Answers the reads whose read index this member has applied.
@@ -363,25 +381,28 @@ public final class PostgresLog: ReplicatedLog {
         var holder = false
         while !stopped {
             do {
-                try await withConnection(&connection, id: 5) { c in
-                    if !holder {
-                        var got = false
+                let tryLock = !holder, logger = logger, name = name, memberID = Int64(bitPattern: memberID)
+                let urls = clientURLs.joined(separator: ","), applied = Int64(clamping: applier.appliedIndex)
+                let got: Bool = try await withConnection(&connection, id: 5) { c in
+                    var got = false
+                    if tryLock {
                         for try await row in try await c.query("SELECT pg_try_advisory_lock(\(LogSchema.leaseHolderLockKey))", logger: logger) {
                             got = try row.decode(Bool.self)
-                        }
-                        if got {
-                            holder = true
-                            isLeaseHolder.store(true, ordering: .relaxed)
-                            applier.setLeaseExpiry(true)
-                            logger.info("this member now decides lease expiry for the cluster", metadata: ["name": "\(name)"])
                         }
                     }
                     try await c.query("""
                         INSERT INTO rusd_members (name, member_id, client_urls, applied, heartbeat)
-                        VALUES (\(name), \(Int64(bitPattern: memberID)), \(clientURLs.joined(separator: ",")), \(Int64(clamping: applier.appliedIndex)), now())
+                        VALUES (\(name), \(memberID), \(urls), \(applied), now())
                         ON CONFLICT (name) DO UPDATE SET member_id = EXCLUDED.member_id, client_urls = EXCLUDED.client_urls,
                             applied = EXCLUDED.applied, heartbeat = EXCLUDED.heartbeat
                         """, logger: logger)
+                    return got
+                }
+                if got {
+                    holder = true
+                    isLeaseHolder.store(true, ordering: .relaxed)
+                    applier.setLeaseExpiry(true)
+                    logger.info("this member now decides lease expiry for the cluster", metadata: ["name": "\(name)"])
                 }
             } catch {
                 if holder {
@@ -393,6 +414,6 @@ public final class PostgresLog: ReplicatedLog {
             }
             await pause(.seconds(1))
         }
-        try? await connection?.close()
+        if let connection { let _: EventLoopFuture<Void> = connection.close() }
     }
 }
