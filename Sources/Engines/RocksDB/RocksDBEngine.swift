@@ -1,4 +1,5 @@
 import CRocksDB
+import CRocksDBLoader
 import EngineAPI
 #if canImport(Glibc)
 import Glibc
@@ -50,6 +51,7 @@ public final class RocksDBEngine: StorageEngine, @unchecked Sendable {
 
     /// Opens (or creates, if `options.createIfMissing`) the store in `directory`.
     public static func open(directory: String, options: EngineOptions = EngineOptions()) throws -> RocksDBEngine {
+        try loadLibrary(directory: directory)
         if !PosixFiles.exists(directory + "/CURRENT") && !options.createIfMissing {
             throw EngineError(.notFound, engine: engineName, path: directory, operation: "open",
                               message: "no RocksDB store here (no CURRENT file) and createIfMissing is false")
@@ -66,6 +68,16 @@ public final class RocksDBEngine: StorageEngine, @unchecked Sendable {
         let sizeLimit = RocksDBSizeLimit(directory: directory, maxSizeBytes: options.maxSizeBytes,
                                          diskBytes: RocksDBStoreFiles.diskBytes(files))
         return RocksDBEngine(directory: directory, database: database, sizeLimit: sizeLimit)
+    }
+
+    /// librocksdb is loaded when the first rocksdb store opens, not linked into every rusd
+    /// (Sources/Engines/CRocksDBLoader): no RocksDB function may run before this succeeds.
+    private static func loadLibrary(directory: String) throws {
+        var reason = [CChar](repeating: 0, count: 512)
+        guard rusd_rocksdb_load(&reason, Int32(reason.count)) == 0 else {
+            let message = reason.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            throw EngineError(.io, engine: engineName, path: directory, operation: "open", message: message)
+        }
     }
 
     public func get(_ key: [UInt8]) throws -> [UInt8]? {
