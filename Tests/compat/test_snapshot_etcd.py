@@ -8,6 +8,8 @@
   compact revision), every key (value, create/mod revision, version, lease), every lease with
   its keys, and the users and roles equal the original etcd's.
 - rusd → etcd → rusd, the same from a rusd store.
+- Alarms: etcd carries its `alarm` bucket through a restore; rusd's snapshot carries the
+  member's active alarms the same way, and `rusd snapshot restore` names those it finds.
 - `etcdctl snapshot status` and `rusd snapshot status` agree on every file either side wrote,
   with the right revision and size; etcd's `member/snap/db` of a stopped etcd restores too; a
   corrupt or truncated file is refused and leaves nothing behind.
@@ -350,3 +352,62 @@ def test_auth_enabled_carries_over(workdir):
         check(back, "etcd from rusd")
     finally:
         back.stop()
+
+
+def raise_alarm(api: EtcdAPI, server: Server, alarm: str) -> int:
+    """Raises `alarm` on the server's own member through Maintenance.Alarm; returns its ID."""
+    c = Client(api, server)
+    try:
+        member = c.call("Maintenance.Status").header.member_id
+        c.call("Maintenance.Alarm", action="ACTIVATE", memberID=member, alarm=alarm)
+        return member
+    finally:
+        c.close()
+
+
+def alarm_list(server: Server) -> list[str]:
+    """etcdctl alarm list's lines ("memberID:N alarm:NOSPACE "), trailing space dropped."""
+    return [line.strip() for line in etcdctl(server.endpoint, "alarm", "list").stdout.splitlines() if line.strip()]
+
+
+def test_alarms_travel_as_etcd_carries_them(api, workdir):
+    """etcd keeps the `alarm` bucket through `etcdctl snapshot restore` (the restored etcd
+    starts with the alarm raised, under the old member's ID). rusd's snapshot carries the
+    member's active alarms the same way (judged by etcd restored from it), and `rusd snapshot
+    restore` reads etcd's and names them (rusd keeps alarms in memory: it does not raise them;
+    docs/compatibility.md)."""
+    source = Server("etcd")
+    source.start()
+    try:
+        etcd_member = raise_alarm(api, source, "NOSPACE")
+        want = [f"memberID:{etcd_member} alarm:NOSPACE"]
+        assert alarm_list(source) == want
+        from_etcd = os.path.join(workdir, "etcd-alarm.db")
+        etcdctl(source.endpoint, "snapshot", "save", from_etcd)
+    finally:
+        source.stop()
+    back = etcd_from(from_etcd, os.path.join(workdir, "etcd-alarm"))
+    back.start()
+    try:
+        assert alarm_list(back) == want, "etcd's own restore keeps the alarm (the behaviour matched)"
+    finally:
+        back.stop()
+    out = rusd("snapshot", "restore", from_etcd, "--data-dir", os.path.join(workdir, "rusd-alarm"),
+               "--engine", rusd_engines()[0]).stdout
+    assert f"NOSPACE (member {etcd_member:x})" in out, out
+
+    rusd_server = Server(f"rusd-{rusd_engines()[0]}")
+    rusd_server.start()
+    try:
+        rusd_member = raise_alarm(api, rusd_server, "CORRUPT")
+        assert alarm_list(rusd_server) == [f"memberID:{rusd_member} alarm:CORRUPT"]
+        from_rusd = os.path.join(workdir, "rusd-alarm.db")
+        etcdctl(rusd_server.endpoint, "snapshot", "save", from_rusd)
+    finally:
+        rusd_server.stop()
+    etcd = etcd_from(from_rusd, os.path.join(workdir, "etcd-from-rusd-alarm"))
+    etcd.start()
+    try:
+        assert alarm_list(etcd) == [f"memberID:{rusd_member} alarm:CORRUPT"]
+    finally:
+        etcd.stop()

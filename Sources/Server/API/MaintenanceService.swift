@@ -105,7 +105,7 @@ public enum MaintenanceService {
                 } catch {
                     return stream.finish(GRPCStatus(error))
                 }
-                SnapshotSender(server: server, stream: stream).start()
+                SnapshotSender(server: server, stream: stream, alarms: member.alarms.get()).start()
             },
             .unary("MoveLeader") { (request: Etcdserverpb_MoveLeaderRequest, context, responder: UnaryResponder<Etcdserverpb_MoveLeaderResponse>) in
                 // etcd 3.6 and newer: the root role (etcd 3.4 checks nothing).
@@ -206,11 +206,14 @@ public enum MaintenanceService {
 final class SnapshotSender: Sendable {
     let server: EtcdServer
     let stream: ServerStream<Etcdserverpb_SnapshotResponse>
+    /// The active alarms, written into the snapshot's `alarm` bucket as etcd does.
+    let alarms: [Etcdserverpb_AlarmMember]
     private let wake = DispatchSemaphore(value: 0)
 
-    init(server: EtcdServer, stream: ServerStream<Etcdserverpb_SnapshotResponse>) {
+    init(server: EtcdServer, stream: ServerStream<Etcdserverpb_SnapshotResponse>, alarms: [Etcdserverpb_AlarmMember]) {
         self.server = server
         self.stream = stream
+        self.alarms = alarms
     }
 
     func start() {
@@ -225,7 +228,7 @@ final class SnapshotSender: Sendable {
         defer { server.counters.observe(server.counters.snapshotSeconds, since: started) }
         var sent = 0
         do {
-            try EtcdSnapshotWriter.write(engine: server.store.engine, chunkSize: MaintenanceService.snapshotChunkSize) { [stream, wake] chunk, total in
+            try EtcdSnapshotWriter.write(engine: server.store.engine, alarms: alarms, chunkSize: MaintenanceService.snapshotChunkSize) { [stream, wake] chunk, total in
                 if stream.isCancelled { return false }
                 var resp = Etcdserverpb_SnapshotResponse()
                 resp.header = header

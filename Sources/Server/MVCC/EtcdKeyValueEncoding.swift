@@ -24,6 +24,20 @@ enum EtcdKeyValueEncoding {
         varint(&out, UInt64(bitPattern: v))
     }
 
+    /// The byte count of what `append` writes for these fields, without writing it.
+    static func count(keyCount: Int, createRevision: Int64, modRevision: Int64, version: Int64,
+                      valueCount: Int, lease: Int64) -> Int {
+        func bytes(_ n: Int) -> Int { n > 0 ? 1 + varintCount(UInt64(n)) + n : 0 }
+        func number(_ v: Int64) -> Int { v != 0 ? 1 + varintCount(UInt64(bitPattern: v)) : 0 }
+        return bytes(keyCount) + number(createRevision) + number(modRevision) + number(version)
+            + bytes(valueCount) + number(lease)
+    }
+
+    /// Bytes of `value` as a varint (1...10).
+    static func varintCount(_ value: UInt64) -> Int {
+        value == 0 ? 1 : (64 - value.leadingZeroBitCount + 6) / 7
+    }
+
     static func varint(_ out: inout [UInt8], _ value: UInt64) {
         var v = value
         while v >= 0x80 {

@@ -30,6 +30,21 @@ struct RevisionRecord {
         return b
     }
 
+    /// `encodePut` / `encodeTombstone` from borrowed bytes (`value` ignored for a tombstone).
+    static func encode(isTombstone: Bool, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer,
+                       createRevision: Int64, version: Int64, lease: Int64) -> [UInt8] {
+        var b: [UInt8] = []
+        b.reserveCapacity(headerSize + key.count + (isTombstone ? 0 : value.count))
+        b.append(isTombstone ? tombstoneTag : putTag)
+        b.appendLittleEndian(UInt64(bitPattern: isTombstone ? 0 : createRevision))
+        b.appendLittleEndian(UInt64(bitPattern: isTombstone ? 0 : version))
+        b.appendLittleEndian(UInt64(bitPattern: isTombstone ? 0 : lease))
+        b.appendLittleEndian(UInt32(key.count))
+        b.append(contentsOf: key)
+        if !isTombstone { b.append(contentsOf: value) }
+        return b
+    }
+
     static func encodeTombstone(key: [UInt8]) -> [UInt8] {
         var b: [UInt8] = []
         b.reserveCapacity(headerSize + key.count)

@@ -54,6 +54,16 @@ public enum SnapshotFormat {
         }
     }
 
+    /// The engine entry (key, value) that stores a version given by borrowed bytes (as
+    /// `Version.engineEntry`, without the intermediate copies; `value` ignored for a tombstone).
+    public static func engineEntry(revision: Revision, isTombstone: Bool, key: UnsafeRawBufferPointer,
+                                   value: UnsafeRawBufferPointer, createRevision: Int64, version: Int64,
+                                   lease: Int64) -> (key: [UInt8], value: [UInt8]) {
+        (StorageLayout.revisionKey(revision),
+         RevisionRecord.encode(isTombstone: isTombstone, key: key, value: value, createRevision: createRevision,
+                               version: version, lease: lease))
+    }
+
     /// The store's metadata. Compaction revisions are -1 when the store was never compacted.
     public struct Meta: Sendable, Equatable {
         public var currentRevision: Int64
@@ -105,18 +115,61 @@ public enum SnapshotFormat {
                     appliedIndex: try get(.appliedIndex) ?? 0)
     }
 
+    /// One version as the engine holds it, borrowed from the scan: `key` and `value` are valid
+    /// only during the visit (copy what you keep). Lets an export skip copying every version.
+    public struct VersionRecord {
+        public var revision: Revision
+        public var isTombstone: Bool
+        public var key: UnsafeRawBufferPointer
+        public var value: UnsafeRawBufferPointer
+        public var createRevision: Int64
+        public var version: Int64
+        public var lease: Int64
+
+        /// The byte count of `appendEtcdKeyValue`'s output, computed without encoding.
+        public var etcdKeyValueCount: Int {
+            isTombstone
+                ? EtcdKeyValueEncoding.count(keyCount: key.count, createRevision: 0, modRevision: 0, version: 0, valueCount: 0, lease: 0)
+                : EtcdKeyValueEncoding.count(keyCount: key.count, createRevision: createRevision, modRevision: revision.main,
+                                             version: version, valueCount: value.count, lease: lease)
+        }
+
+        /// Appends etcd's mvccpb.KeyValue of this version (`Version.etcdKeyValue`) to `out`.
+        public func appendEtcdKeyValue(to out: inout [UInt8]) {
+            if isTombstone {
+                EtcdKeyValueEncoding.append(to: &out, key: key, createRevision: 0, modRevision: 0, version: 0,
+                                            value: UnsafeRawBufferPointer(start: nil, count: 0), lease: 0)
+            } else {
+                EtcdKeyValueEncoding.append(to: &out, key: key, createRevision: createRevision, modRevision: revision.main,
+                                            version: version, value: value, lease: lease)
+            }
+        }
+
+        /// A copy that owns its bytes.
+        public var copied: Version {
+            Version(revision: revision, isTombstone: isTombstone, key: Array(key), value: Array(value),
+                    createRevision: createRevision, version: version, lease: lease)
+        }
+    }
+
     /// Visits every version in `view` in revision order. Throws `MVCCError.corruption` on a
     /// record that does not parse.
     public static func forEachVersion(in view: any ReadView, _ visit: (Version) throws -> Void) throws {
+        try forEachVersionRecord(in: view) { try visit($0.copied) }
+    }
+
+    /// `forEachVersion` without copies: each record borrowed from the engine's scan.
+    public static func forEachVersionRecord(in view: any ReadView, _ visit: (VersionRecord) throws -> Void) throws {
         try view.scan(StorageLayout.revisionRange, reverse: false, limit: nil) { k, v in
             guard let rev = StorageLayout.parseRevisionKey(k) else {
                 throw MVCCError.corruption("engine key of \(k.count) bytes in the revision namespace is not a revision key")
             }
             let h = try RevisionRecord.parseHeader(v, revision: rev)
             let keyEnd = RevisionRecord.headerSize + h.keyLength
-            try visit(Version(revision: rev, isTombstone: h.isTombstone,
-                              key: Array(v[RevisionRecord.headerSize ..< keyEnd]), value: Array(v[keyEnd...]),
-                              createRevision: h.createRevision, version: h.version, lease: h.lease))
+            try visit(VersionRecord(revision: rev, isTombstone: h.isTombstone,
+                                    key: UnsafeRawBufferPointer(rebasing: v[RevisionRecord.headerSize ..< keyEnd]),
+                                    value: UnsafeRawBufferPointer(rebasing: v[keyEnd...]),
+                                    createRevision: h.createRevision, version: h.version, lease: h.lease))
             return true
         }
     }

@@ -213,7 +213,8 @@ public struct BBoltReader {
             throw BBoltError("page id \(pgid) out of range 2..<\(pageCount)", offset: referencedAt)
         }
         let offset = Int(pgid) * pageSize
-        let header = try source.read(at: offset, count: BBoltFormat.pageHeaderSize)
+        // One read for a page without overflow (pgid < pageCount <= size / pageSize: in range).
+        let header = try source.read(at: offset, count: pageSize)
         let id = header.bboltLoad(UInt64.self, at: 0)
         guard id == pgid else {
             throw BBoltError("page \(pgid) carries id \(id)", offset: offset)
@@ -222,6 +223,7 @@ public struct BBoltReader {
         guard overflow < pageCount - pgid else {
             throw BBoltError("page \(pgid) overflow \(overflow) runs past the last page \(pageCount - 1)", offset: offset + 12)
         }
+        guard overflow > 0 else { return Page(bytes: header[...], offset: offset, pgid: pgid) }
         let length = (Int(overflow) + 1) * pageSize
         let bytes = try source.read(at: offset, count: length)
         return Page(bytes: bytes[...], offset: offset, pgid: pgid)

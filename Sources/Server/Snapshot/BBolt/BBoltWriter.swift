@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Writes a bbolt database as a stream of pages, in file order, from keys given in ascending
 /// order: every B+tree is built bottom-up (leaves filled in key order, each level's page written
 /// as soon as it is full), so memory stays at one page per tree level whatever the size.
@@ -5,7 +9,9 @@
 /// The meta pages come first in the file but name the root page and the page count, known only
 /// at the end. So a database is written twice with the same input: a dry run (`plan: nil`,
 /// `sink: nil`: pages are counted, not built) returns the `Plan`; the real run is given it,
-/// writes meta pages from it, and `finish` throws if the input turned out different.
+/// writes meta pages from it, and `finish` throws if the input turned out different. Page
+/// layout depends only on the sizes of keys and values, so the dry run may be given sizes alone
+/// (`put(keyCount:valueCount:)`) and skip building the bytes.
 ///
 /// Layout: pages 0-1 meta, 2 an empty freelist, then every top-level bucket's pages (children
 /// before parents), then the root bucket's pages. Top-level buckets hold plain keys only
@@ -59,17 +65,50 @@ public struct BBoltWriter {
         bucket = TreeBuilder()
     }
 
+    /// Whether this is the dry run (no sink: pages are counted, not built).
+    public var isPlanning: Bool { emitter.sink == nil }
+
     /// Adds a key to the open bucket; keys must be non-empty and strictly ascending.
     public mutating func put(_ key: [UInt8], _ value: [UInt8]) throws {
+        try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try put(k, v) } }
+    }
+
+    /// Adds a key to the open bucket (the bytes are copied); keys must be non-empty and
+    /// strictly ascending.
+    public mutating func put(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws {
         guard bucket != nil else { throw BBoltError("put outside a bucket") }
-        guard !key.isEmpty, key.count <= BBoltFormat.maxKeySize else {
-            throw BBoltError("key of \(key.count) bytes (1...\(BBoltFormat.maxKeySize) allowed)")
+        try Self.checkSizes(key.count, value.count)
+        if let last = bucket!.lastKey, !Self.precedes(last, key) {
+            throw BBoltError("key \(Self.show(Array(key))) does not follow \(Self.show(last)) in bucket \(Self.show(bucketName ?? []))")
         }
-        guard value.count <= BBoltFormat.maxValueSize else { throw BBoltError("value of \(value.count) bytes is too large") }
-        if let last = bucket!.lastKey, !last.lexicographicallyPrecedes(key) {
-            throw BBoltError("key \(Self.show(key)) does not follow \(Self.show(last)) in bucket \(Self.show(bucketName ?? []))")
+        try bucket!.add(key: key, keyCount: key.count, value: value, valueCount: value.count, flags: 0, emitter: &emitter)
+    }
+
+    /// The dry run's `put`: a key of `keyCount` bytes with a value of `valueCount` bytes. Only
+    /// allowed while planning; key order is not checked here (the writing pass checks it, and
+    /// `finish` there catches any difference in sizes).
+    public mutating func put(keyCount: Int, valueCount: Int) throws {
+        guard isPlanning else { throw BBoltError("put by size in the writing pass") }
+        guard bucket != nil else { throw BBoltError("put outside a bucket") }
+        try Self.checkSizes(keyCount, valueCount)
+        let none = UnsafeRawBufferPointer(start: nil, count: 0)
+        try bucket!.add(key: none, keyCount: keyCount, value: none, valueCount: valueCount, flags: 0, emitter: &emitter)
+    }
+
+    private static func checkSizes(_ keyCount: Int, _ valueCount: Int) throws {
+        guard keyCount > 0, keyCount <= BBoltFormat.maxKeySize else {
+            throw BBoltError("key of \(keyCount) bytes (1...\(BBoltFormat.maxKeySize) allowed)")
         }
-        try bucket!.add(key: key, value: value, flags: 0, emitter: &emitter)
+        guard valueCount >= 0, valueCount <= BBoltFormat.maxValueSize else { throw BBoltError("value of \(valueCount) bytes is too large") }
+    }
+
+    /// Byte-wise order of `a` before `b` (a proper prefix comes first).
+    static func precedes(_ a: [UInt8], _ b: UnsafeRawBufferPointer) -> Bool {
+        a.withUnsafeBytes { a in
+            let n = min(a.count, b.count)
+            let c = n == 0 ? 0 : memcmp(a.baseAddress!, b.baseAddress!, n)
+            return c < 0 || (c == 0 && a.count < b.count)
+        }
     }
 
     public mutating func endBucket() throws {
@@ -80,7 +119,12 @@ public struct BBoltWriter {
         var header: [UInt8] = []
         header.bboltAppend(root)
         header.bboltAppend(UInt64(0))   // sequence
-        try rootEntries.add(key: name, value: header, flags: BBoltFormat.bucketLeafFlag, emitter: &emitter)
+        try name.withUnsafeBytes { k in
+            try header.withUnsafeBytes { v in
+                try rootEntries.add(key: k, keyCount: k.count, value: v, valueCount: v.count,
+                                    flags: BBoltFormat.bucketLeafFlag, emitter: &emitter)
+            }
+        }
     }
 
     /// Writes the root bucket and returns the plan; throws when it differs from the one given.
@@ -106,6 +150,7 @@ struct PageEmitter {
     let pageSize: Int
     let sink: BBoltWriter.Sink?
     var nextPage: UInt64 = 0
+    private var page: [UInt8] = []
 
     init(pageSize: Int, sink: BBoltWriter.Sink?) {
         self.pageSize = pageSize
@@ -142,41 +187,45 @@ struct PageEmitter {
         try sink(p)
     }
 
-    /// Writes a branch or leaf page from its elements; returns its id.
+    /// Writes a branch or leaf page from its elements; returns its id. While planning only the
+    /// id is assigned.
     mutating func writeNode(_ node: NodeBuffer, isLeaf: Bool) throws -> UInt64 {
         let count = node.count
         let dataStart = BBoltFormat.pageHeaderSize + BBoltFormat.elementSize * count
-        let total = dataStart + node.data.count
+        let total = dataStart + node.dataCount
         let pages = (total + pageSize - 1) / pageSize
         let pgid = nextPage
         nextPage = pgid + UInt64(pages)
         guard let sink else { return pgid }
-        var p = [UInt8](repeating: 0, count: pages * pageSize)
-        p.bboltStore(pgid, at: 0)
-        p.bboltStore(isLeaf ? BBoltFormat.leafFlag : BBoltFormat.branchFlag, at: 8)
-        p.bboltStore(UInt16(count), at: 10)
-        p.bboltStore(UInt32(pages - 1), at: 12)
+        // One buffer reused for every page: the sink copies what it keeps.
+        page.removeAll(keepingCapacity: true)
+        page.append(contentsOf: repeatElement(0, count: pages * pageSize))
+        page.bboltStore(pgid, at: 0)
+        page.bboltStore(isLeaf ? BBoltFormat.leafFlag : BBoltFormat.branchFlag, at: 8)
+        page.bboltStore(UInt16(count), at: 10)
+        page.bboltStore(UInt32(pages - 1), at: 12)
         for i in 0..<count {
             let at = BBoltFormat.pageHeaderSize + BBoltFormat.elementSize * i
             let pos = UInt32(dataStart + node.dataOffsets[i] - at)
             if isLeaf {
-                p.bboltStore(node.flags[i], at: at)
-                p.bboltStore(pos, at: at + 4)
-                p.bboltStore(node.keySizes[i], at: at + 8)
-                p.bboltStore(node.valueSizes[i], at: at + 12)
+                page.bboltStore(node.flags[i], at: at)
+                page.bboltStore(pos, at: at + 4)
+                page.bboltStore(node.keySizes[i], at: at + 8)
+                page.bboltStore(node.valueSizes[i], at: at + 12)
             } else {
-                p.bboltStore(pos, at: at)
-                p.bboltStore(node.keySizes[i], at: at + 4)
-                p.bboltStore(node.children[i], at: at + 8)
+                page.bboltStore(pos, at: at)
+                page.bboltStore(node.keySizes[i], at: at + 4)
+                page.bboltStore(node.children[i], at: at + 8)
             }
         }
-        p.replaceSubrange(dataStart ..< dataStart + node.data.count, with: node.data)
-        try sink(p)
+        page.replaceSubrange(dataStart ..< dataStart + node.data.count, with: node.data)
+        try sink(page)
         return pgid
     }
 }
 
-/// The elements of one page being filled.
+/// The elements of one page being filled. While planning (`keep` false) only the sizes, the
+/// first key's size and the child page ids are kept.
 struct NodeBuffer {
     var data: [UInt8] = []
     var dataOffsets: [Int] = []
@@ -184,20 +233,35 @@ struct NodeBuffer {
     var valueSizes: [UInt32] = []
     var flags: [UInt32] = []
     var children: [UInt64] = []
+    /// The first key (its bytes when kept) and its size.
     var firstKey: [UInt8] = []
+    var firstKeyCount = 0
+    private(set) var count = 0
+    /// Bytes of keys and values.
+    private(set) var dataCount = 0
 
-    var count: Int { dataOffsets.count }
-    var byteSize: Int { BBoltFormat.pageHeaderSize + BBoltFormat.elementSize * count + data.count }
+    var byteSize: Int { BBoltFormat.pageHeaderSize + BBoltFormat.elementSize * count + dataCount }
 
-    mutating func append(key: [UInt8], value: [UInt8], flags f: UInt32, child: UInt64) {
-        if count == 0 { firstKey = key }
-        dataOffsets.append(data.count)
-        data.append(contentsOf: key)
-        data.append(contentsOf: value)
-        keySizes.append(UInt32(key.count))
-        valueSizes.append(UInt32(value.count))
-        flags.append(f)
+    mutating func append(key: UnsafeRawBufferPointer, keyCount: Int, value: UnsafeRawBufferPointer, valueCount: Int,
+                         flags f: UInt32, child: UInt64, keep: Bool) {
+        if count == 0 {
+            firstKeyCount = keyCount
+            if keep {
+                firstKey.removeAll(keepingCapacity: true)
+                firstKey.append(contentsOf: key)
+            }
+        }
+        count += 1
         children.append(child)
+        if keep {
+            dataOffsets.append(dataCount)
+            data.append(contentsOf: key)
+            data.append(contentsOf: value)
+            keySizes.append(UInt32(keyCount))
+            valueSizes.append(UInt32(valueCount))
+            flags.append(f)
+        }
+        dataCount += keyCount + valueCount
     }
 
     mutating func reset() {
@@ -207,7 +271,10 @@ struct NodeBuffer {
         valueSizes.removeAll(keepingCapacity: true)
         flags.removeAll(keepingCapacity: true)
         children.removeAll(keepingCapacity: true)
-        firstKey = []
+        firstKey.removeAll(keepingCapacity: true)
+        firstKeyCount = 0
+        count = 0
+        dataCount = 0
     }
 }
 
@@ -215,29 +282,42 @@ struct NodeBuffer {
 /// page of level i being filled with (first key, page id) of the full pages below it.
 struct TreeBuilder {
     private var levels: [NodeBuffer] = [NodeBuffer()]
+    /// The last key added (kept only when bytes are given).
     private(set) var lastKey: [UInt8]?
 
-    mutating func add(key: [UInt8], value: [UInt8], flags: UInt32, emitter: inout PageEmitter) throws {
-        lastKey = key
-        try add(level: 0, key: key, value: value, flags: flags, child: 0, emitter: &emitter)
+    mutating func add(key: UnsafeRawBufferPointer, keyCount: Int, value: UnsafeRawBufferPointer, valueCount: Int,
+                      flags: UInt32, emitter: inout PageEmitter) throws {
+        if key.baseAddress != nil {
+            if lastKey == nil { lastKey = [] }
+            lastKey!.removeAll(keepingCapacity: true)
+            lastKey!.append(contentsOf: key)
+        }
+        try add(level: 0, key: key, keyCount: keyCount, value: value, valueCount: valueCount, flags: flags, child: 0,
+                emitter: &emitter)
     }
 
-    private mutating func add(level: Int, key: [UInt8], value: [UInt8], flags: UInt32, child: UInt64,
-                              emitter: inout PageEmitter) throws {
-        let grown = levels[level].byteSize + BBoltFormat.elementSize + key.count + value.count
+    private mutating func add(level: Int, key: UnsafeRawBufferPointer, keyCount: Int, value: UnsafeRawBufferPointer,
+                              valueCount: Int, flags: UInt32, child: UInt64, emitter: inout PageEmitter) throws {
+        let grown = levels[level].byteSize + BBoltFormat.elementSize + keyCount + valueCount
         if levels[level].count > 0 && (grown > emitter.pageSize || levels[level].count >= 0xFFFE) {
             try flush(level: level, emitter: &emitter)
         }
-        levels[level].append(key: key, value: value, flags: flags, child: child)
+        levels[level].append(key: key, keyCount: keyCount, value: value, valueCount: valueCount, flags: flags,
+                             child: child, keep: emitter.sink != nil)
     }
 
     /// Writes the page of `level` and adds it to the level above.
     private mutating func flush(level: Int, emitter: inout PageEmitter) throws {
         let pgid = try emitter.writeNode(levels[level], isLeaf: level == 0)
         let first = levels[level].firstKey
+        let firstCount = levels[level].firstKeyCount
         levels[level].reset()
         if level + 1 == levels.count { levels.append(NodeBuffer()) }
-        try add(level: level + 1, key: first, value: [], flags: 0, child: pgid, emitter: &emitter)
+        let none = UnsafeRawBufferPointer(start: nil, count: 0)
+        try first.withUnsafeBytes { k in
+            try add(level: level + 1, key: k, keyCount: firstCount, value: none, valueCount: 0, flags: 0, child: pgid,
+                    emitter: &emitter)
+        }
     }
 
     /// Writes what is pending, bottom up; returns the root page id.

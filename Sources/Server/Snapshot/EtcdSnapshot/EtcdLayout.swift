@@ -45,12 +45,19 @@ enum EtcdLayout {
     static func revisionKey(_ rev: Revision, tombstone: Bool) -> [UInt8] {
         var k: [UInt8] = []
         k.reserveCapacity(18)
+        appendRevisionKey(&k, rev, tombstone: tombstone)
+        return k
+    }
+
+    static func appendRevisionKey(_ k: inout [UInt8], _ rev: Revision, tombstone: Bool) {
         appendBigEndian(&k, UInt64(bitPattern: rev.main))
         k.append(UInt8(ascii: "_"))
         appendBigEndian(&k, UInt64(bitPattern: rev.sub))
         if tombstone { k.append(UInt8(ascii: "t")) }
-        return k
     }
+
+    /// Bytes of a revision key.
+    static func revisionKeyCount(tombstone: Bool) -> Int { tombstone ? 18 : 17 }
 
     /// Parses a revision key; nil when it is not one.
     static func parseRevisionKey(_ k: [UInt8]) -> (Revision, tombstone: Bool)? {

@@ -17,13 +17,16 @@ extension EtcdSnapshotFile {
         public var leases = 0
         public var users = 0
         public var roles = 0
+        /// The alarms the snapshot's `alarm` bucket holds (etcd keeps them raised after its
+        /// restore; rusd reports them: see docs/compatibility.md).
+        public var alarms: [Etcdserverpb_AlarmMember] = []
         public var meta = SnapshotFormat.Meta(currentRevision: 1, compactRevision: -1, finishedCompactRevision: -1, appliedIndex: 1)
     }
 
     /// Writes the snapshot's store into `engine` (which should be empty) in rusd's layout: every
     /// version of every key (history and deletions kept), the compaction revisions, the
-    /// consistent index (as the applied index), leases, users, roles and the auth switch.
-    /// Members are not carried over (rusd's member comes from its flags, as etcdctl snapshot
+    /// consistent index (as the applied index), leases, users, roles, the auth switch and auth
+    /// revision; the alarms are checked and returned in the summary. Members are not carried over (rusd's member comes from its flags, as etcdctl snapshot
     /// restore replaces them). Verifies the SHA-256 trailer first unless the caller just did
     /// (`checksumVerified`). Batches of about `batchBytes`; the last write is synced. On error
     /// the engine holds a partial store: the caller discards it.
@@ -42,6 +45,7 @@ extension EtcdSnapshotFile {
         var lastMain: Int64 = 0
         var compact: Int64 = -1, finished: Int64 = -1, consistentIndex: UInt64 = 0
         var authEnabled = false
+        var authRevision: UInt64?
         var users: [Authpb_User] = []
         var roles: [Authpb_Role] = []
 
@@ -49,9 +53,7 @@ extension EtcdSnapshotFile {
             switch name {
             case EtcdLayout.keyBucket:
                 try reader.forEach(bucket, visited: visited) { e in
-                    let v = try version(e.key, e.value)
-                    lastMain = v.revision.main
-                    let entry = v.engineEntry
+                    let entry = try engineEntry(e.key, e.value, lastMain: &lastMain)
                     try put(entry.key, entry.value)
                     summary.versions += 1
                 }
@@ -83,6 +85,10 @@ extension EtcdSnapshotFile {
             case EtcdLayout.authBucket:
                 try reader.forEach(bucket, visited: visited) { e in
                     if e.key == EtcdLayout.authEnabledKey { authEnabled = e.value == [1] }
+                    if e.key == EtcdLayout.authRevisionKey {
+                        guard e.value.count == 8 else { throw bad("auth authRevision of \(e.value.count) bytes") }
+                        authRevision = EtcdLayout.loadBigEndian(e.value, 0)
+                    }
                 }
             case EtcdLayout.authUsersBucket:
                 try reader.forEach(bucket, visited: visited) { e in
@@ -96,12 +102,22 @@ extension EtcdSnapshotFile {
                         throw bad("authRoles record \(String(decoding: e.key, as: UTF8.self)) is not an authpb.Role")
                     }
                 }
+            case EtcdLayout.alarmBucket:
+                // etcd's alarm store: key = the marshalled etcdserverpb.AlarmMember, empty value
+                // (etcd refuses to start on a key that does not unmarshal).
+                try reader.forEach(bucket, visited: visited) { e in
+                    guard e.nested == nil, let alarm = try? Etcdserverpb_AlarmMember(serializedBytes: e.key) else {
+                        throw bad("alarm record of \(e.key.count) bytes is not an etcdserverpb.AlarmMember")
+                    }
+                    summary.alarms.append(alarm)
+                }
             default:
-                break   // members, members_removed, cluster, alarm; unknown buckets of later versions
+                break   // members, members_removed, cluster; unknown buckets of later versions
             }
         }
 
-        let auth = try authState(enabled: authEnabled, users: users, roles: roles)
+        var auth = try authState(enabled: authEnabled, users: users, roles: roles)
+        if let authRevision, authRevision >= 1 { auth = auth.withRevision(authRevision) }
         if auth != AuthState() { try put(ServerRecords.authKey, auth.encoded()) }
         summary.users = users.count
         summary.roles = roles.count
@@ -117,26 +133,29 @@ extension EtcdSnapshotFile {
         EtcdSnapshotError("snapshot \(path): \(message)")
     }
 
-    /// One record of the `key` bucket, checked.
-    private func version(_ k: [UInt8], _ v: [UInt8]) throws -> SnapshotFormat.Version {
+    /// The engine entry of one record of the `key` bucket, checked; sets `lastMain` to its
+    /// main revision.
+    private func engineEntry(_ k: [UInt8], _ v: [UInt8], lastMain: inout Int64) throws -> (key: [UInt8], value: [UInt8]) {
         guard let (rev, tombstone) = EtcdLayout.parseRevisionKey(k), rev.main > 0, rev.sub >= 0 else {
             throw bad("key of \(k.count) bytes in bucket \"key\" is not a revision")
         }
-        let kv: Mvccpb_KeyValue
-        do { kv = try Mvccpb_KeyValue(serializedBytes: v) } catch {
-            throw bad("record \(rev) in bucket \"key\" is not an mvccpb.KeyValue")
-        }
-        guard !kv.key.isEmpty else { throw bad("record \(rev) has an empty key") }
-        if !tombstone {
-            guard kv.modRevision == rev.main, kv.createRevision > 0, kv.createRevision <= rev.main,
-                  kv.version > 0, kv.lease >= 0 else {
-                throw bad("record \(rev): create \(kv.createRevision), mod \(kv.modRevision), version \(kv.version), lease \(kv.lease) are inconsistent")
+        lastMain = rev.main
+        return try v.withUnsafeBytes { b in
+            guard let kv = KeyValueRecord(decoding: b) else {
+                throw bad("record \(rev) in bucket \"key\" is not an mvccpb.KeyValue")
             }
+            guard !kv.key.isEmpty else { throw bad("record \(rev) has an empty key") }
+            if !tombstone {
+                guard kv.modRevision == rev.main, kv.createRevision > 0, kv.createRevision <= rev.main,
+                      kv.version > 0, kv.lease >= 0 else {
+                    throw bad("record \(rev): create \(kv.createRevision), mod \(kv.modRevision), version \(kv.version), lease \(kv.lease) are inconsistent")
+                }
+            }
+            return SnapshotFormat.engineEntry(revision: rev, isTombstone: tombstone,
+                                              key: UnsafeRawBufferPointer(rebasing: b[kv.key]),
+                                              value: UnsafeRawBufferPointer(rebasing: b[kv.value]),
+                                              createRevision: kv.createRevision, version: kv.version, lease: kv.lease)
         }
-        return SnapshotFormat.Version(revision: rev, isTombstone: tombstone, key: Array(kv.key),
-                                      value: tombstone ? [] : Array(kv.value),
-                                      createRevision: tombstone ? 0 : kv.createRevision,
-                                      version: tombstone ? 0 : kv.version, lease: tombstone ? 0 : kv.lease)
     }
 
     /// Rebuilds the auth state through its own mutations (so every invariant is checked).

@@ -15,9 +15,9 @@ import SwiftProtobuf
 /// status` and `etcdctl snapshot restore` accept.
 ///
 /// Everything comes from one engine read view, so the snapshot is consistent while writes go
-/// on. The database is built twice from that view (`BBoltWriter` needs the page count before
-/// the first byte): a counting pass, then the pass that emits. Memory stays at one chunk plus
-/// one page per tree level.
+/// on. The view is read twice (`BBoltWriter` needs the page count before the first byte): a
+/// counting pass that takes only the size of each record, then the pass that builds and emits
+/// the pages. Memory stays at one chunk plus one page per tree level.
 public enum EtcdSnapshotWriter {
     /// The emit callback asked to stop (the client went away).
     public struct Stopped: Error {}
@@ -25,21 +25,28 @@ public enum EtcdSnapshotWriter {
     /// Streams the snapshot of the store in `engine` to `emit` in chunks of about `chunkSize`
     /// bytes (the last ends with the SHA-256), each with the snapshot's total length (known
     /// before the first chunk). `emit` returning false stops the stream and throws `Stopped`.
-    /// Returns the total length (database + 32).
+    /// `alarms` (the member's active alarms: rusd keeps them in memory, not in the store) go
+    /// into the `alarm` bucket as etcd's alarm store writes them. Returns the total length
+    /// (database + 32).
     @discardableResult
-    public static func write(engine: any StorageEngine, chunkSize: Int = 32 * 1024,
+    public static func write(engine: any StorageEngine, alarms: [Etcdserverpb_AlarmMember] = [],
+                             chunkSize: Int = 32 * 1024,
                              emit: @escaping (_ chunk: [UInt8], _ total: Int) -> Bool) throws -> Int {
         let view = try engine.readView()
-        let plan = try database(view, plan: nil, sink: nil)
+        let alarmKeys = try Set(alarms.map { try $0.serializedBytes() as [UInt8] }.filter { !$0.isEmpty })
+            .sorted { $0.lexicographicallyPrecedes($1) }
+        let plan = try database(view, alarmKeys: alarmKeys, plan: nil, sink: nil)
         let total = Int(plan.pageCount) * BBoltFormat.defaultPageSize + SnapshotDigest.size
         let out = ChunkedOutput(chunkSize: chunkSize) { emit($0, total) }
-        try database(view, plan: plan, sink: { page in try out.append(page) })
+        try database(view, alarmKeys: alarmKeys, plan: plan, sink: { page in try out.append(page) })
         return try out.finish()
     }
 
-    /// Builds the database from `view` through one `BBoltWriter`.
+    /// Builds the database from `view` through one `BBoltWriter`. `alarmKeys`: the marshalled
+    /// AlarmMembers, ascending.
     @discardableResult
-    static func database(_ view: any ReadView, plan: BBoltWriter.Plan?, sink: BBoltWriter.Sink?) throws -> BBoltWriter.Plan {
+    static func database(_ view: any ReadView, alarmKeys: [[UInt8]] = [], plan: BBoltWriter.Plan?,
+                         sink: BBoltWriter.Sink?) throws -> BBoltWriter.Plan {
         var w = try BBoltWriter(plan: plan, sink: sink)
         let meta = try SnapshotFormat.meta(in: view)
         let auth: AuthState
@@ -53,6 +60,7 @@ public enum EtcdSnapshotWriter {
         }
 
         try w.beginBucket(EtcdLayout.alarmBucket)
+        for k in alarmKeys { try w.put(k, []) }
         try w.endBucket()
 
         try w.beginBucket(EtcdLayout.authBucket)
@@ -93,8 +101,20 @@ public enum EtcdSnapshotWriter {
         try w.endBucket()
 
         try w.beginBucket(EtcdLayout.keyBucket)
-        try SnapshotFormat.forEachVersion(in: view) { v in
-            try w.put(EtcdLayout.revisionKey(v.revision, tombstone: v.isTombstone), v.etcdKeyValue)
+        if w.isPlanning {
+            // Sizes are all the plan needs: nothing is encoded.
+            try SnapshotFormat.forEachVersionRecord(in: view) { v in
+                try w.put(keyCount: EtcdLayout.revisionKeyCount(tombstone: v.isTombstone), valueCount: v.etcdKeyValueCount)
+            }
+        } else {
+            var key: [UInt8] = [], value: [UInt8] = []
+            try SnapshotFormat.forEachVersionRecord(in: view) { v in
+                key.removeAll(keepingCapacity: true)
+                EtcdLayout.appendRevisionKey(&key, v.revision, tombstone: v.isTombstone)
+                value.removeAll(keepingCapacity: true)
+                v.appendEtcdKeyValue(to: &value)
+                try w.put(key, value)
+            }
         }
         try w.endBucket()
 
