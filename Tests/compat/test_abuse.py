@@ -2,7 +2,8 @@
 
 For every attack class (abuse_attacks.py: header-compression bomb, oversized header lists,
 CONTINUATION flood, rapid reset, SETTINGS / PING / WINDOW_UPDATE / PRIORITY / empty-DATA
-floods, zero windows, a client that never reads, slowloris, thousands of idle connections)
+floods, zero windows, a client that never reads, slowloris over HTTP/2 and HTTP/1.1, thousands
+of idle connections)
 and every target (a real etcd 3.4 and rusd on each engine of RUSD_ENGINES):
 
 - while the attack runs (in a child process, ABUSE_SECONDS), a well-behaved grpcio client on
@@ -44,7 +45,8 @@ BIG_VALUE = 256 * 1024
 PEAK_LIMIT_MIB = 192.0
 CASES = ["hpack_bomb", "oversized_header_list", "continuation_flood", "rapid_reset",
          "settings_flood", "ping_flood", "window_update_flood", "priority_flood",
-         "empty_data_flood", "zero_window", "never_read", "slowloris", "idle_connections"]
+         "empty_data_flood", "zero_window", "never_read", "slowloris", "http1_slowloris",
+         "idle_connections"]
 
 
 def _goaway(text):
