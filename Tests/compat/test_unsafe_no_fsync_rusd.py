@@ -89,15 +89,7 @@ def _tracer_pid(status_path: str) -> int | None:
     return None
 
 
-# lsm: since f3d6dae (tables' blocks checked against their index range), a store of 60 puts
-# does not open again, with or without this flag, after SIGTERM or SIGKILL: "data block keys
-# outside the index's bounds" in 000004.sst (the build before it restarts). Reported; remove
-# this mark once fixed (XPASS shows it).
-LSM_RESTART_BUG = pytest.mark.xfail(reason="lsm store of 60 puts refused on restart since f3d6dae", strict=False)
-
-
-@pytest.mark.parametrize("engine", [pytest.param(e, marks=LSM_RESTART_BUG) if e == "lsm" else e
-                                    for e in rusd_engines()])
+@pytest.mark.parametrize("engine", rusd_engines())
 def test_unsafe_no_fsync(engine):
     synced = Server(f"rusd-{engine}")
     unsynced = Server(f"rusd-{engine}", extra_args=["--unsafe-no-fsync"])

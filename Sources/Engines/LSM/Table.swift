@@ -141,7 +141,7 @@ final class Table: @unchecked Sendable {
         cursor.reset(b)
         guard cursor.seekToFirst() else { return false }
         guard cursor.isValid else { return true }
-        if i > 0, index.withKey(i - 1, { compareInternalKeys(cursor.key, $0) >= 0 }) { return false }
+        if i > 0, index.withKey(i - 1, { compareInternalKeys(cursor.key, $0) <= 0 }) { return false }
         guard cursor.seekToLast(), cursor.isValid else { return false }
         return index.withKey(i, { compareInternalKeys(cursor.key, $0) <= 0 })
     }
