@@ -60,7 +60,7 @@ targets=("$@")
 ci_runs() {
     case "$1" in
         server-state) echo 6000 ;;
-        connection) echo 40000 ;;
+        connection) echo 8000 ;;
         bbolt) echo 250000 ;;
         *) echo 300000 ;;
     esac

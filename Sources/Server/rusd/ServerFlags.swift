@@ -6,7 +6,7 @@ extension FlagSet {
         FlagSpec(name: "name", kind: .string, defaultValue: "default", usage: "Human-readable name for this member."),
         FlagSpec(name: "data-dir", kind: .string, defaultValue: "${name}.etcd", usage: "Path to the data directory."),
         FlagSpec(name: "engine", kind: .string, defaultValue: "lmdb",
-                 usage: "Storage engine: lmdb, leveldb or lsm. Recorded in the data dir; a different engine is refused."),
+                 usage: "Storage engine: lmdb, leveldb, lsm, rocksdb or sqlite. Recorded in the data dir; a different engine is refused."),
         FlagSpec(name: "listen-client-urls", kind: .string, defaultValue: "http://localhost:2379",
                  usage: "List of URLs to listen on for client traffic (gRPC and HTTP on the same port)."),
         FlagSpec(name: "advertise-client-urls", kind: .string, defaultValue: "http://localhost:2379",
