@@ -14,7 +14,10 @@
 # plus .build-fuzz/corpus/<target>/ (what the runs found, kept between runs, not committed).
 # A finding stops with the input saved under .build-fuzz/findings/; fix it, then commit the
 # input as Tests/FuzzCorpus/<target>/repro-<what> so that `swift test` replays it.
-# One fuzzer at a time, niced: the machine is shared.
+# Fuzzers run niced (the machine is shared). Several may run at once on different targets: each
+# process has its own scratch directory, log (.build-fuzz/<target>.log, --long: <target>.long.log)
+# and findings prefix. RUSD_FUZZ_NO_BUILD=1 runs the binary already built (a campaign driving
+# several fuzzers then does not rebuild, or fail to, when others edit the sources meanwhile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,7 +43,9 @@ export SWIFT_BACKTRACE=enable=no
 export SWIFT_DETERMINISTIC_HASHING=1
 start=$(date +%s)
 mkdir -p .build-fuzz
-if ! nice -n 10 swift build -c release --scratch-path .build-fuzz --product rusd-fuzz \
+if [[ -n "${RUSD_FUZZ_NO_BUILD:-}" ]]; then
+    [[ -x .build-fuzz/release/rusd-fuzz ]] || { echo "fuzz.sh: RUSD_FUZZ_NO_BUILD set but no .build-fuzz/release/rusd-fuzz" >&2; exit 1; }
+elif ! nice -n 10 swift build -c release --scratch-path .build-fuzz --product rusd-fuzz \
         -Xswiftc -sanitize=address \
         -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp \
         -Xlinker "$runtime" -Xlinker -lstdc++ > .build-fuzz/build.log 2>&1; then
@@ -74,7 +79,7 @@ status=0
 for t in "${targets[@]}"; do
     [[ -d "Tests/FuzzCorpus/$t" ]] || { echo "fuzz.sh: no target $t" >&2; exit 2; }
     mkdir -p ".build-fuzz/corpus/$t"
-    log=".build-fuzz/$t.log"
+    log=".build-fuzz/$t${seconds:+.long}.log"
     if [[ -n "$seconds" ]]; then
         # Exploration: random seed, the corpus grown by earlier runs.
         echo "== fuzz $t (${seconds} s)"
