@@ -9,7 +9,8 @@ resume on every member, and the checks run afterwards.
   certainly never reached a server (grpc could not connect); unknown otherwise (timeouts,
   etcd's "request timed out", a connection lost mid-call: the write may have been applied).
 - `Nemesis`: every few seconds kills one or two members with SIGKILL and restarts them on
-  their data dirs, or stops PostgreSQL (fast shutdown) and starts it again.
+  their data dirs, freezes one (SIGSTOP, SIGCONT), or stops PostgreSQL (fast or immediate
+  shutdown) and starts it again.
 - `ResumingWatch`: one Watch per member over the whole keyspace from revision 1; when the
   stream breaks (member killed) it reopens from the last revision it delivered + 1, as etcd
   clients do.
@@ -206,9 +207,10 @@ def kill9(member) -> None:
 
 class Nemesis:
     """Kills and restarts members and restarts PostgreSQL, one action at a time: every
-    `pause` seconds (uniform) one action; PostgreSQL is stopped when `pg_every` seconds passed
-    since the run began or since its last restart, else one member (or, one time in four, two)
-    is killed with SIGKILL and restarted after 0.2-3 s."""
+    `pause` seconds (uniform) one action; PostgreSQL is stopped (fast or immediate shutdown)
+    and started again when `pg_every` seconds passed since the run began or since its last
+    restart; else, one time in five, a member is frozen (SIGSTOP) for 0.5-3 s, otherwise one
+    member (or, one time in four, two) is killed with SIGKILL and restarted after 0.2-3 s."""
 
     def __init__(self, cluster, seed: int, clock, pause=(2.0, 6.0), pg_every: float = 25.0):
         self.cluster, self.clock = cluster, clock
@@ -236,13 +238,17 @@ class Nemesis:
             while not self.stop.wait(self.rng.uniform(*self.pause)):
                 members = self.cluster.members
                 if self.clock() - last_pg > self.pg_every:
-                    down = self.rng.uniform(1.0, 5.0)
-                    self.note(f"postgres stop (fast), {down:.1f} s down")
-                    self.cluster.pg.stop_keeping_data()
-                    time.sleep(down)
-                    self.cluster.pg.launch()
-                    self.note("postgres started")
+                    self._restart_postgres(immediate=self.rng.random() < 0.5, down=self.rng.uniform(1.0, 5.0))
                     last_pg = self.clock()
+                    continue
+                if self.rng.random() < 0.2:
+                    v = self.rng.choice(members)
+                    frozen = self.rng.uniform(0.5, 3.0)
+                    os.kill(v.proc.pid, signal.SIGSTOP)
+                    self.note(f"SIGSTOP {v.name}, {frozen:.1f} s frozen")
+                    time.sleep(frozen)
+                    os.kill(v.proc.pid, signal.SIGCONT)
+                    self.note(f"SIGCONT {v.name}")
                     continue
                 victims = self.rng.sample(members, 2 if self.rng.random() < 0.25 else 1)
                 down = self.rng.uniform(0.2, 3.0)
@@ -256,6 +262,23 @@ class Nemesis:
         except Exception as e:  # noqa: BLE001 - reported by the test
             self.error = f"{e}"
             self.note(f"nemesis error: {e}")
+
+    def _restart_postgres(self, immediate: bool, down: float) -> None:
+        """Fast shutdown (SIGINT: sessions ended, checkpoint) or immediate (SIGQUIT: no
+        checkpoint, crash recovery from the WAL at the next start), then a start on the same
+        data dir and port."""
+        pg = self.cluster.pg
+        if immediate:
+            self.note(f"postgres stop (immediate), {down:.1f} s down")
+            os.kill(pg.proc.pid, signal.SIGQUIT)
+            pg.proc.wait(timeout=30)
+            pg.proc = None
+        else:
+            self.note(f"postgres stop (fast), {down:.1f} s down")
+            pg.stop_keeping_data()
+        time.sleep(down)
+        pg.launch()
+        self.note("postgres started")
 
 
 @dataclass(frozen=True)
