@@ -57,6 +57,7 @@ struct BenchmarkRunner: Sendable {
                 let result = try await workload.run(context)
                 measurement.metrics = result.metrics
                 measurement.latency = result.latency
+                measurement.note = result.note
             } catch {
                 measurement.status = .failed
                 measurement.note = "\(error)"

@@ -31,8 +31,11 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "A smoke run of about a minute: small sizes, short phases.")
     var quick = false
 
-    @Option(help: "Comma-separated workloads (see `rusd-compare list`; default: all).")
+    @Option(help: "Comma-separated workloads (see `rusd-compare list`; default: all but sweep).")
     var workloads: String?
+
+    @Option(help: "Store sizes of the sweep workload, comma-separated key counts (default 10000,100000,1000000,10000000; 10000,100000 with --quick).")
+    var sweepSizes: String?
 
     @Flag(help: "Run every server without fsync (rusd and etcd's --unsafe-no-fsync, where supported).")
     var unsafeNoFsync = false
@@ -59,6 +62,7 @@ struct RunCommand: AsyncParsableCommand {
             throw ValidationError("unknown engine \"\(engine)\"; known: \(Self.knownEngines.joined(separator: ", "))")
         }
         for endpoint in endpoints { _ = try Self.parseEndpoint(endpoint) }
+        if let sweepSizes { _ = try SweepWorkload.parseSizes(sweepSizes) }
         if !ClientFactories.choices.contains(client) {
             throw ValidationError("--client must be one of \(ClientFactories.choices.joined(separator: ", ")) (got \"\(client)\")")
         }
@@ -154,7 +158,10 @@ struct RunCommand: AsyncParsableCommand {
         guard !targets.isEmpty else { throw ValidationError("nothing to compare: no rusd, no etcd, no --endpoint") }
         if Set(targets.map(\.name)).count != targets.count { throw ValidationError("target names must be unique: \(targets.map(\.name))") }
 
-        let selected = workloads.map { $0.split(separator: ",").compactMap { WorkloadCatalog.named(String($0)) } } ?? WorkloadCatalog.all
+        let sizes = try sweepSizes.map(SweepWorkload.parseSizes)
+        let selected = (workloads.map { $0.split(separator: ",").compactMap { WorkloadCatalog.named(String($0)) } }
+            ?? WorkloadCatalog.all.filter(\.runsByDefault))
+            .map { $0 is SweepWorkload ? SweepWorkload(sizes: sizes) : $0 }
         let roundCount = rounds ?? (quick ? 1 : 3)
         let factory: (any EtcdClientFactory)?
         do { factory = try ClientFactories.choose(client, etcdctlBinary: etcdctlPath) } catch { throw ValidationError("\(error)") }

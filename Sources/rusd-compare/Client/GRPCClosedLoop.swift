@@ -51,7 +51,7 @@ final class GRPCClosedLoop: @unchecked Sendable {
     }
 
     private func issue(_ worker: Int) {
-        let key = Data(eightByteKey(Int(rngs[worker].next() % UInt64(load.keySpace))))
+        let key = Data(load.key(Int(rngs[worker].next() % UInt64(load.keySpace))))
         let t0 = monotonicNanos()
         switch load.operation {
         case .put:

@@ -159,7 +159,9 @@ struct MarkdownReport {
         }
         if !problems.isEmpty { s += problems.joined(separator: "\n") + "\n\n" }
         let metricNames = index.metricNames(workload)
-        if !metricNames.isEmpty {
+        if workload == "sweep" {
+            s += sweepTables()
+        } else if !metricNames.isEmpty {
             s += "| metric | " + targets.joined(separator: " | ") + " |\n|---|" + targets.map { _ in "---:|" }.joined() + "\n"
             for name in metricNames {
                 let unit = Self.unit(forMetric: name)
@@ -191,7 +193,7 @@ struct MarkdownReport {
         let targets = index.targetNames
         let ticks: [(Double, String)] = [(0, "0%"), (1, "90%"), (2, "99%"), (3, "99.9%"), (4, "99.99%")]
         func xPos(_ percentile: Double) -> Double { min(4.3, -log10(max(1e-5, 1 - percentile / 100))) }
-        for workload in index.workloadsInOrder {
+        for workload in index.workloadsInOrder where workload != "sweep" {
             let kinds = index.latencyKinds(workload).filter { !$0.hasPrefix("etcdctl version") }
             let counts = kinds.map { kind in
                 (kind, targets.compactMap { index.medianRun(workload, $0, kind: kind)?.count }.reduce(0, +))
@@ -224,6 +226,7 @@ struct MarkdownReport {
         let ampWorkloads = index.workloadsInOrder.filter { w in
             targets.contains { index.metric(w, $0, MetricName.writeAmplification) != nil }
         }
+        charts += sweepCharts()
         if !ampWorkloads.isEmpty {
             let series = targets.map { t in (t, ampWorkloads.map { index.metric($0, t, MetricName.writeAmplification)?.median }) }
             let title = "write amplification (bytes written / key+value bytes)"

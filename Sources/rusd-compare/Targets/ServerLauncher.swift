@@ -33,7 +33,8 @@ struct ServerLauncher: Sendable {
     }
 
     /// Starts `spec` on `dataDir` (created fresh when nil) and waits until a real request succeeds.
-    func start(_ spec: TargetSpec, dataDir existing: String? = nil) throws -> RunningServer {
+    /// `extraArguments` go after the launcher's own flags (e.g. `--quota-backend-bytes`).
+    func start(_ spec: TargetSpec, dataDir existing: String? = nil, extraArguments: [String] = []) throws -> RunningServer {
         if case .external(let url) = spec.launch {
             let etcdctl = Etcdctl(binary: etcdctlBinary, endpoint: url)
             try etcdctl.check(["get", "/rusd-compare/ready"])
@@ -61,6 +62,7 @@ struct ServerLauncher: Sendable {
         case .external:
             fatalError("unreachable")
         }
+        arguments += extraArguments
         let logPath = (dataDir as NSString).deletingLastPathComponent + "/server.log"
         let logFD = open(logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         guard logFD >= 0 else { throw SubprocessError(description: "cannot open \(logPath)") }

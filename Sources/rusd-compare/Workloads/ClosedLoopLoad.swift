@@ -17,6 +17,11 @@ struct ClosedLoopLoad: Sendable {
     var deadline: UInt64
     var keySpace: Int
     var value: [UInt8]
+    /// Names key i of the key space; nil = `eightByteKey(i)` (etcd's benchmark keys).
+    var keyForIndex: (@Sendable (Int) -> [UInt8])? = nil
+
+    /// Key `i` of the key space.
+    func key(_ i: Int) -> [UInt8] { keyForIndex?(i) ?? eightByteKey(i) }
 
     /// How long a run may outlast `deadline` before it is failed (a stuck server fails the run
     /// instead of hanging the comparison).
@@ -31,7 +36,7 @@ extension EtcdClient {
             var histogram = LatencyHistogram()
             var rng = SplitMix64(seed: load.seeds[w])
             while monotonicNanos() < load.deadline {
-                let key = eightByteKey(Int(rng.next() % UInt64(load.keySpace)))
+                let key = load.key(Int(rng.next() % UInt64(load.keySpace)))
                 let t0 = monotonicNanos()
                 do {
                     switch load.operation {

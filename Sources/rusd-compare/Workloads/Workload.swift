@@ -15,12 +15,15 @@ protocol Workload: Sendable {
     var managesOwnServer: Bool { get }
     /// False for workloads too long for a `--quick` smoke run (reported as skipped there).
     var runsInQuickMode: Bool { get }
+    /// False for workloads that run only when named in `--workloads` (hours at full size).
+    var runsByDefault: Bool { get }
     func run(_ context: WorkloadContext) async throws -> WorkloadResult
 }
 
 extension Workload {
     var managesOwnServer: Bool { false }
     var runsInQuickMode: Bool { true }
+    var runsByDefault: Bool { true }
 }
 
 struct WorkloadContext: Sendable {
@@ -80,6 +83,7 @@ enum WorkloadCatalog {
         CheckPerfWorkload(),
         EtcdctlCheckPerfWorkload(),
         StartupWorkload(),
+        SweepWorkload(),
     ]
 
     static func named(_ name: String) -> (any Workload)? { all.first { $0.name == name } }
