@@ -9,8 +9,9 @@ resume on every member, and the checks run afterwards.
   certainly never reached a server (grpc could not connect); unknown otherwise (timeouts,
   etcd's "request timed out", a connection lost mid-call: the write may have been applied).
 - `Nemesis`: every few seconds kills one or two members with SIGKILL and restarts them on
-  their data dirs, freezes one (SIGSTOP, SIGCONT), or stops PostgreSQL (fast or immediate
-  shutdown) and starts it again.
+  their data dirs (sometimes killing one again while it catches up), freezes one (SIGSTOP,
+  SIGCONT), or stops PostgreSQL (fast or immediate shutdown; sometimes while a member is
+  down) and starts it again.
 - `ResumingWatch`: one Watch per member over the whole keyspace from revision 1; when the
   stream breaks (member killed) it reopens from the last revision it delivered + 1, as etcd
   clients do.
@@ -177,9 +178,7 @@ def start_member(member, ready_timeout: float = 60.0) -> None:
     """(Re)starts a killed member with its command, data dir and ports, and waits until a
     serializable Range is answered. Unlike servers.Server._launch it never deletes the data
     dir when the start fails: a member that cannot restart is a finding, not a clean-up."""
-    with open(member.log_path, "ab") as log:
-        member.proc = subprocess.Popen(member.command(), stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
+    spawn(member)
     deadline = time.monotonic() + ready_timeout
     while True:
         if member.proc.poll() is not None:
@@ -199,6 +198,13 @@ def start_member(member, ready_timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
+def spawn(member) -> None:
+    """Starts a stopped member's process (same command, data dir and ports); no waiting."""
+    with open(member.log_path, "ab") as log:
+        member.proc = subprocess.Popen(member.command(), stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+
+
 def kill9(member) -> None:
     if member.proc is not None and member.proc.poll() is None:
         os.kill(member.proc.pid, signal.SIGKILL)
@@ -209,8 +215,10 @@ class Nemesis:
     """Kills and restarts members and restarts PostgreSQL, one action at a time: every
     `pause` seconds (uniform) one action; PostgreSQL is stopped (fast or immediate shutdown)
     and started again when `pg_every` seconds passed since the run began or since its last
-    restart; else, one time in five, a member is frozen (SIGSTOP) for 0.5-3 s, otherwise one
-    member (or, one time in four, two) is killed with SIGKILL and restarted after 0.2-3 s."""
+    restart; else one of: a member killed again 0.05-1 s into its restart (10%), a member
+    killed and PostgreSQL restarted while it is down (10%), a member frozen (SIGSTOP) for
+    0.5-3 s (15%), one member (or, one time in four, two) killed with SIGKILL and restarted
+    after 0.2-3 s (65%)."""
 
     def __init__(self, cluster, seed: int, clock, pause=(2.0, 6.0), pg_every: float = 25.0):
         self.cluster, self.clock = cluster, clock
@@ -241,7 +249,29 @@ class Nemesis:
                     self._restart_postgres(immediate=self.rng.random() < 0.5, down=self.rng.uniform(1.0, 5.0))
                     last_pg = self.clock()
                     continue
-                if self.rng.random() < 0.2:
+                r = self.rng.random()
+                if r < 0.1:
+                    # Killed again while starting up / catching up from its applied index.
+                    v = self.rng.choice(members)
+                    kill9(v)
+                    spawn(v)
+                    again = self.rng.uniform(0.05, 1.0)
+                    time.sleep(again)
+                    kill9(v)
+                    self.note(f"kill -9 {v.name}, restarted, kill -9 again {again:.2f} s into its start")
+                    start_member(v)
+                    self.note(f"{v.name} serving again")
+                    continue
+                if r < 0.2:
+                    # PostgreSQL restarted while a member is down.
+                    v = self.rng.choice(members)
+                    kill9(v)
+                    self.note(f"kill -9 {v.name}, then PostgreSQL restarted while it is down")
+                    self._restart_postgres(immediate=self.rng.random() < 0.5, down=self.rng.uniform(0.5, 3.0))
+                    start_member(v)
+                    self.note(f"{v.name} serving again")
+                    continue
+                if r < 0.35:
                     v = self.rng.choice(members)
                     frozen = self.rng.uniform(0.5, 3.0)
                     os.kill(v.proc.pid, signal.SIGSTOP)

@@ -56,7 +56,7 @@ def test_chaos_kill9_and_postgres_restarts_keep_the_cluster_linearizable(api, cl
     start_revision = cluster_chaos.converge(api, members)
     watches = [cluster_chaos.ResumingWatch(api, m) for m in members]
     workload = cluster_chaos.Workload(api, members, seed=seed, clients=clients)
-    nemesis = cluster_chaos.Nemesis(cluster, seed, workload.now, pg_every=min(25.0, seconds / 2.5))
+    nemesis = cluster_chaos.Nemesis(cluster, seed, workload.now, pg_every=min(25.0, seconds / 3))
     began = time.monotonic()
     try:
         workload.start()
@@ -80,7 +80,8 @@ def test_chaos_kill9_and_postgres_restarts_keep_the_cluster_linearizable(api, cl
     path = os.environ.get("CHAOS_HISTORY")
     failed = bool(verdict.problems) or nemesis.error is not None
     if failed and not path:
-        path = tempfile.mktemp(prefix=f"chaos-history-seed{seed}-", suffix=".json", dir=servers.temp_root() or None)
+        fd, path = tempfile.mkstemp(prefix=f"chaos-history-seed{seed}-", suffix=".json", dir=servers.temp_root() or None)
+        os.close(fd)
     if path:
         cluster_chaos.save_history(path, workload.history, nemesis.log, seed)
         print(f"chaos: history saved to {path} (python Tests/compat/cluster_chaos.py --check {path})")
