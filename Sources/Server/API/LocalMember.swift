@@ -1,3 +1,4 @@
+import EtcdServer
 import Synchronization
 
 /// This member as the cluster services and the HTTP endpoints describe it: name and URLs from
@@ -7,16 +8,23 @@ import Synchronization
 ///
 /// Peer URLs changed by Cluster.MemberUpdate live in memory only: rusd has no peer transport,
 /// and the next start takes them from the flags again.
+///
+/// Cluster mode (--shared-log): `cluster` is the membership recorded in the shared log; the
+/// Cluster service and Status answer from it instead of from this member alone.
 public final class LocalMember: Sendable {
     public let name: String
     public let clientURLs: [String]
     /// The store size (engine disk bytes) above which NOSPACE is raised.
     public let quotaBackendBytes: Int64
     public let alarms: AlarmList
+    /// The cluster's membership and leader (nil: a single member, its own leader).
+    public let cluster: (any ClusterMembership)?
     private let peers: Mutex<[String]>
 
     public init(name: String, peerURLs: [String], clientURLs: [String],
-                quotaBackendBytes: Int64 = 2 << 30, alarms: AlarmList = AlarmList()) {
+                quotaBackendBytes: Int64 = 2 << 30, alarms: AlarmList = AlarmList(),
+                cluster: (any ClusterMembership)? = nil) {
+        self.cluster = cluster
         self.name = name
         self.clientURLs = clientURLs
         self.quotaBackendBytes = quotaBackendBytes

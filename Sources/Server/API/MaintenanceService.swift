@@ -21,6 +21,12 @@ import Synchronization
 /// - Defragment: `StorageEngine.reclaimSpace()` off the event loop.
 /// - Alarm: GET / ACTIVATE / DEACTIVATE on the member's `AlarmList`.
 /// - MoveLeader: to itself succeeds, to any other ID "etcdserver: bad leader transferee".
+/// - Cluster mode (`member.cluster`): Status's leader is the member holding the leader
+///   (lease-expiry) role, raftTerm its epoch (grows at every change of holder), raftIndex the
+///   shared log's head (at least the applied index), raftAppliedIndex this member's applied
+///   index; MoveLeader on a non-leader is "etcdserver: not leader", to a member that never
+///   started "etcdserver: bad leader transferee", else the role moves to the target (answered
+///   once it holds it, or etcd's "request timed out, leader transfer took too long").
 /// - Downgrade: as etcd 3.5 validates it; enabling a downgrade is refused (rusd cannot write an
 ///   older storage format).
 /// Auth, as the newest etcd's authMaintenanceServer (stricter than 3.4, which checks nothing on
@@ -110,6 +116,13 @@ public enum MaintenanceService {
             .unary("MoveLeader") { (request: Etcdserverpb_MoveLeaderRequest, context, responder: UnaryResponder<Etcdserverpb_MoveLeaderResponse>) in
                 // etcd 3.6 and newer: the root role (etcd 3.4 checks nothing).
                 guard authorized(server, context, responder, tokenCheckedWhenDisabled: false, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
+                if let cluster = member.cluster {
+                    return cluster.moveLeader(to: request.targetID) { error in
+                        // etcd answers without a header
+                        let result: Result<Etcdserverpb_MoveLeaderResponse, EtcdError> = if let error { .failure(error) } else { .success(Etcdserverpb_MoveLeaderResponse()) }
+                        responder.complete(result, on: context)
+                    }
+                }
                 guard request.targetID == server.config.memberID else {
                     return responder.fail(GRPCStatus(.failedPrecondition, "etcdserver: bad leader transferee"))
                 }
@@ -134,6 +147,12 @@ public enum MaintenanceService {
         resp.raftIndex = server.appliedIndex
         resp.raftAppliedIndex = server.appliedIndex
         resp.raftTerm = server.config.raftTerm
+        if let cluster = member.cluster {
+            let l = cluster.leadership
+            resp.leader = l.leaderID
+            resp.raftTerm = l.term
+            resp.raftIndex = max(l.committedIndex, server.appliedIndex)
+        }
         resp.isLearner = false
         resp.errors = member.alarms.get().map(AlarmList.describe)
         return .success(resp)

@@ -59,6 +59,8 @@ public final class PostgresLog: ReplicatedLog {
     let clientURLs: [String]
     let applier: LogApplier
     let logger: Logger
+    /// Membership and the leader role (PostgresMembership+Leader.swift): the lease holder is the leader.
+    let membership: PostgresMembership
     private let state: Mutex<State>
     private let appendBell = Doorbell()
     private let tailBell = Doorbell()
@@ -68,7 +70,8 @@ public final class PostgresLog: ReplicatedLog {
 
     /// Starts appending, tailing, read-index, lease-holder and timeout tasks.
     public init(url: SharedLogURL, name: String, memberID: UInt64, clientURLs: [String],
-                applier: LogApplier, logger: Logger) {
+                applier: LogApplier, logger: Logger, membership: PostgresMembership) {
+        self.membership = membership
         self.url = url
         self.name = name
         self.memberID = memberID
@@ -131,6 +134,7 @@ public final class PostgresLog: ReplicatedLog {
             return out
         }
         for t in tasks { t.cancel() }
+        membership.stop()
         for w in waiters { w.complete(.failure(.stopped)) }
         for r in readers { r.ready(.stopped) }
         for bell in [appendBell, tailBell, readBell] { bell.ring() }
@@ -382,21 +386,27 @@ public final class PostgresLog: ReplicatedLog {
         while !stopped {
             do {
                 let tryLock = !holder, logger = logger, name = name, memberID = Int64(bitPattern: memberID)
+                let handOver = holder && membership.handOverRequested, membership = membership
                 let urls = clientURLs.joined(separator: ","), applied = Int64(clamping: applier.appliedIndex)
                 let got: Bool = try await withConnection(&connection, id: 5) { c in
                     var got = false
-                    if tryLock {
-                        for try await row in try await c.query("SELECT pg_try_advisory_lock(\(LogSchema.leaseHolderLockKey))", logger: logger) {
-                            got = try row.decode(Bool.self)
-                        }
+                    if handOver {
+                        try await membership.releaseLeadership(on: c, logger: logger)
+                    } else if tryLock {
+                        got = try await membership.tryTakeLeadership(on: c, logger: logger)
                     }
+                    // The heartbeat (the row is made at join): an UPDATE, so a removed member's row stays gone.
                     try await c.query("""
-                        INSERT INTO rusd_members (name, member_id, client_urls, applied, heartbeat)
-                        VALUES (\(name), \(memberID), \(urls), \(applied), now())
-                        ON CONFLICT (name) DO UPDATE SET member_id = EXCLUDED.member_id, client_urls = EXCLUDED.client_urls,
-                            applied = EXCLUDED.applied, heartbeat = EXCLUDED.heartbeat
+                        UPDATE rusd_members SET client_urls = \(urls), applied = \(applied), heartbeat = now()
+                        WHERE name = \(name) AND member_id = \(memberID)
                         """, logger: logger)
                     return got
+                }
+                if handOver {
+                    holder = false
+                    isLeaseHolder.store(false, ordering: .relaxed)
+                    applier.setLeaseExpiry(false)
+                    logger.info("handed the lease-holder (leader) role over (MoveLeader)", metadata: ["name": "\(name)"])
                 }
                 if got {
                     holder = true
@@ -405,6 +415,7 @@ public final class PostgresLog: ReplicatedLog {
                     logger.info("this member now decides lease expiry for the cluster", metadata: ["name": "\(name)"])
                 }
             } catch {
+                membership.leadershipLost()
                 if holder {
                     holder = false
                     isLeaseHolder.store(false, ordering: .relaxed)

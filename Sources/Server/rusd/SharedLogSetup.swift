@@ -1,40 +1,60 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ClusterLog
 import EtcdServer
 import Logging
 
 /// --shared-log (cluster mode, docs/cluster.md): the shared log is reached, created or checked
-/// before the member serves; the cluster ID comes from it and the member ID from the name.
+/// before the member serves; the cluster ID comes from it, the member ID from the membership
+/// recorded there (derived from the name and the cluster ID for a new member).
 struct SharedLogSetup {
     let url: SharedLogURL
     let info: SharedLogInfo
-    let memberID: UInt64
+    let membership: PostgresMembership
+    var memberID: UInt64 { membership.memberID }
+    /// What the Cluster and Maintenance services ask about membership and the leader.
+    var clusterMembership: any ClusterMembership { membership }
 
     /// nil without --shared-log. Exits (code 1) with a message naming the URL when the log
-    /// cannot be used (bad URL, unreachable, wrong credentials, incompatible schema).
+    /// cannot be used (bad URL, unreachable, wrong credentials, incompatible schema), when a
+    /// live member already serves under this --name, or when this member was removed.
+    /// A member removed while serving shuts down as on SIGTERM.
     static func open(_ config: ServerConfig, logger: Logger) -> SharedLogSetup? {
         if config.sharedLog.isEmpty { return nil }
+        let url: SharedLogURL, info: SharedLogInfo
         do throws(SharedLogError) {
-            let url = try SharedLogURL(config.sharedLog)
-            let info = try SharedLogStart.open(url, logger: logger)
-            let memberID = MemberIdentity(peerURLs: [config.name], clusterToken: String(info.clusterID)).memberID
-            logger.info("joined the shared log", metadata: [
-                "shared-log": "\(url)", "head": "\(info.head)", "cluster-id": "\(String(info.clusterID, radix: 16))"])
-            return SharedLogSetup(url: url, info: info, memberID: memberID)
+            url = try SharedLogURL(config.sharedLog)
+            info = try SharedLogStart.open(url, logger: logger)
         } catch {
             fail("\(error)")
         }
+        let membership: PostgresMembership
+        do throws(MembershipError) {
+            let derivedID = MemberIdentity(peerURLs: [config.name], clusterToken: String(info.clusterID)).memberID
+            membership = try PostgresMembership.join(url: url, name: config.name, derivedID: derivedID,
+                                                     peerURLs: config.advertisePeerURLs.map(\.description),
+                                                     clientURLs: config.advertiseClientURLs.map(\.description),
+                                                     logger: logger, onRemoved: { kill(getpid(), SIGTERM) })
+        } catch {
+            fail("\(error)")
+        }
+        logger.info("joined the shared log", metadata: [
+            "shared-log": "\(url)", "head": "\(info.head)", "cluster-id": "\(String(info.clusterID, radix: 16))",
+            "member-id": "\(String(membership.memberID, radix: 16))"])
+        return SharedLogSetup(url: url, info: info, membership: membership)
     }
 
     /// The factory `EtcdServer` calls with its applier: refuses a data dir that applied more
     /// than the log holds (another cluster's, or a single member's), else starts the log.
     func makeLog(name: String, clientURLs: [String], logger: Logger) -> (LogApplier) throws(EtcdError) -> any ReplicatedLog {
-        let url = url, head = info.head, memberID = memberID
+        let url = url, head = info.head, memberID = memberID, membership = membership
         return { (applier: LogApplier) throws(EtcdError) -> any ReplicatedLog in
             if applier.appliedIndex > head {
                 throw EtcdError(.failedPrecondition, SharedLogError.aheadOfLog(applied: applier.appliedIndex, head: head).description)
             }
             return PostgresLog(url: url, name: name, memberID: memberID, clientURLs: clientURLs,
-                               applier: applier, logger: logger)
+                               applier: applier, logger: logger, membership: membership)
         }
     }
 }
