@@ -182,8 +182,6 @@ def check_key(key, ops: list[Op], initial=ABSENT, budget_s: float = 60.0) -> Key
         is_call[slot] = kind == 0
         if kind == 1:
             ret_slot[i] = slot
-    if m:
-        nxt[m] = -1
 
     def unlink(s):
         nxt[prv[s]] = nxt[s]
