@@ -1,7 +1,8 @@
 """Fixtures of the differential compatibility suite (see README.md).
 
 Every test that takes the `pair` fixture runs once per candidate target (COMPAT_TARGETS,
-servers.selected_targets) against a reference etcd. Servers are shared by the tests of a
+servers.selected_targets; the first only when marked `engine_independent`) against a
+reference etcd. Servers are shared by the tests of a
 target and kept in lockstep; they are restarted fresh after any test that leaves the two
 out of step (a difference, an error, different current revisions) and before tests marked
 `fresh`. Each test is marked with the RPCs it covers: @pytest.mark.rpc("KV.Range", ...).
@@ -23,12 +24,18 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "rpc(*names): RPCs a compatibility case covers")
     config.addinivalue_line("markers", "fresh: the case needs freshly started servers")
     config.addinivalue_line("markers", "server_args(*args): extra flags for both servers")
+    config.addinivalue_line("markers", "engine_independent: what the case checks lies above the "
+                            "storage engine (auth, gateway, request validation): it runs on the "
+                            "first target only")
     config.stash[TABLE] = RPCTable()
 
 
 def pytest_generate_tests(metafunc):
     if "target" in metafunc.fixturenames:
-        metafunc.parametrize("target", servers.selected_targets(), scope="session")
+        targets = servers.selected_targets()
+        if metafunc.definition.get_closest_marker("engine_independent"):
+            targets = targets[:1]   # the same code path on every engine: one run proves it
+        metafunc.parametrize("target", targets, scope="session")
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,8 @@ import pytest
 
 from kv_helpers import prefix_end
 
+pytestmark = pytest.mark.engine_independent   # auth lies above the engine: first target only
+
 ROOT_PW, ALICE_PW = "rootpw", "alicepw"
 
 

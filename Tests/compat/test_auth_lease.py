@@ -12,6 +12,8 @@ from kv_helpers import prefix_end
 from test_auth import ALICE_PW, ROOT_PW, token_md
 from differential import error_outcome
 
+pytestmark = pytest.mark.engine_independent   # auth lies above the engine: first target only
+
 USER_EMPTY = {"error": {"code": "INVALID_ARGUMENT", "details": "etcdserver: user name is empty"}}
 PERMISSION_DENIED = {"error": {"code": "PERMISSION_DENIED", "details": "etcdserver: permission denied"}}
 INVALID_TOKEN = {"error": {"code": "UNAUTHENTICATED", "details": "etcdserver: invalid auth token"}}

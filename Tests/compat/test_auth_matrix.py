@@ -37,8 +37,9 @@ from normalize import TargetState, normalize
 from servers import rusd_bin, temp_root
 from test_tls import Proc, _make_ca, _make_leaf
 
-pytestmark = pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("etcd", "openssl")), reason="needs etcd and openssl")
+pytestmark = [pytest.mark.skipif(
+    not all(shutil.which(t) for t in ("etcd", "openssl")), reason="needs etcd and openssl"),
+    pytest.mark.engine_independent]   # auth lies above the engine: first target only
 
 TTL = 2             # --auth-token-ttl (seconds)
 CALL_TIMEOUT = 10

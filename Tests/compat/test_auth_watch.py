@@ -27,6 +27,8 @@ from etcd_api import to_dict
 from kv_helpers import prefix_end
 from test_auth import ROOT_PW
 
+pytestmark = pytest.mark.engine_independent   # auth lies above the engine: first target only
+
 ALICE_PW, BOB_PW = "alicepw", "bobpw"
 
 

@@ -24,6 +24,8 @@ import pytest
 
 import servers
 
+pytestmark = pytest.mark.engine_independent   # the compactor's schedule lies above the engine: first target only
+
 RETENTION = 2.0                 # seconds (--auto-compaction-retention=2s)
 WRITE_SECONDS = 8.0
 # etcd compacts every retention (checked every retention/10) to the oldest of the last 11

@@ -3,8 +3,10 @@
 Writers send Txns that each put three keys (one atomic write); a write counts as acknowledged
 when its response arrives. After every kill, rusd restarts on the same data dir and the test
 checks, with an independent client (Python grpcio): every acknowledged Txn is fully present,
-and no Txn is partially present (acknowledged or not). CRASH_KILL_POINTS (default 50) kill points
-per engine. Not a differential test: etcd has no part in it.
+and no Txn is partially present (acknowledged or not); Txns checked at an earlier restart are
+counted each time and read back whole every tenth restart and after the last (Verifier).
+CRASH_KILL_POINTS (default 50) kill points per engine. Not a differential test: etcd has no
+part in it.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import servers
 
 KILL_POINTS = int(os.environ.get("CRASH_KILL_POINTS", "50"))
 WRITERS = 4
+FULL_CHECK_EVERY = 10   # restarts: keys of earlier windows read back whole (Verifier)
 PARTS = (b"a", b"b", b"c")
 
 
@@ -80,20 +83,86 @@ def _writer(api, endpoint: str, writer: int, first_seq: int, acked: list[int], s
         channel.close()
 
 
-def _verify(api, channel, acked: dict[int, list[int]]) -> tuple[int, int]:
-    """Checks every acknowledged Txn is whole and no Txn is partial; returns (whole, checked)."""
-    resp = api.callable(channel, "KV.Range")(
-        api.request("KV.Range", key="crash/", range_end="crash0"), timeout=30)
-    present: dict[tuple[int, int], set[bytes]] = {}
-    for kv in resp.kvs:
-        _, writer, seq, part = kv.key.split(b"/")
-        assert kv.value == str(int(seq)).encode(), f"wrong value under {kv.key!r}: {kv.value!r}"
-        present.setdefault((int(writer), int(seq)), set()).add(part)
-    partial = {k: v for k, v in present.items() if v != set(PARTS)}
-    assert not partial, f"partially applied Txns after a kill: {sorted(partial.items())[:5]}"
-    missing = [(w, s) for w, seqs in acked.items() for s in seqs if (w, s) not in present]
-    assert not missing, f"acknowledged Txns lost after a kill: {missing[:10]} (of {len(missing)})"
-    return len(present), sum(len(s) for s in acked.values())
+def _advance(next_seq: dict[int, int], acked: dict[int, list[int]]) -> None:
+    """Each writer's next window starts above every sequence number it used: unacknowledged
+    Txns that did land are fine, their numbers are never reused."""
+    for w in range(WRITERS):
+        next_seq[w] = max([next_seq[w]] + [s + 1 for s in acked[w]]) + 1000
+
+
+def _writer_prefix(writer: int) -> bytes:
+    return f"crash/{writer:02d}/".encode()
+
+
+def _kvs_bytes(resp) -> bytes:
+    """The answer's key-values alone, serialized (header, count and more dropped): the
+    encoding of two answers over adjacent key ranges concatenates to that of the union."""
+    resp.ClearField("header")
+    resp.ClearField("count")
+    resp.ClearField("more")
+    return resp.SerializeToString()
+
+
+class Verifier:
+    """What each restart checks through an independent client (grpcio): every acknowledged
+    Txn whole, no Txn partial, every value the one written.
+
+    A writer's keys below `checked_below` were checked whole at an earlier restart, and no
+    writer writes there again (each window starts its sequence numbers above every earlier
+    one). Those are counted at every restart (a lost or an extra key fails) and, at every
+    FULL_CHECK_EVERY-th restart and the last, must come back byte for byte as they were
+    checked (keys, values, revisions, versions): reading all of them back at every restart
+    made the test grow with the square of the kill points (about 0.4 s a restart at the
+    end, most of the test). Keys at and above it (the last window's) are checked one by one."""
+
+    def __init__(self, api):
+        self.api = api
+        self.checked_below = {w: 0 for w in range(WRITERS)}   # sequence number
+        self.checked = {w: b"" for w in range(WRITERS)}       # _kvs_bytes of the keys below it
+        self.keys = {w: 0 for w in range(WRITERS)}            # how many keys are below it
+        self.present = {w: 0 for w in range(WRITERS)}         # Txns present below it
+
+    def verify(self, channel, acked: dict[int, list[int]], next_seq: dict[int, int],
+               full: bool) -> tuple[int, int]:
+        """Checks every writer; afterwards everything below next_seq counts as checked.
+        Returns (Txns present, acknowledged Txns checked)."""
+        rng = self.api.callable(channel, "KV.Range")
+        for w in range(WRITERS):
+            prefix, below = _writer_prefix(w), self.checked_below[w]
+            bound = prefix + f"{below:08d}".encode()
+            old = rng(self.api.request("KV.Range", key=prefix, range_end=bound, count_only=not full),
+                      timeout=30)
+            if not full and old.count != self.keys[w]:
+                raise AssertionError(f"writer {w}: {self.keys[w]} keys below sequence {below} were "
+                                     f"checked whole at an earlier restart, {old.count} came back")
+            if full and _kvs_bytes(old) != self.checked[w]:
+                raise AssertionError(f"writer {w}: keys below sequence {below}, checked whole at "
+                                     f"an earlier restart, came back changed: "
+                                     f"{self._first_change(self.checked[w], old)}")
+            new = rng(self.api.request("KV.Range", key=bound, range_end=prefix[:-1] + b"0"), timeout=30)
+            present: dict[int, set[bytes]] = {}
+            for kv in new.kvs:
+                _, writer, seq, part = kv.key.split(b"/")
+                assert kv.value == str(int(seq)).encode(), f"wrong value under {kv.key!r}: {kv.value!r}"
+                present.setdefault(int(seq), set()).add(part)
+            partial = {s: v for s, v in present.items() if v != set(PARTS)}
+            assert not partial, f"partially applied Txns of writer {w} after a kill: {sorted(partial.items())[:5]}"
+            missing = [s for s in acked[w] if s >= below and s not in present]
+            assert not missing, (f"acknowledged Txns of writer {w} lost after a kill: {missing[:10]} "
+                                 f"(of {len(missing)})")
+            assert all(s < next_seq[w] for s in present), f"writer {w}: a sequence number above {next_seq[w]}"
+            self.keys[w] += len(new.kvs)
+            self.checked[w] += _kvs_bytes(new)
+            self.present[w] += len(present)
+            self.checked_below[w] = next_seq[w]
+        return sum(self.present.values()), sum(len(s) for s in acked.values())
+
+    def _first_change(self, expected: bytes, got) -> str:
+        before = type(got).FromString(expected).kvs
+        for i, (a, b) in enumerate(zip(before, got.kvs)):
+            if a != b:
+                return f"key {i}: was {a.key!r}={a.value!r} (mod {a.mod_revision}), now {b.key!r}={b.value!r} (mod {b.mod_revision})"
+        return f"{len(before)} keys before, {len(got.kvs)} now"
 
 
 @pytest.mark.parametrize("engine", servers.rusd_engines())
@@ -108,21 +177,21 @@ def test_acknowledged_writes_survive_sigkill(api, engine):
     data_dir, log_path = os.path.join(root, "data"), os.path.join(root, "rusd.log")
     acked: dict[int, list[int]] = {w: [] for w in range(WRITERS)}
     next_seq = {w: 0 for w in range(WRITERS)}
+    verifier = Verifier(api)
     checked = whole = 0
     proc = None
     try:
         for point in range(KILL_POINTS):
             proc, endpoint = _start(binary, engine, data_dir, log_path)
             channel = _wait_ready(api, proc, endpoint, log_path)
+            _advance(next_seq, acked)
             try:
-                whole, checked = _verify(api, channel, acked)
+                whole, checked = verifier.verify(channel, acked, next_seq,
+                                                 full=(point + 1) % FULL_CHECK_EVERY == 0)
             except AssertionError as e:
                 raise AssertionError(f"after kill point {point} {seed_note}: {e}") from None
             finally:
                 channel.close()
-            # Unacknowledged Txns that did land are fine; never reuse their sequence numbers.
-            for w in range(WRITERS):
-                next_seq[w] = max([next_seq[w]] + [s + 1 for s in acked[w]]) + 1000
             stop = threading.Event()
             threads = [threading.Thread(target=_writer, args=(api, endpoint, w, next_seq[w], acked[w], stop))
                        for w in range(WRITERS)]
@@ -136,8 +205,13 @@ def test_acknowledged_writes_survive_sigkill(api, engine):
                 t.join(timeout=10)
         proc, endpoint = _start(binary, engine, data_dir, log_path)
         channel = _wait_ready(api, proc, endpoint, log_path)
-        whole, checked = _verify(api, channel, acked)
-        channel.close()
+        _advance(next_seq, acked)
+        try:
+            whole, checked = verifier.verify(channel, acked, next_seq, full=True)
+        except AssertionError as e:
+            raise AssertionError(f"after the last kill point {seed_note}: {e}") from None
+        finally:
+            channel.close()
         print(f"\n{engine}: {KILL_POINTS} SIGKILL points, {checked} acknowledged Txns verified "
               f"whole, {whole} Txns present, none partial {seed_note}")
         assert checked > KILL_POINTS, "too few writes were acknowledged to mean anything"

@@ -22,6 +22,8 @@ import pytest
 
 from normalize import normalize
 
+pytestmark = pytest.mark.engine_independent   # the HTTP/JSON gateway lies above the engine: first target only
+
 TIMEOUT = 10
 INT64_KEYS = {"ID", "lease", "TTL", "grantedTTL"}
 

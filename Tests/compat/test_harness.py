@@ -5,6 +5,8 @@ import random_ops
 from differential import Difference
 from etcd_api import build, to_dict
 
+pytestmark = pytest.mark.engine_independent   # checks the suite's own machinery: first target only
+
 
 def test_detects_a_difference(pair, ns):
     """A write that only the candidate saw must show up as a difference."""
