@@ -137,10 +137,14 @@ struct MarkdownReport {
             s += "\(t.binarySizeBytes.map { Self.formatBytes(Double($0)) } ?? "–") | \(t.durability) | \(t.endpoint ?? "started per run") |\n"
         }
         if !r.notes.isEmpty { s += "\n" + r.notes.map { "- \($0)" }.joined(separator: "\n") + "\n" }
-        s += "\n## Headline\n\n" + headlineTable()
-        s += "\nThe `etcdctl` rows start one etcdctl process per operation, as the original comparison did: "
-        s += "most of each call is etcdctl's own start-up (see the start-up row), not the server. "
-        s += "The `client` rows and everything below use one persistent gRPC connection per worker and show the server's real cost.\n"
+        let headline = headlineTable()
+        // A run of only workloads without headline rows (e.g. the sweep) has no headline.
+        if headline.split(separator: "\n").count > 2 {
+            s += "\n## Headline\n\n" + headline
+            s += "\nThe `etcdctl` rows start one etcdctl process per operation, as the original comparison did: "
+            s += "most of each call is etcdctl's own start-up (see the start-up row), not the server. "
+            s += "The `client` rows and everything below use one persistent gRPC connection per worker and show the server's real cost.\n"
+        }
         s += "\n## Charts\n\n"
         for chart in chartFiles() { s += "![\(chart.title)](\(chartFolder)/\(chart.file))\n\n" }
         for workload in index.workloadsInOrder { s += section(workload) }

@@ -206,7 +206,7 @@ struct SweepWorkload: Workload {
             let seeds = stride(from: index, to: Self.clients, by: connections.count).map { UInt64($0) &+ start }
             if seeds.isEmpty { continue }
             loads.append((client, ClosedLoopLoad(operation: operation, seeds: seeds, deadline: deadline, keySpace: keySpace,
-                                                 value: value, keyForIndex: SweepKeys.key)))
+                                                 value: value, keyForIndex: { SweepKeys.key($0) })))
         }
         let runs = loads
         let merged = try await LatencyHistogram.merged(workers: runs.count) { i in
