@@ -83,6 +83,7 @@ enum WorkloadCatalog {
         CheckPerfWorkload(),
         EtcdctlCheckPerfWorkload(),
         StartupWorkload(),
+        SnapshotWorkload(),
         SweepWorkload(),
     ]
 
