@@ -97,6 +97,41 @@ final class FuzzReplayTests: XCTestCase {
         }
     }
 
+    /// The marker files real stores hold (lsm's CURRENT, lmdb's GENERATION, rusd's engine marker)
+    /// parse through the functions the `data-dir-marker` target fuzzes, naming files that exist.
+    func testDataDirectoryMarkersOfRealStores() throws {
+        let dir = TemporaryDirectory()
+        var options = EngineOptions()
+        options.writeBufferBytes = 16 << 10
+        let lsm = try LSMEngine.open(directory: dir.path + "/lsm", options: options)
+        var batch = WriteBatch()
+        batch.put(Array("k".utf8), Array("v".utf8))
+        try lsm.write(batch, sync: true)
+        try lsm.close()
+        let lmdb = try LMDBEngine.open(directory: dir.path + "/lmdb", options: EngineOptions())
+        try lmdb.write(batch, sync: true)
+        try lmdb.close()
+
+        let current = try [UInt8](Data(contentsOf: URL(fileURLWithPath: dir.path + "/lsm/CURRENT")))
+        let manifest = try CurrentFile.manifestName(current, path: dir.path + "/lsm/CURRENT")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.path + "/lsm/" + manifest), manifest)
+        let pointer = try [UInt8](Data(contentsOf: URL(fileURLWithPath: dir.path + "/lmdb/GENERATION")))
+        let generation = try LMDBEngine.generation(pointerFile: pointer, path: dir.path + "/lmdb/GENERATION")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.path + "/lmdb/gen-" + String(format: "%06d", generation)))
+        XCTAssertNoThrow(try EngineMarker.check(EngineMarker.contents(for: "lsm"), engine: "lsm", markerPath: "m", dataDirectory: "d"))
+        XCTAssertThrowsError(try EngineMarker.check(EngineMarker.contents(for: "lsm"), engine: "lmdb", markerPath: "m", dataDirectory: "d")) {
+            XCTAssertEqual("\($0)", "data directory d was written by engine 'lsm', not 'lmdb': start with --engine=lsm, "
+                + "or migrate with 'rusd snapshot restore' into a new data dir")
+        }
+        XCTAssertThrowsError(try CurrentFile.manifestName(Array("MANIFEST-000001/../x\n".utf8), path: "C"))
+        XCTAssertThrowsError(try LMDBEngine.generation(pointerFile: Array("gen-0\n".utf8), path: "G"))
+        if let seeds = ProcessInfo.processInfo.environment["RUSD_FUZZ_SEED_DIR"] {
+            try FileManager.default.createDirectory(atPath: seeds + "/data-dir-marker", withIntermediateDirectories: true)
+            try Data([1] + current).write(to: URL(fileURLWithPath: seeds + "/data-dir-marker/seed-lsm-CURRENT"))
+            try Data([2] + pointer).write(to: URL(fileURLWithPath: seeds + "/data-dir-marker/seed-lmdb-GENERATION"))
+        }
+    }
+
     /// The lmdb engine's write-ahead log: a segment of batches reads back as written.
     func testLMDBWriteAheadLogSegmentReadsBack() throws {
         let dir = TemporaryDirectory()

@@ -222,17 +222,28 @@ public final class LMDBEngine: StorageEngine, @unchecked Sendable {
             try PosixFiles.makeDirectories(path)
             return 1
         }
-        let text = String(decoding: try PosixFiles.readFile(currentPath), as: UTF8.self)
-        let name = text.trimmingSuffixNewlines()
-        guard name.hasPrefix(generationPrefix), let generation = Int(name.dropFirst(generationPrefix.count)),
-              generation > 0 else {
-            throw EngineError(.corruption, engine: engineName, path: currentPath, operation: "open",
-                              message: "GENERATION does not name a generation (\"gen-NNNNNN\"): \(String(text.prefix(40)).debugDescription)")
-        }
+        let generation = try Self.generation(pointerFile: try PosixFiles.readFile(currentPath), path: currentPath)
+        let name = generationName(generation)
         let dataPath = generationPath(directory, generation) + "/" + LMDBEnvironment.dataFileName
         guard PosixFiles.exists(dataPath) else {
             throw EngineError(.corruption, engine: engineName, path: dataPath, operation: "open",
                               message: "GENERATION names \(name) but its data file is missing")
+        }
+        return generation
+    }
+
+    /// The generation GENERATION's bytes (`contents`, read from `path`) name ("gen-NNNNNN", newlines,
+    /// carriage returns and spaces after it ignored): decimal digits only (`Int` alone took "+1"),
+    /// and below Int.max (`switchGeneration` makes the next one). Anything else is `.corruption`
+    /// naming `path`. Pure, so that it can be fuzzed (Tests/Fuzz/Targets, `data-dir-marker`).
+    package static func generation(pointerFile contents: [UInt8], path: String) throws -> Int {
+        let text = String(decoding: contents, as: UTF8.self)
+        let name = text.trimmingSuffixNewlines()
+        let digits = name.utf8.dropFirst(generationPrefix.utf8.count)
+        guard name.hasPrefix(generationPrefix), digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+              let generation = Int(name.dropFirst(generationPrefix.count)), generation > 0, generation < Int.max else {
+            throw EngineError(.corruption, engine: engineName, path: path, operation: "open",
+                              message: "GENERATION does not name a generation (\"gen-NNNNNN\"): \(String(text.prefix(40)).debugDescription)")
         }
         return generation
     }

@@ -70,15 +70,7 @@ enum Recovery {
         var oldManifest: String? = nil
 
         if FileSystem.exists(currentPath) {
-            let raw = try FileSystem.readAll(currentPath)
-            guard var name = String(validating: raw, as: UTF8.self).map({ $0[...] }) else {
-                throw FileSystem.corruption(currentPath, "open", offset: 0, "CURRENT does not name a manifest")
-            }
-            while name.first == "\n" { name.removeFirst() }
-            while name.last == "\n" { name.removeLast() }
-            guard name.hasPrefix("MANIFEST-"), !name.contains("/") else {
-                throw FileSystem.corruption(currentPath, "open", offset: 0, "CURRENT does not name a manifest")
-            }
+            let name = try CurrentFile.manifestName(try FileSystem.readAll(currentPath), path: currentPath)
             let manifestPath = directory + "/" + name
             oldManifest = manifestPath
             guard FileSystem.exists(manifestPath) else {
@@ -188,5 +180,27 @@ extension String {
         var s = Substring(self)
         while s.last == set { s.removeLast() }
         return String(s)
+    }
+}
+
+/// CURRENT: the name of the live manifest, one line ("MANIFEST-000005\n"), replaced atomically.
+/// Pure, so that it can be fuzzed (Tests/Fuzz/Targets, `data-dir-marker`).
+package enum CurrentFile {
+    /// The manifest file name `contents` (CURRENT's bytes, read from `path`) names, line feeds
+    /// around it ignored: "MANIFEST-" and decimal digits, as `FileNames.manifest` writes it (any
+    /// other byte could name another file: a NUL ends the path the OS sees); anything else is
+    /// `.corruption` naming `path` at offset 0.
+    package static func manifestName(_ contents: [UInt8], path: String) throws -> String {
+        guard var name = String(validating: contents, as: UTF8.self).map({ $0[...] }) else {
+            throw FileSystem.corruption(path, "open", offset: 0, "CURRENT does not name a manifest")
+        }
+        while name.first == "\n" { name.removeFirst() }
+        while name.last == "\n" { name.removeLast() }
+        let digits = name.utf8.dropFirst("MANIFEST-".utf8.count)
+        guard name.hasPrefix("MANIFEST-"), UInt64(name.dropFirst("MANIFEST-".count)) != nil,
+              digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
+            throw FileSystem.corruption(path, "open", offset: 0, "CURRENT does not name a manifest")
+        }
+        return String(name)
     }
 }

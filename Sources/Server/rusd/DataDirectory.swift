@@ -1,12 +1,14 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import EngineAPI
 
 /// The on-disk layout of a data directory:
 ///
 ///     DATA_DIR/                (mode 0700, like etcd's)
 ///       member/
-///         engine               the engine name that wrote this store, one line ("lmdb\n")
+///         engine               the engine name that wrote this store, one line ("lmdb\n"):
+///                              EngineAPI's EngineMarker parses and checks it
 ///         lock                 held with flock while a rusd process uses the directory
 ///         store/               the engine's own files
 ///
@@ -39,10 +41,10 @@ final class DataDirectory {
         }
         let markerPath = member + "/engine"
         if let recorded = Self.readSmallFile(markerPath) {
-            let recordedEngine = String(recorded.filter { $0 != "\n" }).trimmingSpaces()
-            guard recordedEngine == engine else {
-                throw Failure(description: "data directory \(path) was written by engine '\(recordedEngine)', not '\(engine)': "
-                    + "start with --engine=\(recordedEngine), or migrate with 'rusd snapshot restore' into a new data dir")
+            do {
+                try EngineMarker.check(recorded, engine: engine, markerPath: markerPath, dataDirectory: path)
+            } catch {
+                throw Failure(description: error.description)
             }
         } else if Self.directoryHasEntries(member + "/store") {
             throw Failure(description: "data directory \(path) has a store but no engine marker (\(markerPath)); refusing to guess its engine")
@@ -69,14 +71,15 @@ final class DataDirectory {
         close(lockDescriptor)
     }
 
-    private static func readSmallFile(_ path: String) -> String? {
+    /// The first `EngineMarker.readLimit` bytes of the file, nil if it cannot be read.
+    private static func readSmallFile(_ path: String) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 256)
+        var buffer = [UInt8](repeating: 0, count: EngineMarker.readLimit)
         let n = read(fd, &buffer, buffer.count)
         guard n >= 0 else { return nil }
-        return String(decoding: buffer[0..<n], as: UTF8.self)
+        return Array(buffer[0..<n])
     }
 
     private static func directoryHasEntries(_ path: String) -> Bool {

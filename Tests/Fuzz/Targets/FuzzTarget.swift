@@ -14,8 +14,8 @@ public struct FuzzTarget: Sendable {
     public let run: @Sendable (_ input: [UInt8], _ scratch: String) throws -> Void
 
     /// Every target, cheapest first. Names are the corpus folders under Tests/FuzzCorpus.
-    public static let all: [FuzzTarget] = ParserTargets.all + [SnapshotTarget.target, StateMachineTarget.target,
-                                                  ConnectionTarget.target]
+    public static let all: [FuzzTarget] = ParserTargets.all + [MarkerTarget.target, SnapshotTarget.target,
+                                                  StateMachineTarget.target, ConnectionTarget.target]
 
     public static func named(_ name: String) -> FuzzTarget? { all.first { $0.name == name } }
 }
