@@ -51,10 +51,7 @@ enum ConnectionTarget {
         config.leaseExpiryCheckMilliseconds = 3_600_000 * 24  // lease expiry would post from its own thread
         config.completionBatch = { relay.batch($0) }
         let etcd = try EtcdServer(engine: InMemoryEngine(), config: config)
-        defer {
-            relay.stop()
-            etcd.close()
-        }
+        defer { relay.close(etcd) }
         let loop = EmbeddedEventLoop()
         defer { try? loop.syncShutdownGracefully() }
         let member = LocalMember(name: "fuzz", peerURLs: [], clientURLs: [])
@@ -234,8 +231,24 @@ final class CompletionRelay: Sendable {
         return batches
     }
 
-    /// From now on batches run on the applier's thread (for closing the server).
-    func stop() {
+    /// Closes `etcd` on another thread while the batches its close posts run here, on the
+    /// driver's thread (run on the applier's, the responses they complete touched the
+    /// `EmbeddedEventLoop` from a second thread: NIO's "API misuse", a crash in later versions).
+    func close(_ etcd: EtcdServer) {
+        let closed = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            etcd.close()
+            closed.signal()
+        }
+        while closed.wait(timeout: .now()) != .success {
+            guard available.wait(timeout: .now() + .milliseconds(1)) == .success else { continue }
+            state.withLock { $0.jobs.removeFirst() }.run()
+        }
+        stop()
+    }
+
+    /// From now on batches run on the caller's thread.
+    private func stop() {
         let waiting = state.withLock { s in
             s.stopped = true
             let jobs = s.jobs
