@@ -3,6 +3,7 @@
 gave, a damaged one with a message naming the file and none of its control bytes. rusd only, no
 server is left running (each start must fail before binding)."""
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -22,9 +23,12 @@ def start_on_marker(marker: bytes, engine: str = "lmdb") -> tuple[int, str, str]
     with open(os.path.join(data, "member", "engine"), "wb") as f:
         f.write(marker)
     client = f"http://127.0.0.1:{free_port()}"
-    proc = subprocess.run([rusd_bin(), "--engine", engine, "--data-dir", data,
-                           "--listen-client-urls", client, "--advertise-client-urls", client],
-                          capture_output=True, timeout=20)
+    try:
+        proc = subprocess.run([rusd_bin(), "--engine", engine, "--data-dir", data,
+                               "--listen-client-urls", client, "--advertise-client-urls", client],
+                              capture_output=True, timeout=20)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     return proc.returncode, data, (proc.stderr + proc.stdout).decode("utf-8", "replace")
 
 
@@ -65,3 +69,4 @@ def test_marker_with_spaces_and_line_feeds_still_opens():
     finally:
         proc.kill()
         proc.wait(timeout=10)
+        shutil.rmtree(root, ignore_errors=True)
