@@ -162,7 +162,7 @@ public final class PostgresMembership: ClusterMembership {
     /// name lock on its connection (taken again after a reconnect).
     private func refreshLoop(_ first: PostgresConnection) async {
         var connection: PostgresConnection? = first
-        var holdsName = true, removedSeen = false
+        var holdsName = true, nameWarned = false, removedSeen = false
         let me = Int64(bitPattern: memberID), logger = logger, name = name
         while !stopped.load(ordering: .relaxed) {
             do {
@@ -176,7 +176,11 @@ public final class PostgresMembership: ClusterMembership {
                 guard let c = connection else { continue }
                 if !holdsName {
                     holdsName = try await withDeadline(PostgresLog.callLimit) { try await Self.lockName(c, name: name, logger: logger) }
-                    if !holdsName { logger.error("another process holds this member's name in the shared log", metadata: ["name": "\(name)"]) }
+                    if !holdsName && !nameWarned {
+                        // Only after a reconnect (PostgreSQL restarted) can another process have taken it.
+                        logger.error("another process holds this member's name in the shared log", metadata: ["name": "\(name)"])
+                    }
+                    nameWarned = !holdsName
                 }
                 let row: (Int64, Int64, Int64, Bool)? = try await withDeadline(PostgresLog.callLimit) {
                     var out: (Int64, Int64, Int64, Bool)?
