@@ -39,19 +39,6 @@ enum LMDBErrors {
     }
 }
 
-/// Bytewise comparison (memcmp, then length): the order of keys in every engine.
-@inline(__always)
-func compareBytes(_ a: UnsafeRawBufferPointer, _ b: [UInt8]) -> Int {
-    b.withUnsafeBytes { b in
-        let n = min(a.count, b.count)
-        if n > 0 {
-            let c = memcmp(a.baseAddress!, b.baseAddress!, n)
-            if c != 0 { return Int(c) }
-        }
-        return a.count - b.count
-    }
-}
-
 /// Runs `body` with an MDB_val pointing at `bytes` (never a null pointer, even when empty).
 @inline(__always)
 func withMDBVal<T>(_ bytes: [UInt8], _ body: (inout MDB_val) throws -> T) rethrows -> T {
