@@ -32,7 +32,7 @@ FOREIGN_FLAGS="endpoints rev lease prefix keys-only physical cacert cert key des
 dest-cacert dest-cert dest-key dest-prefix no-dest-prefix command-timeout write-out
 etcd-servers etcd-cafile etcd-certfile etcd-keyfile etcd-prefix etcd-compaction-interval
 product build-tests skip-build show-bin-path filter scratch-path python quick rounds workloads
-engines sync-puts gets system home-dir shell now
+engines sync-puts gets system home-dir shell now check
 dial-timeout insecure-skip-tls-verify insecure-transport user password hex from-key limit order
 sort-by print-value-only consistency prev-kv ignore-value ignore-lease interactive keepalive-time
 keepalive-timeout debug cluster watch-cache watch-cache-sizes storage-backend feature-gates
