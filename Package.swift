@@ -162,7 +162,7 @@ let package = Package(
         // Cluster mode: the log of writes kept in PostgreSQL, fed to EtcdServer's applier by
         // every member (docs/cluster.md). EtcdServer knows only its ReplicatedLog protocol.
         .target(name: "ClusterLog", dependencies: [
-            "EtcdServer", "EtcdProto",
+            "EtcdServer", "EtcdProto", "Auth",
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),

@@ -124,6 +124,13 @@ public final class LocalCall: CallSink, @unchecked Sendable {
         }
     }
 
+    func enqueue(message: ByteBuffer, tail: [ByteBuffer]) {
+        // The bridge takes each message whole: joined here (a copy, off the HTTP/2 path).
+        var joined = message
+        for var part in tail { joined.writeBuffer(&part) }
+        enqueue(message: joined)
+    }
+
     func finish(_ status: GRPCStatus) {
         onLoop { [self] in endOnLoop(status) }
     }

@@ -52,6 +52,22 @@ struct FramedMessage: SwiftProtobufContiguousBytes {
         out.setInteger(length, at: out.readerIndex + 1)
         return out
     }
+
+    /// `takeFramed` for a message whose encoding continues in `tailBytes` more bytes, queued
+    /// right behind it in other buffers (the header's length counts them). Nil when the
+    /// length does not fit gRPC's 32-bit field.
+    mutating func takeFramed(tailBytes: Int) -> ByteBuffer? {
+        let (total, overflow) = buffer.readableBytes.addingReportingOverflow(tailBytes)
+        guard !overflow, tailBytes >= 0, let length = UInt32(exactly: total) else { return nil }
+        var out = takeFramed()
+        out.setInteger(length, at: out.readerIndex + 1)
+        return out
+    }
+}
+
+/// A message too large for gRPC's 32-bit length prefix.
+struct MessageTooLarge: Error, CustomStringConvertible {
+    var description: String { "message larger than 4 GiB" }
 }
 
 extension SwiftProtobuf.Message {
@@ -59,5 +75,13 @@ extension SwiftProtobuf.Message {
     func grpcFramed() throws -> ByteBuffer {
         var encoded: FramedMessage = try serializedBytes()
         return encoded.takeFramed()
+    }
+
+    /// The message serialized with a gRPC message header whose length also counts `tailBytes`
+    /// more bytes of the message, which the caller queues right behind it.
+    func grpcFramed(tailBytes: Int) throws -> ByteBuffer {
+        var encoded: FramedMessage = try serializedBytes()
+        guard let framed = encoded.takeFramed(tailBytes: tailBytes) else { throw MessageTooLarge() }
+        return framed
     }
 }

@@ -18,6 +18,10 @@ protocol CallSink: AnyObject, Sendable {
     func respond(message: ByteBuffer)
     /// Queues a streaming response `message` (gRPC-framed).
     func enqueue(message: ByteBuffer)
+    /// Queues a streaming response made of `message` (gRPC-framed, its length counting the
+    /// tail) and `tail`, as one message: nothing else is queued between them. The tail's
+    /// buffers are kept as they are (shared, not copied).
+    func enqueue(message: ByteBuffer, tail: [ByteBuffer])
     /// Ends the call with `status`.
     func finish(_ status: GRPCStatus)
     /// The handler is being invoked (on the event loop).

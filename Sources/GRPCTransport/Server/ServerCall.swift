@@ -102,6 +102,14 @@ final class ServerCall: @unchecked Sendable {
         }
     }
 
+    func enqueue(message: ByteBuffer, tail: [ByteBuffer]) {
+        if eventLoop.inEventLoop {
+            enqueueOnLoop(message, tail: tail)
+        } else if !hasEnded {
+            eventLoop.execute { self.enqueueOnLoop(message, tail: tail) }
+        }
+    }
+
     func finish(_ status: GRPCStatus) {
         if eventLoop.inEventLoop {
             finishOnLoop(status)
@@ -140,6 +148,19 @@ final class ServerCall: @unchecked Sendable {
     private func enqueueOnLoop(_ message: ByteBuffer) {
         guard !finished, !closed else { return }
         append(message)
+        submitResponse()
+    }
+
+    private func enqueueOnLoop(_ message: ByteBuffer, tail: [ByteBuffer]) {
+        guard !finished, !closed else { return }
+        var bytes = message.readableBytes
+        pending.append(message)
+        for part in tail {
+            pending.append(part)
+            bytes += part.readableBytes
+        }
+        monitor?.sent(messageBytes: max(0, bytes - 5))  // without the gRPC prefix
+        connection?.queuedResponseBytes += bytes
         submitResponse()
     }
 

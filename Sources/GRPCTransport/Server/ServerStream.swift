@@ -44,6 +44,31 @@ public final class ServerStream<Response: SwiftProtobuf.Message>: Sendable {
         if accepted { call.enqueue(message: bytes) }
     }
 
+    /// Queues one message whose encoding is `message`'s followed by the bytes of `sharedTail`,
+    /// which must be whole encoded fields of `Response` (e.g. records of a repeated field,
+    /// encoded once and sent on many streams: protobuf reads fields in any order, a repeated
+    /// field's records append). Only `message` is encoded here; the tail's buffers are queued as
+    /// they are, their storage shared with the caller and every other stream they went to, and
+    /// read from there into HTTP/2's DATA frames. `pendingBytes` counts them in full.
+    /// Ignored after `finish` or cancellation.
+    public func send(_ message: Response, sharedTail: [ByteBuffer]) {
+        let tailBytes = sharedTail.reduce(0) { $0 &+ $1.readableBytes }
+        let head: ByteBuffer
+        do {
+            head = try message.grpcFramed(tailBytes: tailBytes)
+        } catch {
+            finish(GRPCStatus(.internalError, "grpc: error while marshaling: \(error)"))
+            return
+        }
+        let accepted = state.withLockedValue { s -> Bool in
+            if s.finished || s.cancelled { return false }
+            s.pendingBytes += head.readableBytes + tailBytes
+            if s.pendingBytes > call.highWatermark { s.aboveHighWatermark = true }
+            return true
+        }
+        if accepted { call.enqueue(message: head, tail: sharedTail) }
+    }
+
     /// Ends the call with `status` (trailers). Only the first `finish` counts.
     public func finish(_ status: GRPCStatus = .ok) {
         let first = state.withLockedValue { s -> Bool in

@@ -73,7 +73,9 @@ public enum AuthService {
                 if server.auth.state.enabled {
                     guard authorized(server, context, responder, { (_: AuthCaller) throws(EtcdError) in }) else { return }
                 }
-                hashingQueue.async {
+                // Cluster mode: the users and passwords changed on any member before this call
+                // are applied here first (etcd's Authenticate goes through raft).
+                let authenticate: @Sendable () -> Void = { hashingQueue.async {
                     let result: Result<Etcdserverpb_AuthenticateResponse, EtcdError>
                     do throws(EtcdError) {
                         var r = Etcdserverpb_AuthenticateResponse()
@@ -88,6 +90,11 @@ public enum AuthService {
                         result = .failure(error)
                     }
                     responder.complete(result, on: context)
+                } }
+                guard server.readsNeedReadIndex else { return authenticate() }
+                server.waitForReadIndex { error in
+                    if let error { return responder.complete(.failure(error), on: context) }
+                    authenticate()
                 }
             },
             mutating("UserAdd", Etcdserverpb_AuthUserAddRequest.self, Etcdserverpb_AuthUserAddResponse.self, hashes: true,

@@ -17,10 +17,15 @@ public enum KVService {
                 do throws(EtcdError) {
                     try server.caller(context).check(request)
                     if server.readsNeedReadIndex && !request.serializable {
-                        // Cluster mode: wait until this member applied the log's head first.
+                        // Cluster mode: wait until this member applied the log's head first,
+                        // then check again: an auth change acknowledged on another member
+                        // before this read started is applied here only now.
                         return server.waitForReadIndex { error in
                             if let error { return responder.complete(.failure(error), on: context) }
-                            responder.complete(Result { () throws(EtcdError) in try server.range(request) }, on: context)
+                            responder.complete(Result { () throws(EtcdError) -> Etcdserverpb_RangeResponse in
+                                try server.caller(context).check(request)
+                                return try server.range(request)
+                            }, on: context)
                         }
                     }
                     responder.succeed(try server.range(request))

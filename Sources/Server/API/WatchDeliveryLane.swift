@@ -73,19 +73,6 @@ final class WatchDeliveryLane: Sendable {
     }
     private let queue: Mutex<Queue>
 
-    /// Streams waiting for their transport queue to drain (see `park`).
-    private struct Parked {
-        var entries: [(id: ObjectIdentifier, ready: @Sendable () -> Bool, resume: @Sendable () -> Void)] = []
-        var ids: Set<ObjectIdentifier> = []
-        var pollScheduled = false
-        /// Next poll's delay: `recheck` after a poll that resumed a stream, doubling up to
-        /// `maxPollInterval` while none drains (clients that stopped reading).
-        var interval = WatchDeliveryLane.recheck
-    }
-    private let parked = Mutex(Parked())
-    /// Longest wait between two looks at parked streams.
-    static let maxPollInterval = TimeAmount.milliseconds(32)
-
     init(eventLoop: any EventLoop, policy: WatchDeliveryPolicy) {
         self.eventLoop = eventLoop
         self.policy = policy
@@ -107,49 +94,6 @@ final class WatchDeliveryLane: Sendable {
     /// Counts `events` sent against the allowance. Call from the lane's work.
     func charge(_ events: Int) {
         queue.withLock { $0.credit -= events }
-    }
-
-    /// Parks a stream whose transport queue holds more than its sink lets it queue: `resume`
-    /// runs on the loop once `ready()` (polled on the loop) returns true. Parking a stream
-    /// already parked does nothing. The transport calls back only for a stream above its high
-    /// watermark; below it, this poll is what lets each stream hold a small queue (watch
-    /// fan-out: one response copy per watcher, so the queue per stream is the memory per
-    /// watcher).
-    func park(_ id: ObjectIdentifier, ready: @escaping @Sendable () -> Bool, resume: @escaping @Sendable () -> Void) {
-        let schedule = parked.withLock { p -> TimeAmount? in
-            guard p.ids.insert(id).inserted else { return nil }
-            p.entries.append((id, ready, resume))
-            if p.pollScheduled { return nil }
-            p.pollScheduled = true
-            p.interval = Self.recheck
-            return p.interval
-        }
-        if let schedule { eventLoop.scheduleTask(in: schedule) { self.poll() } }
-    }
-
-    /// Resumes the parked streams that are ready, in the order they were parked.
-    private func poll() {
-        let entries = parked.withLock { p -> [(id: ObjectIdentifier, ready: @Sendable () -> Bool, resume: @Sendable () -> Void)] in
-            defer { p.entries = [] }
-            return p.entries
-        }
-        var waiting: [(id: ObjectIdentifier, ready: @Sendable () -> Bool, resume: @Sendable () -> Void)] = []
-        var resumed: [(id: ObjectIdentifier, ready: @Sendable () -> Bool, resume: @Sendable () -> Void)] = []
-        for e in entries {
-            if e.ready() { resumed.append(e) } else { waiting.append(e) }
-        }
-        let next = parked.withLock { p -> TimeAmount? in
-            for e in resumed { p.ids.remove(e.id) }
-            p.entries = waiting + p.entries   // parked meanwhile: behind the older ones
-            if p.entries.isEmpty {
-                p.pollScheduled = false
-                return nil
-            }
-            p.interval = resumed.isEmpty ? min(p.interval * 2, Self.maxPollInterval) : Self.recheck
-            return p.interval
-        }
-        for e in resumed { e.resume() }
-        if let next { eventLoop.scheduleTask(in: next) { self.poll() } }
     }
 
     private enum Next {

@@ -1,8 +1,5 @@
 import EtcdProto
 import EtcdServer
-#if canImport(Glibc)
-import Glibc
-#endif
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -30,17 +27,14 @@ public enum WatchService {
 
     public static func make(_ server: EtcdServer, hub: WatchHub) -> Service {
         let fragmentLimit = server.config.maxRequestBytes + grpcOverheadBytes
-        let queuedBytesLimit = WatchStreamSink.queuedBytesLimitFromEnvironment()
         let lanes = WatchDeliveryLanes(policy: .yieldingToWrites(of: hub))
         return Service(name: "etcdserverpb.Watch", methods: [
             .bidirectionalStreaming("Watch") { (stream: ServerStream<EncodedWatchResponse>) -> BidiInbound<Etcdserverpb_WatchRequest> in
                 let access = WatchStreamAccess(server: server, context: stream.context)
                 let sink = WatchStreamSink(stream: stream, server: server, fragmentLimit: fragmentLimit,
-                                           lane: lanes.lane(for: stream.context.eventLoop), access: access,
-                                           queuedBytesLimit: queuedBytesLimit)
+                                           lane: lanes.lane(for: stream.context.eventLoop), access: access)
                 let session = hub.openSession(sink)
                 access.attach(session)
-                sink.setResume { session.resumeDelivery() }
                 stream.setOnWritable { session.resumeDelivery() }
                 stream.setOnCancel { session.close() }
                 return BidiInbound(onMessage: { request in
@@ -67,6 +61,15 @@ public enum WatchService {
 }
 
 /// Writes a session's responses to its gRPC stream, on the stream's event loop.
+///
+/// Memory: a response's events are not copied per stream. Each event list is encoded once
+/// (`EncodedEvents`, one buffer) and every response that carries some of its events queues
+/// only its own small head (gRPC prefix, header, watch ID) followed by slices of that buffer
+/// (`ServerStream.send(_:sharedTail:)`), which HTTP/2 reads its DATA frames from. So the
+/// transport's per-stream queue (up to its high watermark) holds references, and a fan-out of
+/// one prefix to a thousand slow streams holds each event's encoding once, not once per
+/// stream (watch-fanout, 1,000 streams: peak RSS 215-239 MiB with a copy per stream; see
+/// reports/2026-12-07-vm-watch-memory-2.md).
 final class WatchStreamSink: WatchSink {
     let stream: ServerStream<EncodedWatchResponse>
     let server: EtcdServer
@@ -75,54 +78,22 @@ final class WatchStreamSink: WatchSink {
     let lane: WatchDeliveryLane
     /// Decides which responses the caller may see (auth).
     let access: WatchStreamAccess
-    /// Resumes the session's delivery (set once, right after the session is opened).
-    private let resume = Mutex<(@Sendable () -> Void)?>(nil)
-    /// When set, the most bytes this stream may hold queued in the transport (handed over, not
-    /// yet taken by HTTP/2) when its session sends the next batch; nil: up to the transport's
-    /// high watermark. Every watcher's responses are its own encoded copy, so under a fan-out
-    /// whose clients read slower than the hub produces, this queue times the watchers is what
-    /// the server holds: with the transport's 64 KiB high watermark and 64 KiB responses,
-    /// 1,000 watchers peaked at 215-239 MiB (etcd: 105-107 MiB).
-    let queuedBytesLimit: Int?
-
-    /// Experimental (issue 20.4): `RUSD_WATCH_STREAM_QUEUE_BYTES` (1 KiB at least), else nil.
-    static func queuedBytesLimitFromEnvironment() -> Int? {
-        guard let text = getenv("RUSD_WATCH_STREAM_QUEUE_BYTES"), let bytes = Int(String(cString: text)),
-              bytes >= 1024 else { return nil }
-        return bytes
-    }
 
     init(stream: ServerStream<EncodedWatchResponse>, server: EtcdServer, fragmentLimit: Int,
-         lane: WatchDeliveryLane, access: WatchStreamAccess, queuedBytesLimit: Int? = nil) {
+         lane: WatchDeliveryLane, access: WatchStreamAccess) {
         self.stream = stream
         self.server = server
         self.fragmentLimit = fragmentLimit
         self.lane = lane
         self.access = access
-        self.queuedBytesLimit = queuedBytesLimit
     }
 
     func execute(_ work: @escaping @Sendable () -> Void) {
         lane.execute(work)
     }
 
-    func setResume(_ resume: @escaping @Sendable () -> Void) {
-        self.resume.withLock { $0 = resume }
-    }
-
-    /// False while the transport is above its high watermark (it calls `onWritable` later) or
-    /// holds more than `queuedBytesLimit` (when set) of this stream (the lane polls it and resumes the
-    /// session once the transport took enough, or the stream ended).
-    var isWritable: Bool {
-        guard stream.isWritable else { return false }
-        guard let limit = queuedBytesLimit, stream.pendingBytes > limit,
-              let resume = resume.withLock({ $0 }) else { return true }
-        let stream = self.stream
-        lane.park(ObjectIdentifier(self), ready: {
-            stream.pendingBytes <= limit || stream.isCancelled || !stream.isWritable
-        }, resume: resume)
-        return false
-    }
+    /// False while the transport is above its high watermark (it calls `onWritable` later).
+    var isWritable: Bool { stream.isWritable }
 
     func send(_ r: WatchResponse) {
         guard access.admits(r, cancelVia: stream) else { return }
@@ -140,20 +111,18 @@ final class WatchStreamSink: WatchSink {
         if r.fragmentAllowed && eventCount >= 2 {
             sendFragments(p, encoded.flatMap { e, range in range.map { e.record($0) } })
         } else {
-            p.eventRecords = encoded.map { e, range in e.records(range) }
-            stream.send(p)
+            stream.send(p, sharedTail: encoded.map { e, range in e.records(range) })
         }
     }
 
     /// etcd's sendFragments: a response at or above the limit is split into responses of whole
     /// events, each below the limit (or holding a single event), all but the last with
-    /// `fragment` set. `records` holds one encoded event each.
-    private func sendFragments(_ base: EncodedWatchResponse, _ records: [Data]) {
+    /// `fragment` set. `records` holds one encoded event each (slices of shared buffers).
+    private func sendFragments(_ base: EncodedWatchResponse, _ records: [ByteBuffer]) {
         var base = base
         let baseSize = (try? base.serializedBytes() as [UInt8])?.count ?? 0
-        guard baseSize + records.reduce(0, { $0 + $1.count }) >= fragmentLimit else {
-            base.eventRecords = records
-            stream.send(base)
+        guard baseSize + records.reduce(0, { $0 + $1.readableBytes }) >= fragmentLimit else {
+            stream.send(base, sharedTail: records)
             return
         }
         base.fragment = true
@@ -161,14 +130,15 @@ final class WatchStreamSink: WatchSink {
         while index < records.count {
             var part = base
             var size = baseSize + 2   // the fragment flag
+            var tail: [ByteBuffer] = []
             while index < records.count {
-                if !part.eventRecords.isEmpty && size + records[index].count >= fragmentLimit { break }
-                part.eventRecords.append(records[index])
-                size += records[index].count
+                if !tail.isEmpty && size + records[index].readableBytes >= fragmentLimit { break }
+                tail.append(records[index])
+                size += records[index].readableBytes
                 index += 1
             }
             if index == records.count { part.fragment = false }
-            stream.send(part)
+            stream.send(part, sharedTail: tail)
         }
     }
 
@@ -192,10 +162,10 @@ final class WatchStreamSink: WatchSink {
     }
 }
 
-/// etcd's WatchResponse with its events already encoded: the bytes on the wire are those of
-/// `Etcdserverpb_WatchResponse` (an embedded message and a bytes field share one wire type),
-/// but an event list is encoded once for all the watchers that receive it rather than once per
-/// watcher. Only ever serialized.
+/// etcd's WatchResponse without its events, which follow it on the wire as records encoded
+/// once for every watcher that receives them (`EncodedEvents`, sent as the shared tail of
+/// `ServerStream.send(_:sharedTail:)`): the bytes on the wire are those of
+/// `Etcdserverpb_WatchResponse`. Only ever serialized; decoding keeps the other fields.
 struct EncodedWatchResponse: SwiftProtobuf.Message, Equatable {
     static let protoMessageName = "etcdserverpb.WatchResponse"
     var header = Etcdserverpb_ResponseHeader()
@@ -205,9 +175,6 @@ struct EncodedWatchResponse: SwiftProtobuf.Message, Equatable {
     var compactRevision: Int64 = 0
     var cancelReason = ""
     var fragment = false
-    /// `events` (field 11) as they go on the wire: each element one or more whole
-    /// length-delimited field records of encoded `mvccpb.Event`s (see `EncodedEvents`).
-    var eventRecords: [Data] = []
     var unknownFields = SwiftProtobuf.UnknownStorage()
 
     init() {}
@@ -222,8 +189,6 @@ struct EncodedWatchResponse: SwiftProtobuf.Message, Equatable {
         compactRevision = m.compactRevision
         cancelReason = m.cancelReason
         fragment = m.fragment
-        let encoded = EncodedEvents(try m.events.map { try $0.serializedBytes() as [UInt8] })
-        eventRecords = (0..<encoded.count).map { encoded.record($0) }
     }
 
     func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
@@ -234,8 +199,6 @@ struct EncodedWatchResponse: SwiftProtobuf.Message, Equatable {
         if compactRevision != 0 { try visitor.visitSingularInt64Field(value: compactRevision, fieldNumber: 5) }
         if !cancelReason.isEmpty { try visitor.visitSingularStringField(value: cancelReason, fieldNumber: 6) }
         if fragment { try visitor.visitSingularBoolField(value: true, fieldNumber: 7) }
-        // Already field records: written as they are (the visitor's raw-bytes entry point).
-        for r in eventRecords { try visitor.visitUnknown(bytes: r) }
     }
 
     func isEqualTo(message: any SwiftProtobuf.Message) -> Bool {
@@ -244,17 +207,18 @@ struct EncodedWatchResponse: SwiftProtobuf.Message, Equatable {
 
     func hash(into hasher: inout Hasher) {
         hasher.combine(watchID)
-        hasher.combine(eventRecords)
+        hasher.combine(header.revision)
     }
 }
 
 /// The wire encoding of an event list, made once and shared by every response that carries
 /// the list: each event as a record of WatchResponse's `events` field (tag, length, encoded
-/// `mvccpb.Event`), back to back.
+/// `mvccpb.Event`), back to back in one buffer, which every stream's queue references (never
+/// copies) until HTTP/2 has taken its part.
 struct EncodedEvents: Sendable {
     /// Field 11, length-delimited.
     static let tag: UInt8 = 11 << 3 | 2
-    let records: Data
+    let records: ByteBuffer
     /// Where each event's record ends in `records`.
     let ends: [Int]
 
@@ -264,35 +228,37 @@ struct EncodedEvents: Sendable {
 
     /// From encoded `mvccpb.Event`s.
     init(_ encodedEvents: [[UInt8]]) {
-        var out: [UInt8] = []
+        var out = ByteBuffer()
         out.reserveCapacity(encodedEvents.reduce(0) { $0 + $1.count + 6 })
         var ends: [Int] = []
         ends.reserveCapacity(encodedEvents.count)
         for e in encodedEvents {
-            out.append(Self.tag)
+            out.writeInteger(Self.tag)
             var n = UInt64(e.count)
             while n >= 0x80 {
-                out.append(UInt8(truncatingIfNeeded: n) | 0x80)
+                out.writeInteger(UInt8(truncatingIfNeeded: n) | 0x80)
                 n >>= 7
             }
-            out.append(UInt8(n))
-            out += e
-            ends.append(out.count)
+            out.writeInteger(UInt8(n))
+            out.writeBytes(e)
+            ends.append(out.readableBytes)
         }
-        records = Data(out)
+        records = out
         self.ends = ends
     }
 
     var count: Int { ends.count }
 
     /// The records of the events in `range` (sharing `records`' storage).
-    func records(_ range: Range<Int>) -> Data {
+    func records(_ range: Range<Int>) -> ByteBuffer {
+        guard !range.isEmpty else { return ByteBuffer() }
         if range.count == ends.count { return records }
-        return records[(range.lowerBound == 0 ? 0 : ends[range.lowerBound - 1])..<ends[range.upperBound - 1]]
+        let start = range.lowerBound == 0 ? 0 : ends[range.lowerBound - 1]
+        return records.getSlice(at: records.readerIndex + start, length: ends[range.upperBound - 1] - start) ?? ByteBuffer()
     }
 
     /// Event `i`'s record alone.
-    func record(_ i: Int) -> Data {
+    func record(_ i: Int) -> ByteBuffer {
         records(i..<(i + 1))
     }
 }

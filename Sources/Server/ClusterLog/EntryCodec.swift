@@ -1,11 +1,15 @@
+import Auth
 import EtcdProto
 import EtcdServer
 import SwiftProtobuf
 
 /// A log entry's bytes in `rusd_log.entry`:
 ///
-///     [format = 1] [kind: 1 byte] [proposal: 8 bytes big-endian] [the request, protobuf]
+///     [format = 1] [kind: 1 byte] [proposal: 8 bytes big-endian] [the request]
 ///
+/// The request is etcd's protobuf message for KV and lease entries, and an auth change's own
+/// versioned encoding (`AuthState.Mutation.wireBytes`, passwords already hashed) for auth
+/// entries (kind 7, schema version 2).
 /// `proposal` is chosen by the proposing member (random start, then +1) so that it can find
 /// its own entries when they come back from the log. A reader refuses a format or kind it does
 /// not know: skipping an entry would make this member diverge from the others.
@@ -13,10 +17,10 @@ enum EntryCodec {
     static let format: UInt8 = 1
 
     private enum Kind: UInt8 {
-        case put = 1, deleteRange, txn, compact, leaseGrant, leaseRevoke
+        case put = 1, deleteRange, txn, compact, leaseGrant, leaseRevoke, auth
     }
 
-    /// The entry's bytes; auth changes are not carried by the shared log yet (docs/cluster.md).
+    /// The entry's bytes.
     static func encode(_ request: ApplyRequest, proposal: UInt64) throws(EtcdError) -> [UInt8] {
         var out: [UInt8] = [format, 0]
         out.reserveCapacity(64)
@@ -29,8 +33,7 @@ enum EntryCodec {
             case .compact(let m): out[1] = Kind.compact.rawValue; out += try m.serializedBytes() as [UInt8]
             case .leaseGrant(let m): out[1] = Kind.leaseGrant.rawValue; out += try m.serializedBytes() as [UInt8]
             case .leaseRevoke(let m): out[1] = Kind.leaseRevoke.rawValue; out += try m.serializedBytes() as [UInt8]
-            case .auth:
-                throw EtcdError(.unimplemented, "rusd: auth changes are not supported with --shared-log yet")
+            case .auth(let m): out[1] = Kind.auth.rawValue; out += m.wireBytes()
             }
         } catch let e as EtcdError {
             throw e
@@ -58,10 +61,21 @@ enum EntryCodec {
             case .compact: .compact(try Etcdserverpb_CompactionRequest(serializedBytes: body))
             case .leaseGrant: .leaseGrant(try Etcdserverpb_LeaseGrantRequest(serializedBytes: body))
             case .leaseRevoke: .leaseRevoke(try Etcdserverpb_LeaseRevokeRequest(serializedBytes: body))
+            case .auth: .auth(try authMutation(body))
             }
             return (proposal, request)
         } catch {
             throw .corruptEntry(index: 0, reason: "undecodable request: \(error)")
         }
+    }
+
+    private struct UndecodableAuthChange: Error, CustomStringConvertible {
+        var size: Int
+        var description: String { "an auth change of \(size) bytes in no format this rusd reads" }
+    }
+
+    private static func authMutation(_ body: [UInt8]) throws -> AuthState.Mutation {
+        guard let m = AuthState.Mutation(wireBytes: body) else { throw UndecodableAuthChange(size: body.count) }
+        return m
     }
 }

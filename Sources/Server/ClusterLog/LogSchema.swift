@@ -9,8 +9,16 @@ import PostgresNIO
 /// - `rusd_log`: the entries, `idx` 2, 3, … with no gaps (index 1 is the bootstrap every
 ///   member's store starts with, as in etcd).
 /// - `rusd_members`: each member's name, ID, client URLs, applied index and last heartbeat.
+/// - `rusd_lease_renewals` (version 2): per lease renewed by a keep-alive on any member, until
+///   when (PostgreSQL's clock) it lives and when that was written.
+///
+/// Versions: 2 added `rusd_lease_renewals` and auth-change entries (kind 7). A log of an
+/// older version is upgraded in place (only additions) by the first member of this version
+/// that opens it; a newer one is refused.
 enum LogSchema {
-    static let version: Int32 = 1
+    static let version: Int32 = 2
+    /// The oldest version this rusd upgrades in place.
+    static let oldestUpgradable: Int32 = 1
     /// Advisory lock keys: creating the schema, and the lease-holder role.
     static let schemaLockKey: Int64 = 0x7275_7364_0001
     static let leaseHolderLockKey: Int64 = 0x7275_7364_0002
@@ -40,6 +48,12 @@ enum LogSchema {
                 CREATE TABLE IF NOT EXISTS rusd_members (name text PRIMARY KEY, member_id bigint NOT NULL,
                     client_urls text NOT NULL, applied bigint NOT NULL, heartbeat timestamptz NOT NULL)
                 """, logger: logger)
+            try await c.query("""
+                CREATE TABLE IF NOT EXISTS rusd_lease_renewals (id bigint PRIMARY KEY, expires timestamptz NOT NULL,
+                    written timestamptz NOT NULL)
+                """, logger: logger)
+            try await c.query("CREATE INDEX IF NOT EXISTS rusd_lease_renewals_written ON rusd_lease_renewals (written)",
+                              logger: logger)
             let newClusterID = Int64.random(in: 1 ... Int64.max)
             try await c.query("""
                 INSERT INTO rusd_meta (id, schema_version, cluster_id) VALUES (1, \(version), \(newClusterID))
@@ -54,13 +68,18 @@ enum LogSchema {
             for try await row in try await c.query("SELECT last FROM rusd_head WHERE id = 1", logger: logger) {
                 head = try row.decode(Int64.self)
             }
-            try await c.query("COMMIT", logger: logger)
             guard let (schema, clusterID) = found else {
                 throw SharedLogError.unreachable(url.description, "rusd_meta has no row")
             }
-            guard schema == version else {
+            guard schema == version || (oldestUpgradable ..< version).contains(schema) else {
                 throw SharedLogError.incompatibleSchema(url: url.description, found: schema, supported: version)
             }
+            if schema != version {
+                // The tables of the newer version were created above.
+                try await c.query("UPDATE rusd_meta SET schema_version = \(version) WHERE id = 1", logger: logger)
+                logger.notice("upgraded the shared log's schema", metadata: ["from": "\(schema)", "to": "\(version)"])
+            }
+            try await c.query("COMMIT", logger: logger)
             return Info(clusterID: UInt64(bitPattern: clusterID), head: UInt64(max(head, 0)))
         } catch {
             _ = try? await c.query("ROLLBACK", logger: logger)

@@ -21,6 +21,8 @@ import Synchronization
 ///   answered once the local applied index reaches the head read after it arrived.
 /// - Lease holder: the member holding a session advisory lock decides lease expiry (PostgreSQL
 ///   releases it when that member's session ends, and another member takes it over).
+/// - Lease renewals (PostgresLog+Leases.swift): keep-alives made on any member reach every
+///   member through `rusd_lease_renewals`, one statement per member per tick.
 public final class PostgresLog: ReplicatedLog {
     /// etcd's default request timeout: 5 s + 2 × election timeout (1 s).
     static let requestTimeout: Duration = .seconds(7)
@@ -65,6 +67,8 @@ public final class PostgresLog: ReplicatedLog {
     private let appendBell = Doorbell()
     private let tailBell = Doorbell()
     private let readBell = Doorbell()
+    /// Keep-alives and expiry checks waiting for the next renewal statement.
+    let renewals = LeaseRenewalQueue()
     /// Whether this member currently holds the lease-holder role (for Status and tests).
     public let isLeaseHolder = Atomic<Bool>(false)
 
@@ -86,6 +90,7 @@ public final class PostgresLog: ReplicatedLog {
             Task { await self.readIndexLoop() },
             Task { await self.leaseHolderLoop() },
             Task { await self.tickLoop() },
+            Task { await self.leaseRenewalLoop() },
         ]
         state.withLock { $0.tasks = tasks }
     }
@@ -140,7 +145,7 @@ public final class PostgresLog: ReplicatedLog {
         for bell in [appendBell, tailBell, readBell] { bell.ring() }
     }
 
-    private var stopped: Bool { state.withLock { $0.stopped } }
+    var stopped: Bool { state.withLock { $0.stopped } }
 
     // MARK: connections
 
@@ -149,7 +154,7 @@ public final class PostgresLog: ReplicatedLog {
 
     /// Runs `body` on a connection kept across calls in `connection`, within `callLimit`; a
     /// failure or timeout drops the connection (the next call reconnects) and is rethrown.
-    private func withConnection<T: Sendable>(_ connection: inout PostgresConnection?, id: Int,
+    func withConnection<T: Sendable>(_ connection: inout PostgresConnection?, id: Int,
                                              _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         if connection == nil {
             let configuration = url.configuration, logger = logger
@@ -167,7 +172,7 @@ public final class PostgresLog: ReplicatedLog {
         }
     }
 
-    private func pause(_ d: Duration) async {
+    func pause(_ d: Duration) async {
         try? await Task.sleep(for: d)
     }
 
@@ -412,6 +417,7 @@ public final class PostgresLog: ReplicatedLog {
                     holder = true
                     isLeaseHolder.store(true, ordering: .relaxed)
                     applier.setLeaseExpiry(true)
+                    renewals.publish(applier.leaseDeadlines())   // the refreshed deadlines, to every member
                     logger.info("this member now decides lease expiry for the cluster", metadata: ["name": "\(name)"])
                 }
             } catch {

@@ -82,9 +82,20 @@ public final class EtcdServer: Sendable {
     }
 
     /// Submits a revoke entry for every expired lease (etcd's leader does the same through raft).
+    /// In cluster mode the log first checks that no other member renewed them meanwhile.
     private func revokeExpiredLeases() {
         guard leaseExpiry.enabled.load(ordering: .relaxed) else { return }
-        for id in lessor.takeExpired(limit: 1000) {
+        let expired = lessor.takeExpired(limit: 1000)
+        guard !expired.isEmpty else { return }
+        if let sharedLog {
+            sharedLog.confirmExpired(expired) { [weak self] ids in self?.proposeRevokes(ids) }
+        } else {
+            proposeRevokes(expired)
+        }
+    }
+
+    private func proposeRevokes(_ ids: [Int64]) {
+        for id in ids {
             var r = Etcdserverpb_LeaseRevokeRequest()
             r.id = id
             propose(.leaseRevoke(r)) { [lessor, counters] result in
@@ -305,7 +316,10 @@ public final class EtcdServer: Sendable {
         var resp = Etcdserverpb_LeaseKeepAliveResponse()
         resp.id = r.id
         resp.ttl = lessor.renew(r.id) ?? 0
-        if resp.ttl > 0 { counters.recordLeaseRenewed() }
+        if resp.ttl > 0 {
+            counters.recordLeaseRenewed()
+            sharedLog?.leaseRenewed(r.id, ttl: resp.ttl)
+        }
         resp.header = header(revision: store.currentRevision)
         return resp
     }

@@ -156,6 +156,44 @@ public final class Lessor: Sendable {
         }
     }
 
+    // MARK: cluster mode (keep-alives seen by other members, docs/cluster.md)
+
+    /// A renewal made elsewhere: the lease lives at least `remainingMilliseconds` from now
+    /// (taken within 0 ... its TTL, since the figure comes from the shared log). Moves the
+    /// deadline only forward, except that it also clears a pending expiry: an expired lease
+    /// that another member renewed in time is kept. Returns whether the lease is alive after.
+    @discardableResult
+    func extend(_ id: Int64, remainingMilliseconds: Int64) -> Bool {
+        let now = DispatchTime.now()
+        return table.withLock { t in
+            guard var l = t[id] else { return false }
+            let ms = min(max(remainingMilliseconds, 0), min(max(l.ttl, 0), Lessor.maxTTL) * 1000)
+            let candidate = now + .milliseconds(Int(ms))
+            guard candidate > now else { return false }
+            if candidate > l.deadline || l.revoking {
+                l.deadline = max(l.deadline, candidate)
+                l.revoking = false
+                t[id] = l
+            }
+            return true
+        }
+    }
+
+    /// Every lease not being revoked with the milliseconds left until its deadline (at least 0).
+    func remainingMilliseconds() -> [(id: Int64, milliseconds: Int64)] {
+        let now = DispatchTime.now().uptimeNanoseconds
+        return table.withLock { t in
+            t.compactMap { (id, l) -> (id: Int64, milliseconds: Int64)? in
+                if l.revoking { return nil }
+                let end = l.deadline.uptimeNanoseconds
+                return (id, end > now ? Int64((end - now) / 1_000_000) : 0)
+            }
+        }
+    }
+
+    /// Whether there is no lease at all.
+    var isEmpty: Bool { table.withLock { $0.isEmpty } }
+
     /// Clears the revoking mark (the revocation failed; retry at the next check).
     func revocationFailed(_ id: Int64) {
         table.withLock { $0[id]?.revoking = false }

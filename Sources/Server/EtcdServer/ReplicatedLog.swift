@@ -18,6 +18,22 @@ public protocol ReplicatedLog: AnyObject, Sendable {
     func waitForReadIndex(_ ready: @escaping @Sendable (EtcdError?) -> Void)
     /// Stops appending and tailing; pending proposals fail with "etcdserver: server stopped".
     func stop()
+    /// A keep-alive renewed lease `id` on this member (its deadline is now + `ttl` seconds
+    /// here): the log makes the renewal known to every member, so that the member deciding
+    /// expiry keeps the lease and every member answers LeaseTimeToLive alike. Must not block.
+    func leaseRenewed(_ id: Int64, ttl: Int64)
+    /// The member deciding expiry found `ids` past their deadlines (marked as being revoked):
+    /// the log checks whether another member renewed them meanwhile (their deadlines move
+    /// forward and their mark is cleared) and calls `revoke` with the others, the leases to
+    /// revoke now. When it cannot tell, it clears their marks (retried at the next check) and
+    /// calls `revoke([])`.
+    func confirmExpired(_ ids: [Int64], revoke: @escaping @Sendable ([Int64]) -> Void)
+}
+
+extension ReplicatedLog {
+    /// A log whose members all see every keep-alive (or that has one member) needs nothing.
+    public func leaseRenewed(_ id: Int64, ttl: Int64) {}
+    public func confirmExpired(_ ids: [Int64], revoke: @escaping @Sendable ([Int64]) -> Void) { revoke(ids) }
 }
 
 /// What a `ReplicatedLog` may do to the member it serves: apply the shared log's entries in
@@ -45,6 +61,28 @@ public struct LogApplier: Sendable {
     public func setLeaseExpiry(_ enabled: Bool) {
         if enabled { lessor.refreshAllDeadlines() }
         expiry.enabled.store(enabled, ordering: .relaxed)
+    }
+
+    /// Whether this member currently decides lease expiry.
+    public var decidesLeaseExpiry: Bool { expiry.enabled.load(ordering: .relaxed) }
+
+    /// Renewals made on other members: each lease lives at least that many milliseconds from
+    /// now (bounded by its TTL; a pending expiry is cancelled). Returns the IDs still alive.
+    public func leasesRenewedElsewhere(_ renewals: [(id: Int64, remainingMilliseconds: Int64)]) -> Set<Int64> {
+        var alive = Set<Int64>()
+        for r in renewals where lessor.extend(r.id, remainingMilliseconds: r.remainingMilliseconds) { alive.insert(r.id) }
+        return alive
+    }
+
+    /// Every lease not being revoked, with the milliseconds left until its deadline here.
+    public func leaseDeadlines() -> [(id: Int64, milliseconds: Int64)] { lessor.remainingMilliseconds() }
+
+    /// Whether this member has no lease (nothing to learn about renewals).
+    public var hasNoLeases: Bool { lessor.isEmpty }
+
+    /// Expired leases whose revocation will not be proposed now: checked again next time.
+    public func leaseExpiryDeferred(_ ids: [Int64]) {
+        for id in ids { lessor.revocationFailed(id) }
     }
 }
 

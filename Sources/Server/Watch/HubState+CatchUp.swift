@@ -146,11 +146,8 @@ extension HubState {
     }
 
     /// Queues a catch-up batch for `w`: the events of `list` (history through `reached`, read
-    /// at `current`) from `w.next` on: one response, or with `catchUpResponseBytes` responses
-    /// of at most that many bytes each (cut at revision boundaries; slices of the one shared
-    /// list). The watcher rejoins the synced set when it
-    /// reached `current`; when the outbox fills before the last response, it stays unsynced
-    /// from the first revision not queued.
+    /// at `current`) from `w.next` on, as one response (a slice of the shared list). The
+    /// watcher rejoins the synced set when it reached `current`.
     /// Returns whether the watcher moved (got events, skipped ahead, or became synced).
     @discardableResult
     func deliverCatchUp(_ w: Watcher, _ list: EventList, reached: Int64, current: Int64) -> Bool {
@@ -160,21 +157,12 @@ extension HubState {
             let mid = (from + to) / 2
             if events[mid].kv.modRevision < w.next { from = mid + 1 } else { to = mid }
         }
-        var queuedAny = false
-        var start = from
-        while start < events.count {
-            let end = config.catchUpResponseBytes.map { responseEnd(events, list, from: start, limit: $0) } ?? events.count
+        if from < events.count {
             var r = WatchResponse(watchID: w.id, headerRevision: current)
-            r.setEvents([EventSlice(list, start..<end)])
+            r.setEvents([EventSlice(list, from..<events.count)])
             r.fragmentAllowed = w.fragment
-            guard w.session.enqueue(r, bounded: true) else {
-                if !queuedAny { return false }
-                w.next = events[start].kv.modRevision
-                return true
-            }
-            queuedAny = true
+            guard w.session.enqueue(r, bounded: true) else { return false }
             w.sentSinceProgressTick = true
-            start = end
         }
         let before = w.next
         w.next = max(w.next, reached + 1)
@@ -185,17 +173,5 @@ extension HubState {
             return true
         }
         return from < events.count || w.next != before
-    }
-
-    /// The end of the response that starts at `events[start]`: whole revisions of at most
-    /// `limit` bytes (a single larger revision stays whole).
-    private func responseEnd(_ events: [Event], _ list: EventList, from start: Int, limit: Int) -> Int {
-        var end = start + 1
-        while end < events.count {
-            if events[end].kv.modRevision != events[end - 1].kv.modRevision
-                && list.bytes(in: start..<(end + 1)) > limit { break }
-            end += 1
-        }
-        return end
     }
 }

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 import MVCC
 
@@ -164,29 +161,10 @@ public struct WatchHubConfig: Sendable {
     /// Most bytes of events one response grows to when later revisions are merged into it
     /// while it waits to be sent (see `WatchSession`).
     public var mergedResponseBytes: Int = 64 << 10
-    /// When set, catch-up batches go out in responses of at most this many bytes of events
-    /// (slices of the one shared list) instead of one response per batch (up to half an
-    /// outbox). Each watcher's response is its own encoded copy in the transport, so response
-    /// size bounds the memory per lagging watcher.
-    public var catchUpResponseBytes: Int? = nil
     /// Most revisions one catch-up response covers (etcd: 1000).
     public var maxRevisionsPerCatchUp: Int64 = 1000
     /// Most unsynced watchers served per catch-up round (etcd: 512).
     public var maxWatchersPerCatchUp: Int = 512
 
     public init() {}
-
-    /// The defaults, with the experimental fan-out memory settings of issue 20.4 taken from
-    /// the environment: `RUSD_WATCH_RESPONSE_BYTES` sets `mergedResponseBytes` and
-    /// `catchUpResponseBytes` (1 KiB at least). Unset: the defaults. Measured in
-    /// reports/2026-12-07-vm-watch-memory.md: 16 KiB (with a 16 KiB stream queue) halves the
-    /// 1,000-watcher fan-out's peak RSS but cuts puts under the watchers by a third.
-    public static func fromEnvironment() -> WatchHubConfig {
-        var c = WatchHubConfig()
-        if let text = getenv("RUSD_WATCH_RESPONSE_BYTES"), let bytes = Int(String(cString: text)), bytes >= 1024 {
-            c.mergedResponseBytes = bytes
-            c.catchUpResponseBytes = bytes
-        }
-        return c
-    }
 }
