@@ -60,7 +60,7 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
                              quotaBackendBytes: config.quotaBackendBytes, cluster: cluster?.clusterMembership)
     let grpcMetrics = GRPCServerMetrics(handlingTime: config.metrics == "extensive")
     transport.callMonitor = grpcMetrics
-    var watchConfig = WatchHubConfig.fromEnvironment()
+    var watchConfig = WatchHubConfig()
     watchConfig.progressNotifyInterval = config.progressNotifyInterval
     let watchHub = WatchHub(store: etcd.store, config: watchConfig)
     let http = HTTPEndpoints(server: etcd, member: member, grpcMetrics: grpcMetrics, watchHub: watchHub)
