@@ -151,13 +151,25 @@ enum FileNames {
 
     enum Kind { case log, table, manifest, temp, marker, other }
 
-    /// Classifies a directory entry name and extracts its number.
+    /// Classifies a directory entry name and extracts its number. A number is 1 to 19 ASCII
+    /// digits (what `pad` writes; below 10^19, so `n + 1` cannot overflow): a name with a sign,
+    /// spaces or more digits is another program's file (`.other`), never replayed or deleted.
     static func parse(_ name: String) -> (Kind, UInt64) {
         if name.hasSuffix(".tmp") { return (.temp, 0) }
         if name == markerName { return (.marker, 0) }
-        if name.hasPrefix("MANIFEST-"), let n = UInt64(name.dropFirst(9)) { return (.manifest, n) }
-        if name.hasSuffix(".log"), let n = UInt64(name.dropLast(4)) { return (.log, n) }
-        if name.hasSuffix(".sst"), let n = UInt64(name.dropLast(4)) { return (.table, n) }
+        if name.hasPrefix("MANIFEST-"), let n = number(name.utf8.dropFirst(9)) { return (.manifest, n) }
+        if name.hasSuffix(".log"), let n = number(name.utf8.dropLast(4)) { return (.log, n) }
+        if name.hasSuffix(".sst"), let n = number(name.utf8.dropLast(4)) { return (.table, n) }
         return (.other, 0)
+    }
+
+    private static func number(_ digits: Substring.UTF8View) -> UInt64? {
+        guard (1...19).contains(digits.count) else { return nil }
+        var n: UInt64 = 0
+        for byte in digits {
+            guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return nil }
+            n = n * 10 + UInt64(byte - UInt8(ascii: "0"))
+        }
+        return n
     }
 }
