@@ -22,8 +22,6 @@ import cluster_chaos
 import pg_cluster
 import servers
 
-ENGINES = ["lmdb", "leveldb", "lsm"]
-
 
 def settings() -> tuple[float, int, int]:
     seconds = float(os.environ.get("CHAOS_SECONDS", "600" if os.environ.get("CHAOS_LONG") == "1" else "60"))
@@ -32,21 +30,8 @@ def settings() -> tuple[float, int, int]:
 
 @pytest.fixture
 def cluster():
-    if servers.rusd_bin() is None:
-        pytest.skip("RUSD_BIN is not an executable: cluster mode needs rusd")
-    if pg_cluster.postgres_binaries() is None:
-        pytest.skip("PostgreSQL (initdb, postgres) is not installed: scripts/install-deps.sh installs postgresql-15")
-    pg = pg_cluster.PostgresServer()
-    c = None
-    try:
-        pg.start()
-        c = pg_cluster.Cluster(pg, ENGINES)
-        c.start()
+    with pg_cluster.running_cluster() as c:
         yield c
-    finally:
-        if c is not None:
-            c.stop()
-        pg.stop()
 
 
 def test_chaos_kill9_and_postgres_restarts_keep_the_cluster_linearizable(api, cluster):

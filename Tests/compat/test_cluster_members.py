@@ -26,27 +26,13 @@ import pytest
 import pg_cluster
 import servers
 
-ENGINES = ["lmdb", "leveldb", "lsm"]
 TIMEOUT = 10
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    if servers.rusd_bin() is None:
-        pytest.skip("RUSD_BIN is not an executable: cluster mode needs rusd")
-    if pg_cluster.postgres_binaries() is None:
-        pytest.skip("PostgreSQL (initdb, postgres) is not installed: scripts/install-deps.sh installs postgresql-15")
-    pg = pg_cluster.PostgresServer()
-    c = None
-    try:
-        pg.start()
-        c = pg_cluster.Cluster(pg, ENGINES)
-        c.start()
+    with pg_cluster.running_cluster() as c:
         yield c
-    finally:
-        if c is not None:
-            c.stop()
-        pg.stop()
 
 
 def call(api, member: servers.Server, rpc: str, **fields):
