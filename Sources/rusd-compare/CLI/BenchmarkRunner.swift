@@ -47,6 +47,11 @@ struct BenchmarkRunner: Sendable {
                                       status: .ok, note: nil, metrics: [:], latency: [:])
         var context = WorkloadContext(spec: target, server: nil, etcdctlBinary: etcdctlBinary,
                                       clientFactory: clientFactory, quick: quick, launcher: launcher, progress: progress)
+        if (workload.needsCluster && !target.isCluster) || (workload.managesOwnServer && target.isCluster) {
+            measurement.status = .skipped
+            measurement.note = workload.needsCluster ? "needs a cluster target (--clusters)" : "not run on cluster targets"
+            return measurement
+        }
         if workload.managesOwnServer {
             if target.isExternal {
                 measurement.status = .skipped

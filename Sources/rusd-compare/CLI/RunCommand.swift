@@ -25,6 +25,21 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("endpoint"), help: "An already running server, NAME=http://HOST:PORT (repeatable).")
     var endpoints: [String] = []
 
+    @Flag(help: "Also compare three-member clusters on loopback: rusd-cluster (three rusd members on --cluster-engine sharing one log in PostgreSQL, synchronous_commit on) and etcd-cluster (three etcd processes, Raft, fsync on). Clients talk to one member: etcd's leader, rusd's m1.")
+    var clusters = false
+
+    @Option(help: "rusd-cluster's members' engine (default lmdb).")
+    var clusterEngine: String = "lmdb"
+
+    @Option(help: "rusd-cluster: an existing PostgreSQL database (postgres://user@host:port/db) instead of a scratch one started here; its rusd_* tables are dropped before each run.")
+    var postgres: String?
+
+    @Flag(help: "With --clusters: rusd-cluster twice, with --cluster-local-fsync=true and =false (targets rusd-cluster-localfsync, rusd-cluster-nolocalfsync).")
+    var compareLocalFsync = false
+
+    @Option(name: .customLong("targets"), help: "Comma-separated target names to run, of those found (e.g. rusd-cluster,etcd-cluster; default: all).")
+    var targetNames: String?
+
     @Option(help: "Rounds per workload and target (default 3; 1 with --quick).")
     var rounds: Int?
 
@@ -62,6 +77,15 @@ struct RunCommand: AsyncParsableCommand {
             throw ValidationError("unknown engine \"\(engine)\"; known: \(Self.knownEngines.joined(separator: ", "))")
         }
         for endpoint in endpoints { _ = try Self.parseEndpoint(endpoint) }
+        if !Self.knownEngines.contains(clusterEngine) {
+            throw ValidationError("unknown --cluster-engine \"\(clusterEngine)\"; known: \(Self.knownEngines.joined(separator: ", "))")
+        }
+        if let postgres, !(postgres.hasPrefix("postgres://") || postgres.hasPrefix("postgresql://")) {
+            throw ValidationError("--postgres must be a postgres:// URL (got \"\(postgres)\")")
+        }
+        if (compareLocalFsync || postgres != nil) && !clusters {
+            throw ValidationError("--compare-local-fsync and --postgres need --clusters")
+        }
         if let sweepSizes { _ = try SweepWorkload.parseSizes(sweepSizes) }
         if !ClientFactories.choices.contains(client) {
             throw ValidationError("--client must be one of \(ClientFactories.choices.joined(separator: ", ")) (got \"\(client)\")")
@@ -155,6 +179,16 @@ struct RunCommand: AsyncParsableCommand {
                                                        engine: nil, endpoint: url, durability: "as configured"),
                                       launch: .external(url: url), unsafeNoFsync: unsafeNoFsync))
         }
+        if clusters {
+            targets += clusterTargets(rusdPath: rusdPath, etcdPath: etcdPath, notes: &notes)
+        }
+        if let targetNames {
+            let keep = targetNames.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            for name in keep where !targets.contains(where: { $0.name == name }) {
+                throw ValidationError("--targets: no target \"\(name)\" (found: \(targets.map(\.name).joined(separator: ", ")))")
+            }
+            targets = targets.filter { keep.contains($0.name) }
+        }
         guard !targets.isEmpty else { throw ValidationError("nothing to compare: no rusd, no etcd, no --endpoint") }
         if Set(targets.map(\.name)).count != targets.count { throw ValidationError("target names must be unique: \(targets.map(\.name))") }
 
@@ -189,11 +223,43 @@ struct RunCommand: AsyncParsableCommand {
                                    options: RunOptions(rounds: roundCount, quick: quick, unsafeNoFsync: unsafeNoFsync,
                                                        workloads: selected.map(\.name), client: factory?.name ?? "none"),
                                    machine: facts, targets: targets.map(\.info), measurements: measurements, notes: notes)
-        let stem = Self.stem(date: startedAt, host: machine.hostname, quick: quick)
+        let stem = Self.stem(date: startedAt, host: machine.hostname + (clusters ? "-cluster" : ""), quick: quick)
         let written = try ReportWriter.write(report, directory: out, stem: stem)
         progress.note("\nreport:")
         for path in written { progress.note("  \(path)") }
         print(MarkdownReport(report: report, chartFolder: stem).headlineTable())
+    }
+
+    /// --clusters: rusd-cluster (or its two --compare-local-fsync variants) and etcd-cluster.
+    func clusterTargets(rusdPath: String?, etcdPath: String?, notes: inout [String]) -> [TargetSpec] {
+        var out: [TargetSpec] = []
+        if let rusdPath {
+            let version = MachineProbe.firstLine(of: rusdPath, ["--version"])?.replacingOccurrences(of: "rusd Version: ", with: "")
+            let store = postgres.map { _ in "an existing PostgreSQL" } ?? "a scratch PostgreSQL"
+            let variants: [(String, Bool?)] = compareLocalFsync
+                ? [("rusd-cluster-localfsync", true), ("rusd-cluster-nolocalfsync", false)] : [("rusd-cluster", nil)]
+            for (name, localFsync) in variants {
+                let durability = "PostgreSQL synchronous_commit on; members' local fsync "
+                    + (localFsync.map { $0 ? "every group" : "at most once a second" } ?? "as rusd's default")
+                out.append(TargetSpec(info: TargetInfo(name: name, kind: .rusd, binary: rusdPath, binarySizeBytes: fileSize(rusdPath),
+                                                       version: version, engine: "3 x \(clusterEngine) + \(store)",
+                                                       endpoint: nil, durability: durability),
+                                      launch: .rusdCluster(binary: rusdPath, engines: Array(repeating: clusterEngine, count: 3),
+                                                           postgresURL: postgres, localFsync: localFsync),
+                                      unsafeNoFsync: false))
+            }
+        } else {
+            notes.append("--clusters: no rusd binary, so no rusd-cluster.")
+        }
+        if let etcdPath {
+            let version = MachineProbe.firstLine(of: etcdPath, ["--version"])?.replacingOccurrences(of: "etcd Version: ", with: "")
+            out.append(TargetSpec(info: TargetInfo(name: "etcd-cluster", kind: .etcd, binary: etcdPath, binarySizeBytes: fileSize(etcdPath),
+                                                   version: version, engine: "3 x bbolt, Raft", endpoint: nil, durability: "fsync"),
+                                  launch: .etcdCluster(binary: etcdPath), unsafeNoFsync: false))
+        } else {
+            notes.append("--clusters: no etcd binary, so no etcd-cluster.")
+        }
+        return out
     }
 
     static func iso(_ date: Date) -> String {

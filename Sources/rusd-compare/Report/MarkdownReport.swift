@@ -28,11 +28,18 @@ struct MarkdownReport {
             rows.append(HeadlineRow(workload: "client-micro", label: "client \(op), p50", source: .latency(op, \.p50Ms), unit: .ms))
         }
         for w in ["put", "range", "txn"] {
-            for c in [1, 16, 256] {
+            for c in [1, 16, 64, 256] {
                 rows.append(HeadlineRow(workload: w, label: "\(w), \(c) client\(c == 1 ? "" : "s")", source: .metric("ops_s c=\(c)"), unit: .opsPerSecond))
             }
             rows.append(HeadlineRow(workload: w, label: "\(w), 16 clients, p99", source: .latency("\(w) c=16", \.p99Ms), unit: .ms))
+            rows.append(HeadlineRow(workload: w, label: "\(w), 64 clients, p99", source: .latency("\(w) c=64", \.p99Ms), unit: .ms))
             rows.append(HeadlineRow(workload: w, label: "\(w): server CPU per 1k requests", source: .metric(MetricName.cpuPerKiloOp), unit: .ms))
+        }
+        for role in ["leader", "follower"] {
+            rows.append(HeadlineRow(workload: "failover", label: "failover: kill -9 of the client's member (\(role)) → next write, median",
+                                    source: .metric("failover_\(role)_ms"), unit: .ms))
+            rows.append(HeadlineRow(workload: "failover", label: "failover (\(role)), slowest trial",
+                                    source: .metric("failover_\(role)_max_ms"), unit: .ms))
         }
         rows.append(HeadlineRow(workload: "put-large", label: "put 100 KiB, 16 clients", source: .metric("ops_s c=16"), unit: .opsPerSecond))
         for s in ["namespaces", "configmaps", "deploy-scale-5", "rolling-update", "cleanup"] {

@@ -14,6 +14,9 @@ struct RunningServer: Sendable {
     var logPath: String?
     /// Spawn to first successful request, minus one etcdctl call's own cost (ms).
     var startupMs: Double?
+    /// Cluster targets: every member (`endpoint` and `pid` are those of the member the
+    /// workloads' clients use).
+    var cluster: RunningCluster? = nil
 }
 
 /// Starts servers with fresh data dirs on free loopback ports and stops them by PID.
@@ -35,6 +38,9 @@ struct ServerLauncher: Sendable {
     /// Starts `spec` on `dataDir` (created fresh when nil) and waits until a real request succeeds.
     /// `extraArguments` go after the launcher's own flags (e.g. `--quota-backend-bytes`).
     func start(_ spec: TargetSpec, dataDir existing: String? = nil, extraArguments: [String] = []) throws -> RunningServer {
+        if spec.isCluster {
+            return try ClusterLauncher(workDir: workDir, etcdctlBinary: etcdctlBinary).start(spec)
+        }
         if case .external(let url) = spec.launch {
             let etcdctl = Etcdctl(binary: etcdctlBinary, endpoint: url)
             try etcdctl.check(["get", "/rusd-compare/ready"])
@@ -59,7 +65,7 @@ struct ServerLauncher: Sendable {
                           "--initial-cluster", "\(memberName)=\(peer)",
                           "--logger", "zap", "--log-outputs", "stderr"]
             if spec.unsafeNoFsync && passUnsafeNoFsync { arguments.append("--unsafe-no-fsync") }
-        case .external:
+        case .external, .rusdCluster, .etcdCluster:
             fatalError("unreachable")
         }
         arguments += extraArguments
@@ -104,6 +110,7 @@ struct ServerLauncher: Sendable {
 
     /// Stops the server (SIGTERM, then SIGKILL after 10 s). Keeps the data dir.
     func stop(_ server: RunningServer) {
+        if let cluster = server.cluster { return cluster.stopAll() }
         guard let pid = server.pid else { return }
         kill(pid, SIGTERM)
         let deadline = monotonicNanos() + 10_000_000_000
@@ -120,6 +127,10 @@ struct ServerLauncher: Sendable {
 
     /// Removes the run's directory (data dir and log).
     func discard(_ server: RunningServer) {
+        if let cluster = server.cluster {
+            try? FileManager.default.removeItem(atPath: cluster.root)
+            return
+        }
         guard let dataDir = server.dataDir else { return }
         try? FileManager.default.removeItem(atPath: (dataDir as NSString).deletingLastPathComponent)
     }

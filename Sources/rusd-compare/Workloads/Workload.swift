@@ -17,6 +17,8 @@ protocol Workload: Sendable {
     var runsInQuickMode: Bool { get }
     /// False for workloads that run only when named in `--workloads` (hours at full size).
     var runsByDefault: Bool { get }
+    /// True for workloads that need a cluster target (others are skipped for them).
+    var needsCluster: Bool { get }
     func run(_ context: WorkloadContext) async throws -> WorkloadResult
 }
 
@@ -24,6 +26,7 @@ extension Workload {
     var managesOwnServer: Bool { false }
     var runsInQuickMode: Bool { true }
     var runsByDefault: Bool { true }
+    var needsCluster: Bool { false }
 }
 
 struct WorkloadContext: Sendable {
@@ -85,6 +88,7 @@ enum WorkloadCatalog {
         StartupWorkload(),
         SnapshotWorkload(),
         SweepWorkload(),
+        FailoverWorkload(),
     ]
 
     static func named(_ name: String) -> (any Workload)? { all.first { $0.name == name } }
