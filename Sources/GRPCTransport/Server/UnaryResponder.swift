@@ -25,6 +25,27 @@ public struct UnaryResponder<Response: SwiftProtobuf.Message>: Sendable {
         call.respond(message: bytes)
     }
 
+    /// Ends the call with status OK and a response the caller serializes itself: `serialize`
+    /// gets exactly `serializedSize` bytes to fill with the message's protobuf encoding (for a
+    /// large response built straight from its source, without an intermediate message). The
+    /// bytes go out as they are: the caller owns their correctness. A size of 2 GiB or more
+    /// (protobuf's limit, as `succeed(_:)` enforces it) ends the call with INTERNAL.
+    public func succeed(serializedSize: Int, serialize: (UnsafeMutableRawBufferPointer) -> Void) {
+        if call.hasEnded { return }
+        guard serializedSize >= 0, serializedSize < 0x7fff_ffff else {
+            call.finish(GRPCStatus(.internalError, "grpc: error while marshaling: message of \(serializedSize) bytes"))
+            return
+        }
+        var buffer = ByteBufferAllocator().buffer(capacity: serializedSize + 5)
+        buffer.writeInteger(UInt8(0))
+        buffer.writeInteger(UInt32(serializedSize))
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: serializedSize) { out in
+            serialize(UnsafeMutableRawBufferPointer(rebasing: out[..<serializedSize]))
+            return serializedSize
+        }
+        call.respond(message: buffer)
+    }
+
     /// Ends the call with `error`'s status (`GRPCStatus`, else UNKNOWN).
     public func fail(_ error: any Error) {
         call.finish(GRPCStatus(from: error))

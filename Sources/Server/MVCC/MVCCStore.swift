@@ -124,10 +124,18 @@ public struct ReadTxn: Sendable {
 
     /// Range read with etcd's semantics (future / compacted revision checks first).
     public func range(_ span: KeySpan, _ options: RangeOptions = RangeOptions()) throws(MVCCError) -> RangeResult {
-        try rangeOver(state.index, span: span, options: options, currentRevision: state.revision,
-                      compactRevision: state.compactRevision) { (r: Revision) throws(MVCCError) -> KeyValue in
-            try store.fetchCommitted(r)
+        let revisions = try visibleRevisions(state.index, span: span, options: options,
+                                             currentRevision: state.revision, compactRevision: state.compactRevision)
+        if options.countOnly || revisions.isEmpty {
+            return RangeResult(kvs: [], count: revisions.count, revision: state.revision)
         }
+        let n = options.limit > 0 ? min(options.limit, revisions.count) : revisions.count
+        // One engine read view when several records are read (see `RecordReader`).
+        let reader = RecordReader(store: store, records: n)
+        var kvs: [KeyValue] = []
+        kvs.reserveCapacity(n)
+        for r in revisions[..<n] { kvs.append(try reader.keyValue(r)) }
+        return RangeResult(kvs: kvs, count: revisions.count, revision: state.revision)
     }
 
     /// Latest state of a key without reading its record: (create, mod, version, lease), nil

@@ -57,10 +57,10 @@ public struct RangeResult: Sendable {
     public var revision: Int64
 }
 
-/// The shared range algorithm over an index snapshot. `fetch` loads the record of a revision.
-func rangeOver(_ index: KeyIndex, span: KeySpan, options: RangeOptions, currentRevision: Int64,
-               compactRevision: Int64,
-               fetch: (Revision) throws(MVCCError) -> KeyValue) throws(MVCCError) -> RangeResult {
+/// The revisions a range read returns, in key order: every key of `span` visible at the read
+/// revision (etcd's future / compacted checks first). Their number is the range's `count`.
+func visibleRevisions(_ index: KeyIndex, span: KeySpan, options: RangeOptions, currentRevision: Int64,
+                      compactRevision: Int64) throws(MVCCError) -> [Revision] {
     var rev = options.revision
     if rev > currentRevision { throw .futureRevision }
     if rev <= 0 { rev = currentRevision }
@@ -69,14 +69,21 @@ func rangeOver(_ index: KeyIndex, span: KeySpan, options: RangeOptions, currentR
     if span.isSingleKey {
         if let e = index.get(span.start), let r = e.visibleRevision(at: rev) { revisions.append(r) }
     } else {
-        if let end = span.end, compareBytes(end, span.start) <= 0 {
-            return RangeResult(kvs: [], count: 0, revision: currentRevision)
-        }
+        if let end = span.end, compareBytes(end, span.start) <= 0 { return [] }
         index.forEach(from: span.start, to: span.end) { e in
             if let r = e.visibleRevision(at: rev) { revisions.append(r) }
             return true
         }
     }
+    return revisions
+}
+
+/// The shared range algorithm over an index snapshot. `fetch` loads the record of a revision.
+func rangeOver(_ index: KeyIndex, span: KeySpan, options: RangeOptions, currentRevision: Int64,
+               compactRevision: Int64,
+               fetch: (Revision) throws(MVCCError) -> KeyValue) throws(MVCCError) -> RangeResult {
+    let revisions = try visibleRevisions(index, span: span, options: options, currentRevision: currentRevision,
+                                         compactRevision: compactRevision)
     if options.countOnly || revisions.isEmpty {
         return RangeResult(kvs: [], count: revisions.count, revision: currentRevision)
     }
