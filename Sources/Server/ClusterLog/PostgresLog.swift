@@ -392,7 +392,7 @@ public final class PostgresLog: ReplicatedLog {
             do {
                 let tryLock = !holder, logger = logger, name = name, memberID = Int64(bitPattern: memberID)
                 let handOver = holder && membership.handOverRequested, membership = membership
-                let urls = clientURLs.joined(separator: ","), applied = Int64(clamping: applier.appliedIndex)
+                let urls = clientURLs.joined(separator: ","), applied = Int64(clamping: applier.durableAppliedIndex)
                 let got: Bool = try await withConnection(&connection, id: 5) { c in
                     var got = false
                     if handOver {

@@ -66,7 +66,8 @@ public final class EtcdServer: Sendable {
         if let sharedLog {
             let store = store
             self.sharedLog = try sharedLog(LogApplier(applier: applier, lessor: lessor, expiry: leaseExpiry,
-                                                      appliedIndexNow: { store.appliedIndex }))
+                                                      appliedIndexNow: { store.appliedIndex },
+                                                      durableIndexNow: config.durableAppliedIndex ?? { store.appliedIndex }))
         } else {
             self.sharedLog = nil
         }

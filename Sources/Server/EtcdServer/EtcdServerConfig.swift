@@ -29,6 +29,10 @@ public struct EtcdServerConfig: Sendable {
     /// --auth-token: how tokens are issued and checked; nil: simple tokens (etcd's default)
     /// living `authTokenTTLSeconds`.
     public var authTokens: (any AuthTokenProvider)?
+    /// Cluster mode without local fsync: the highest applied index on stable storage (see
+    /// `LogApplier.durableAppliedIndex`). nil: every group commit is synced, durable = applied.
+    public var durableAppliedIndex: (@Sendable () -> UInt64)?
+
     /// --bcrypt-cost (etcd: 10).
     public var bcryptCost: Int = 10
 

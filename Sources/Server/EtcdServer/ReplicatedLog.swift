@@ -44,9 +44,18 @@ public struct LogApplier: Sendable {
     let lessor: Lessor
     let expiry: LeaseExpirySwitch
     let appliedIndexNow: @Sendable () -> UInt64
+    let durableIndexNow: @Sendable () -> UInt64
 
-    /// The index of the last entry applied and durable in the local store.
+    /// The index of the last entry applied in the local store and visible to its readers
+    /// (durable too, unless the member runs without local fsync: see `durableAppliedIndex`).
     public var appliedIndex: UInt64 { appliedIndexNow() }
+
+    /// The index up to which this member's applied entries are on stable storage: equal to
+    /// `appliedIndex` with local fsync (the default), up to about a second behind it with
+    /// `--cluster-local-fsync=false` (docs/cluster.md "Local fsync"). After a machine crash the
+    /// member resumes at or above it, so the log must keep every entry above the smallest
+    /// durable index of the members (this is what the heartbeat reports for trimming).
+    public var durableAppliedIndex: UInt64 { durableIndexNow() }
 
     /// Applies the shared log's entry `index`; it must be exactly the one after the last entry
     /// given (entries are never skipped or repeated). Returns false, changing nothing, when it

@@ -29,6 +29,9 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     serverConfig.authTokenTTLSeconds = config.authTokenTTL
     serverConfig.authTokens = config.authTokens
     serverConfig.bcryptCost = config.bcryptCost
+    if let checkpointed = engine as? LogCheckpointedEngine {
+        serverConfig.durableAppliedIndex = { checkpointed.durableAppliedIndex }
+    }
     // The responses of a group commit reach each event loop as one task (see LoopInbox).
     serverConfig.completionBatch = { LoopInbox.batching($0) }
 

@@ -78,6 +78,8 @@ struct ServerConfig: Sendable {
     /// Parsed --auto-compaction-mode/--auto-compaction-retention (nil: retention 0, disabled).
     var autoCompaction: AutoCompactionPolicy?
     var unsafeNoFsync: Bool
+    /// --cluster-local-fsync (cluster mode only; see LogCheckpointedEngine).
+    var clusterLocalFsync: Bool
     var certFile: String
     var keyFile: String
     var trustedCAFile: String
@@ -119,6 +121,7 @@ struct ServerConfig: Sendable {
         autoCompactionRetention = flags.string("auto-compaction-retention")
         autoCompactionMode = flags.string("auto-compaction-mode")
         unsafeNoFsync = flags.bool("unsafe-no-fsync")
+        clusterLocalFsync = flags.bool("cluster-local-fsync")
         certFile = flags.string("cert-file")
         keyFile = flags.string("key-file")
         trustedCAFile = flags.string("trusted-ca-file")

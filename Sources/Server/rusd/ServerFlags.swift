@@ -22,6 +22,8 @@ extension FlagSet {
         FlagSpec(name: "initial-cluster-state", kind: .string, defaultValue: "new", usage: "Initial cluster state ('new' or 'existing')."),
         FlagSpec(name: "shared-log", kind: .string, defaultValue: "",
                  usage: "Cluster mode: postgres://user@host:port/db holding the log every member applies (docs/cluster.md). Empty: single member."),
+        FlagSpec(name: "cluster-local-fsync", kind: .bool, defaultValue: "true",
+                 usage: "Cluster mode: fsync the local store at every group commit. false: at most once a second (lmdb, lsm; the shared log holds every entry durably, docs/cluster.md)."),
         FlagSpec(name: "listen-metrics-urls", kind: .string, defaultValue: "",
                  usage: "List of URLs to listen on for the metrics and health endpoints."),
         FlagSpec(name: "metrics", kind: .string, defaultValue: "basic",

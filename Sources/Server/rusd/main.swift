@@ -70,10 +70,17 @@ do {
     fail("\(error)")
 }
 
+// Cluster mode: a new store, or one the shared log was trimmed past, starts from the log's snapshot.
+if !config.sharedLog.isEmpty { SharedLogCatchUp.run(config: config, dataDirectory: dataDirectory, logger: logger) }
+
 let engine: any StorageEngine
 do {
     let opened = try Engines.registry.open(config.engine, directory: dataDirectory.storePath)
-    engine = config.unsafeNoFsync ? UnsyncedEngine(opened) : opened
+    if config.unsafeNoFsync {
+        engine = UnsyncedEngine(opened)
+    } else {
+        engine = try ClusterLocalFsync.engine(opened, config: config, logger: logger) ?? opened
+    }
 } catch {
     fail("cannot open the \(config.engine) store: \(error)")
 }

@@ -1,0 +1,29 @@
+import EngineAPI
+import Logging
+import MVCC
+
+/// --cluster-local-fsync (docs/cluster.md "Local fsync"): whether a cluster member writes its
+/// local engine without an fsync per group commit (`LogCheckpointedEngine`).
+enum ClusterLocalFsync {
+    /// Engines whose recovery after a machine crash keeps a prefix of the batches written (a
+    /// log switch syncs the old log first): lmdb and lsm. LevelDB closes a full log without
+    /// syncing it, so a crash could keep later batches and lose earlier ones: it keeps fsync.
+    static let engines: Set<String> = ["lmdb", "lsm"]
+
+    /// How often the local store is synced without local fsync.
+    static let intervalMilliseconds = 1_000
+
+    /// `opened` wrapped in a `LogCheckpointedEngine` in cluster mode with
+    /// `--cluster-local-fsync=false` on an engine of `engines`; nil otherwise (on other engines
+    /// the flag is ignored with a warning and the store is synced at every group).
+    static func engine(_ opened: any StorageEngine, config: ServerConfig, logger: Logger) throws -> (any StorageEngine)? {
+        guard !config.sharedLog.isEmpty, !config.clusterLocalFsync else { return nil }
+        guard engines.contains(config.engine) else {
+            logger.warning("--cluster-local-fsync=false is not supported on this engine: the local store is synced at every group commit",
+                           metadata: ["engine": "\(config.engine)", "supported": "\(engines.sorted().joined(separator: ", "))"])
+            return nil
+        }
+        logger.info("cluster mode without local fsync: the local store is synced about once a second; the shared log holds every entry durably")
+        return try LogCheckpointedEngine(opened, intervalMilliseconds: intervalMilliseconds)
+    }
+}
