@@ -16,6 +16,20 @@ final class FileNamesTests: XCTestCase {
         }
     }
 
+    /// CURRENT names a manifest exactly as `FileNames.parse` reads one; anything else is refused
+    /// as corruption naming the file.
+    func testCurrentNamesOnlyWhatParseTakesForAManifest() throws {
+        XCTAssertEqual(try CurrentFile.manifestName(Array("MANIFEST-000007\n".utf8), path: "C"), "MANIFEST-000007")
+        XCTAssertEqual(try CurrentFile.manifestName(Array("\nMANIFEST-9999999999999999999".utf8), path: "C"),
+                       "MANIFEST-9999999999999999999")
+        for bad in ["MANIFEST-+7\n", "MANIFEST-18446744073709551615\n", "MANIFEST-000007.tmp\n", "MANIFEST-\n",
+                    "LSM-STORE\n", "000007.log\n", "MANIFEST-000007\u{0}x\n", "MANIFEST-0 7\n", ""] {
+            XCTAssertThrowsError(try CurrentFile.manifestName(Array(bad.utf8), path: "/d/CURRENT"), bad.debugDescription) {
+                XCTAssertTrue("\($0)".contains("/d/CURRENT"), "\($0)")
+            }
+        }
+    }
+
     /// A file named like a log but with a sign (which `UInt64("+1")` accepts) was replayed as
     /// log 1 and then deleted as obsolete; it is another program's file and must survive untouched.
     func testSignedLogNameIsNeitherReplayedNorDeleted() throws {

@@ -56,9 +56,10 @@ extension LSMEngine {
         var tables: [UInt64: Table] = [:]
         if let range = imm.userKeyRange {
             // The level it will go to decides the filter (see TableBuilder.init). Only this
-            // thread changes `current`, so the level chosen after writing is the same one.
-            let expected = compactionRunning ? 0 : range.smallest.withUnsafeBytes { s in
-                range.largest.withUnsafeBytes { Flush.pickLevel(current, smallestUser: s, largestUser: $0) }
+            // thread changes `current` and `runningCompaction`, so the level chosen after
+            // writing is the same one.
+            let expected = range.smallest.withUnsafeBytes { s in
+                range.largest.withUnsafeBytes { Flush.pickLevel(current, smallestUser: s, largestUser: $0, running: runningCompaction) }
             }
             mu.unlock()
             let result: Result<(FileMetadata, Table), Error>
@@ -70,11 +71,9 @@ extension LSMEngine {
             }
             mu.lock()
             let (meta, table) = try result.get()
-            let level = compactionRunning ? 0 : Flush.pickLevel(current, meta)
+            let level = Flush.pickLevel(current, meta, running: runningCompaction)
             edit.added.append((level, meta))
             tables[number] = table
-            counters.flushBytes += meta.size
-            if level == Version.bottomLevel { counters.flushesToBottom += 1 }
         }
         do {
             try logAndApply(edit, tables: tables)
@@ -83,6 +82,12 @@ extension LSMEngine {
             throw error
         }
         self.imm = nil
+        // Counted together once the flush is in the version: logAndApply releases `mu` during
+        // its I/O, and stats() read then saw a flush to the bottom not yet counted as a flush.
+        for (level, meta) in edit.added {
+            counters.flushBytes += meta.size
+            if level == Version.bottomLevel { counters.flushesToBottom += 1 }
+        }
         counters.flushes += 1
         FileSystem.remove(FileNames.log(directory, imm.logNumber))
         bgDoneCond.broadcast()

@@ -140,8 +140,8 @@ extension LSMEngine {
 
     /// Runs `plan`. `mu` held on entry and exit; released while merging.
     func runCompaction(_ plan: CompactionPlan) throws {
-        compactionRunning = true
-        defer { compactionRunning = false }
+        runningCompaction = Flush.userKeyRange(plan.inputs.map(\.file.meta))
+        defer { runningCompaction = nil }
         if plan.trivialMove {
             let f = plan.inputs[0].file
             var edit = VersionEdit()
@@ -236,7 +236,7 @@ extension LSMEngine {
             meta.deletions = UInt64(summary.deletions)
             outputs.append((meta, table))
             builder = nil
-            // Let a waiting memtable flush run between output files (it goes to level 0).
+            // Let a waiting memtable flush run between output files (its level: Flush.pickLevel).
             mu.lock()
             defer { mu.unlock() }
             if imm != nil { try flushImmutable() }

@@ -25,14 +25,46 @@ enum Flush {
     /// file in the levels above its destination nor the destination itself. Revision-ordered
     /// keys (etcd) never overlap older data, so flushed tables land directly in the bottom level
     /// and are never rewritten (a trivial move at flush time).
-    static func pickLevel(_ version: Version, _ meta: FileMetadata) -> Int {
+    static func pickLevel(_ version: Version, _ meta: FileMetadata,
+                          running: (smallest: [UInt8], largest: [UInt8])? = nil) -> Int {
         meta.smallest.withUnsafeBytes { s in
-            meta.largest.withUnsafeBytes { l in pickLevel(version, smallestUser: userKey(s), largestUser: userKey(l)) }
+            meta.largest.withUnsafeBytes { l in pickLevel(version, smallestUser: userKey(s), largestUser: userKey(l), running: running) }
         }
     }
 
-    /// `pickLevel` for a table whose user keys span smallestUser ... largestUser.
-    static func pickLevel(_ version: Version, smallestUser su: UnsafeRawBufferPointer, largestUser lu: UnsafeRawBufferPointer) -> Int {
+    /// The smallest and largest user keys of `files` (nil when there are none).
+    static func userKeyRange(_ files: [FileMetadata]) -> (smallest: [UInt8], largest: [UInt8])? {
+        guard var smallest = files.first?.smallest.withUnsafeBytes({ Array(userKey($0)) }),
+              var largest = files.first?.largest.withUnsafeBytes({ Array(userKey($0)) }) else { return nil }
+        for f in files.dropFirst() {
+            f.smallest.withUnsafeBytes { s in
+                if smallest.withUnsafeBytes({ compareBytes(userKey(s), $0) < 0 }) { smallest = Array(userKey(s)) }
+            }
+            f.largest.withUnsafeBytes { l in
+                if largest.withUnsafeBytes({ compareBytes(userKey(l), $0) > 0 }) { largest = Array(userKey(l)) }
+            }
+        }
+        return (smallest, largest)
+    }
+
+    /// `pickLevel` for a table whose user keys span smallestUser ... largestUser, while the
+    /// compaction job whose inputs span the user keys `running` (nil: none) is between its
+    /// output files (where flushes wait for it; `LSMEngine.merge`). The job's outputs are not in
+    /// `version` yet, but hold only keys of its inputs, so a table whose range does not touch
+    /// `running` overlaps neither its inputs nor its outputs at any level: placed as if no job
+    /// ran, levels 1+ keep disjoint files when the job's edit replaces its inputs by its
+    /// outputs, the newest version of a key stays above its older ones, and the tombstones the
+    /// job drops (judged on the version it started from) are of keys the table does not hold.
+    /// The flush's manifest edit is logged before the job's, and either order of replay ends
+    /// in the same levels. A range that touches the job's goes to level 0 (the newest data,
+    /// which may overlap anything).
+    static func pickLevel(_ version: Version, smallestUser su: UnsafeRawBufferPointer, largestUser lu: UnsafeRawBufferPointer,
+                          running: (smallest: [UInt8], largest: [UInt8])? = nil) -> Int {
+        if let running {
+            let disjoint = running.largest.withUnsafeBytes { compareBytes($0, su) < 0 }
+                || running.smallest.withUnsafeBytes { compareBytes($0, lu) > 0 }
+            if !disjoint { return 0 }
+        }
         if version.overlaps(level: 0, smallestUser: su, largestUser: lu) { return 0 }
         var level = 0
         while level < Version.bottomLevel {

@@ -58,7 +58,9 @@ public final class LSMEngine: StorageEngine, @unchecked Sendable {
     let closedFlag = Atomic<Bool>(false)
     var shuttingDown = false
     var bgExited = false
-    var compactionRunning = false
+    /// The user keys the inputs of the compaction job in progress span (nil: none runs); a
+    /// flush between its output files goes where `Flush.pickLevel` says for it.
+    var runningCompaction: (smallest: [UInt8], largest: [UInt8])?
     var manualRequested = 0
     var manualDone = 0
     var compactPointers: [[UInt8]] = Array(repeating: [], count: Version.levelCount)

@@ -187,18 +187,17 @@ extension String {
 /// Pure, so that it can be fuzzed (Tests/Fuzz/Targets, `data-dir-marker`).
 package enum CurrentFile {
     /// The manifest file name `contents` (CURRENT's bytes, read from `path`) names, line feeds
-    /// around it ignored: "MANIFEST-" and decimal digits, as `FileNames.manifest` writes it (any
-    /// other byte could name another file: a NUL ends the path the OS sees); anything else is
-    /// `.corruption` naming `path` at offset 0.
+    /// around it ignored: a name `FileNames.parse` takes for a manifest ("MANIFEST-" and 1 to 19
+    /// decimal digits, as `FileNames.manifest` writes it; any other byte could name another
+    /// file: a NUL ends the path the OS sees); anything else is `.corruption` naming `path` at
+    /// offset 0.
     package static func manifestName(_ contents: [UInt8], path: String) throws -> String {
         guard var name = String(validating: contents, as: UTF8.self).map({ $0[...] }) else {
             throw FileSystem.corruption(path, "open", offset: 0, "CURRENT does not name a manifest")
         }
         while name.first == "\n" { name.removeFirst() }
         while name.last == "\n" { name.removeLast() }
-        let digits = name.utf8.dropFirst("MANIFEST-".utf8.count)
-        guard name.hasPrefix("MANIFEST-"), UInt64(name.dropFirst("MANIFEST-".count)) != nil,
-              digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
+        guard FileNames.parse(String(name)).0 == .manifest else {
             throw FileSystem.corruption(path, "open", offset: 0, "CURRENT does not name a manifest")
         }
         return String(name)
