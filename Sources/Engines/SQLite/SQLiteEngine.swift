@@ -25,8 +25,9 @@ import EngineAPI
 /// - `cacheBytes`: the writer connection's page cache; readers get a small cache each.
 ///   `paranoidChecks`: `PRAGMA cell_size_check`. `writeBufferBytes` does not apply.
 /// - Stats: `liveBytes` = (pages - free pages) x page size; `diskBytes` = allocated size of the
-///   directory's files; `bytesWrittenSinceOpen` = bytes the committing thread wrote (WAL frames,
-///   checkpoints, VACUUM; /proc/thread-self/io); no `entryCount` (count(*) walks the table).
+///   directory's files; `bytesWrittenSinceOpen` = WAL frames SQLite's pager wrote, plus the bytes
+///   the committing thread wrote in checkpoints and VACUUM (/proc/thread-self/io around those);
+///   no `entryCount` (count(*) walks the table).
 /// - Corruption: SQLITE_CORRUPT / SQLITE_NOTADB become `.corruption` naming the file. SQLite
 ///   keeps no checksums of page contents: a garbage or truncated file is refused, a flipped
 ///   byte inside a value is not detected.
@@ -70,15 +71,17 @@ public final class SQLiteEngine: StorageEngine, @unchecked Sendable {
         }
         let settings = SQLiteSettings(options: options)
         let writer = try SQLiteConnection(path: databasePath, create: true)
+        let pageSize: Int64
         do {
             try settings.applyWriter(writer)
             try SQLiteStoreFormat.prepareSchema(writer, createIfMissing: options.createIfMissing, directory: directory)
+            pageSize = try writer.integer("PRAGMA page_size", operation: "open")
         } catch {
             writer.close()
             throw error
         }
         return SQLiteEngine(store: SQLiteStore(directory: directory, databasePath: databasePath, writer: writer,
-                                               settings: settings, lock: lock))
+                                               pageSize: pageSize, settings: settings, lock: lock))
     }
 
     public func get(_ key: [UInt8]) throws -> [UInt8]? {

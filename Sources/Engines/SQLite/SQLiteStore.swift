@@ -27,17 +27,24 @@ final class SQLiteStore: @unchecked Sendable {
     private let commits = GroupCommitQueue()
     private let directoryLock: DirectoryLock
     private let counters = EngineLocked(Counters())
+    /// Bytes of one WAL frame: a 24-byte frame header and a page.
+    private let walFrameBytes: UInt64
 
     struct Counters {
         var bytesWritten: UInt64 = 0
+        /// Pages the writer's commits handed to the WAL (SQLite's SQLITE_DBSTATUS_CACHE_WRITE).
+        var walPages: UInt64 = 0
         var groupCommits: UInt64 = 0
         var batchesCommitted: UInt64 = 0
         var reclaims: UInt64 = 0
         var viewsOpened: UInt64 = 0
     }
 
-    init(directory: String, databasePath: String, writer: SQLiteConnection, settings: SQLiteSettings, lock: DirectoryLock) {
+    /// `pageSize`: the database's (PRAGMA page_size, read by the opener).
+    init(directory: String, databasePath: String, writer: SQLiteConnection, pageSize: Int64, settings: SQLiteSettings,
+         lock: DirectoryLock) {
         self.directory = directory
+        self.walFrameBytes = 24 + UInt64(clamping: pageSize)
         self.databasePath = databasePath
         self.writer = writer
         self.readers = ReaderPool(path: databasePath, settings: settings)
@@ -93,15 +100,14 @@ final class SQLiteStore: @unchecked Sendable {
     /// that one bad batch (past maxSizeBytes) fails alone.
     private func commitGroup(_ group: [GroupCommitQueue.Ticket]) {
         writerLock.withLock {
-            let before = ThreadWriteCounter.bytesWritten()
-            defer { countWrites(since: before) }
+            defer { countWALWrites() }
             do {
                 try commit(group.map(\.batch), sync: group.contains { $0.sync })
                 counters.withLock {
                     $0.groupCommits += 1
                     $0.batchesCommitted += UInt64(group.count)
                 }
-                checkpointer.afterCommit()
+                counters.withLock { $0.bytesWritten += checkpointer.afterCommit() }
                 return
             } catch {
                 if group.count == 1 {
@@ -116,7 +122,7 @@ final class SQLiteStore: @unchecked Sendable {
                         $0.groupCommits += 1
                         $0.batchesCommitted += 1
                     }
-                    checkpointer.afterCommit()
+                    counters.withLock { $0.bytesWritten += checkpointer.afterCommit() }
                 } catch {
                     ticket.failure = error
                 }
@@ -190,10 +196,27 @@ final class SQLiteStore: @unchecked Sendable {
         writerSynchronousFull = full
     }
 
-    private func countWrites(since before: UInt64?) {
-        if let before, let after = ThreadWriteCounter.bytesWritten(), after >= before {
-            counters.withLock { $0.bytesWritten += after - before }
+    /// Counts the WAL frames the writer wrote since the last call, from SQLite's own count of
+    /// pages its pager handed to the WAL (SQLITE_DBSTATUS_CACHE_WRITE, reset here): no system
+    /// call on the write path (reading /proc/thread-self/io around every group commit cost two
+    /// opens, reads and closes of a procfs file). The WAL's 32-byte header, rewritten when the
+    /// WAL restarts from its beginning, is not counted. `writerLock` held.
+    private func countWALWrites() {
+        let pages = takeWALPageCount()
+        if pages > 0 {
+            counters.withLock {
+                $0.walPages += pages
+                $0.bytesWritten += pages * walFrameBytes
+            }
         }
+    }
+
+    /// Pages the writer's pager wrote since the last call (and resets SQLite's count).
+    private func takeWALPageCount() -> UInt64 {
+        var pages: Int32 = 0
+        var highest: Int32 = 0
+        guard sqlite3_db_status(writer.handle, SQLITE_DBSTATUS_CACHE_WRITE, &pages, &highest, 1) == SQLITE_OK else { return 0 }
+        return UInt64(clamping: pages)
     }
 
     // MARK: Maintenance
@@ -205,8 +228,15 @@ final class SQLiteStore: @unchecked Sendable {
         try withOpen("reclaimSpace") {
             try writerLock.withLock {
                 if let writeFailure { throw writeFailure }
+                // VACUUM writes through a temporary database and then the WAL: counted as what
+                // this thread handed to write(2), and not again as WAL pages.
                 let before = ThreadWriteCounter.bytesWritten()
-                defer { countWrites(since: before) }
+                defer {
+                    _ = takeWALPageCount()
+                    if let before, let after = ThreadWriteCounter.bytesWritten(), after >= before {
+                        counters.withLock { $0.bytesWritten += after - before }
+                    }
+                }
                 try setSynchronous(full: true)
                 try writer.execute("VACUUM", operation: "reclaimSpace")
                 sqlite3_busy_timeout(writer.handle, 0)
@@ -233,8 +263,9 @@ final class SQLiteStore: @unchecked Sendable {
                 let pageSize = try writer.integer("PRAGMA page_size", operation: "stats")
                 let pages = try writer.integer("PRAGMA page_count", operation: "stats")
                 let free = try writer.integer("PRAGMA freelist_count", operation: "stats")
+                // cache.write (pages written) is counted by countWALWrites, which resets SQLite's.
                 for (name, op) in [("cache.hit", SQLITE_DBSTATUS_CACHE_HIT), ("cache.miss", SQLITE_DBSTATUS_CACHE_MISS),
-                                   ("cache.write", SQLITE_DBSTATUS_CACHE_WRITE), ("cache.used.bytes", SQLITE_DBSTATUS_CACHE_USED)] {
+                                   ("cache.used.bytes", SQLITE_DBSTATUS_CACHE_USED)] {
                     var current: Int32 = 0
                     var highest: Int32 = 0
                     if sqlite3_db_status(writer.handle, op, &current, &highest, 0) == SQLITE_OK { cache[name] = Double(current) }
@@ -258,6 +289,7 @@ final class SQLiteStore: @unchecked Sendable {
             details["batches.committed"] = Double(c.batchesCommitted)
             details["reclaims"] = Double(c.reclaims)
             details["views.opened"] = Double(c.viewsOpened)
+            details["cache.write"] = Double(c.walPages)
             details["reader.connections"] = Double(readerCounts.open)
             details["reader.connections.idle"] = Double(readerCounts.idle)
             let live = UInt64(clamping: max(0, pages - freePages)) &* UInt64(clamping: max(0, pageSize))

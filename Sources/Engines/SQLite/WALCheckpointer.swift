@@ -46,13 +46,20 @@ final class WALCheckpointer {
     /// Frames in the WAL as of the last commit.
     var walFrames: Int32 { frameCount.frames }
 
-    /// Checkpoints as the policy says. A failure is counted, never thrown: the commit before it
-    /// succeeded, and the next commit tries again.
-    func afterCommit() {
+    /// Checkpoints as the policy says, and returns the bytes the checkpoint wrote (what this
+    /// thread handed to write(2) meanwhile, /proc/thread-self/io: read only around a checkpoint,
+    /// once per `passivePages` frames or so; 0 when none ran). A failure is counted, never
+    /// thrown: the commit before it succeeded, and the next commit tries again.
+    func afterCommit() -> UInt64 {
         let frames = frameCount.frames
         guard frames >= passivePages else {
             nextRestartAt = restartPages
-            return
+            return 0
+        }
+        let before = ThreadWriteCounter.bytesWritten()
+        func written() -> UInt64 {
+            guard let before, let after = ThreadWriteCounter.bytesWritten(), after >= before else { return 0 }
+            return after - before
         }
         if frames >= nextRestartAt {
             sqlite3_busy_timeout(connection.handle, restartWaitMilliseconds)
@@ -65,10 +72,11 @@ final class WALCheckpointer {
                 if code & 0xFF == SQLITE_BUSY { restartsTimedOut += 1 } else { failures += 1 }
                 nextRestartAt = frames &+ restartPages
             }
-            return
+            return written()
         }
         let code = sqlite3_wal_checkpoint_v2(connection.handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
         if code == SQLITE_OK { passiveCheckpoints += 1 } else if code & 0xFF != SQLITE_BUSY { failures += 1 }
+        return written()
     }
 
     /// Stops the hook from reaching this object (before the connection closes).
