@@ -210,16 +210,18 @@ let package = Package(
         .testTarget(name: "BBoltTests", dependencies: ["BBolt"], path: "Tests/BBoltTests"),
         .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Engines", "InMemoryEngine"], path: "Tests/MVCCTests"),
         .testTarget(name: "WatchTests", dependencies: ["WatchHub", "MVCC", "InMemoryEngine"], path: "Tests/WatchTests"),
-        // Fuzz targets (Tests/Fuzz/Targets), replayed over the committed corpus by FuzzReplayTests;
-        // the libFuzzer driver is added below only when RUSD_FUZZ is set (scripts/fuzz.sh).
-        .target(name: "FuzzTargets", dependencies: [
-            "EngineAPI", "LSMEngine", "LMDBEngine", "BBolt", "EtcdServer", "EtcdProto", "InMemoryEngine",
-            "EtcdAPI", "GRPCTransport",
+        // Fuzz targets, replayed over the committed corpus by FuzzReplayTests: file formats and
+        // markers (Tests/Fuzz/Targets), and those that drive an EtcdServer (Tests/Fuzz/ServerTargets).
+        // The libFuzzer driver is added below only when RUSD_FUZZ is set (scripts/fuzz.sh).
+        .target(name: "FuzzTargets", dependencies: ["EngineAPI", "LSMEngine", "LMDBEngine", "BBolt"],
+                path: "Tests/Fuzz/Targets"),
+        .target(name: "ServerFuzzTargets", dependencies: [
+            "FuzzTargets", "EtcdServer", "EtcdProto", "InMemoryEngine", "EtcdAPI", "GRPCTransport",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
-        ], path: "Tests/Fuzz/Targets"),
-        .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets", "EngineAPI", "LSMEngine", "LMDBEngine"],
+        ], path: "Tests/Fuzz/ServerTargets"),
+        .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets", "ServerFuzzTargets", "EngineAPI", "LSMEngine", "LMDBEngine"],
                     path: "Tests/FuzzReplayTests"),
         .testTarget(name: "ServerTests", dependencies: [
             "EtcdServer", "EtcdAPI", "MVCC", "Engines", "InMemoryEngine", "EtcdSnapshot",
@@ -232,7 +234,12 @@ let package = Package(
 // libFuzzer driver: only in the package when RUSD_FUZZ is set, so that `swift build` and
 // `swift test` never see it. scripts/fuzz.sh builds it with coverage instrumentation and the
 // address sanitizer into .build-fuzz and links libFuzzer without its main (FuzzMain.swift).
-if Context.environment["RUSD_FUZZ"] != nil {
-    package.targets.append(.executableTarget(name: "rusd-fuzz", dependencies: ["FuzzTargets"], path: "Tests/Fuzz/Main",
-                                             swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+// RUSD_FUZZ=files (fuzz.sh --ci) links the file-format targets alone, without the server.
+if let fuzz = Context.environment["RUSD_FUZZ"] {
+    let filesOnly = fuzz == "files"
+    let targets: Target.Dependency = filesOnly ? "FuzzTargets" : "ServerFuzzTargets"
+    var settings: [SwiftSetting] = [.unsafeFlags(["-parse-as-library"])]
+    if filesOnly { settings.append(.define("RUSD_FUZZ_FILE_FORMATS_ONLY")) }
+    package.targets.append(.executableTarget(name: "rusd-fuzz", dependencies: [targets], path: "Tests/Fuzz/Main",
+                                             swiftSettings: settings))
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of the `connection` fuzz target (Tests/FuzzCorpus/connection/seed-*).
 
-Input format (Tests/Fuzz/Targets/ConnectionTarget.swift): a flags byte (bit 0: the client
+Input format (Tests/Fuzz/ServerTargets/ConnectionTarget.swift): a flags byte (bit 0: the client
 reads after each write; bit 1: the connection is held unwritable), three split bytes, then
 the client's bytes. Frames come from Tests/compat/transport_h2raw.py; the attack shapes are
 small versions of Tests/compat/abuse_attacks.py's.

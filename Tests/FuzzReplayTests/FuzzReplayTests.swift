@@ -4,9 +4,12 @@ import EngineAPI
 import FuzzTargets
 import LMDBEngine
 import LSMEngine
+import ServerFuzzTargets
 
 /// Replays every committed corpus file and reproducer (Tests/FuzzCorpus/<target>/) through the
-/// same entry points libFuzzer drives (scripts/fuzz.sh), so a fixed finding stays fixed.
+/// same entry points libFuzzer drives (scripts/fuzz.sh), so a fixed finding stays fixed: every
+/// target's, the server targets' included (CI's libFuzzer step builds only the file-format
+/// targets; this replay is what runs `server-state` and `connection` in every CI run).
 /// Files under Tests/FuzzCorpus/<target>/open/ are reproducers of findings not fixed yet: they
 /// are listed, not run (a trap would end the test process).
 final class FuzzReplayTests: XCTestCase {

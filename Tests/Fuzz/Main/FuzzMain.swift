@@ -2,9 +2,17 @@
 import Glibc
 #endif
 import FuzzTargets
+#if RUSD_FUZZ_FILE_FORMATS_ONLY
+/// RUSD_FUZZ=files (scripts/fuzz.sh --ci): the file-format targets only, without the server.
+let targets = FuzzTarget.fileFormats
+#else
+import ServerFuzzTargets
+let targets = FuzzTarget.all
+#endif
 
-// The libFuzzer driver for every fuzz target (built only with RUSD_FUZZ set; scripts/fuzz.sh).
-// The target is chosen by the environment variable RUSD_FUZZ_TARGET. SwiftPM links an
+// The libFuzzer driver for the fuzz targets (built only with RUSD_FUZZ set; scripts/fuzz.sh).
+// The target is chosen by the environment variable RUSD_FUZZ_TARGET; with RUSD_FUZZ_LIST set the
+// driver prints the names of the targets built in, one a line, and exits. SwiftPM links an
 // executable's entry point as `<module>_main`; it hands control to libFuzzer (linked without its
 // own main), which calls `runOne` per input. A `FuzzFinding` aborts, so libFuzzer saves the input.
 
@@ -16,8 +24,8 @@ func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
 /// The chosen target and a scratch directory of this process (immutable after first use).
 let selected: (target: FuzzTarget, scratch: String) = {
     let name = getenv("RUSD_FUZZ_TARGET").map { String(cString: $0) } ?? ""
-    guard let target = FuzzTarget.named(name) else {
-        fatalError("RUSD_FUZZ_TARGET must name one of: \(FuzzTarget.all.map(\.name).joined(separator: ", "))")
+    guard let target = targets.first(where: { $0.name == name }) else {
+        fatalError("RUSD_FUZZ_TARGET must name one of: \(targets.map(\.name).joined(separator: ", "))")
     }
     if let given = getenv("RUSD_FUZZ_SCRATCH") { return (target, String(cString: given)) }
     // /dev/shm when there is one: the file targets write every input to a file.
@@ -29,6 +37,10 @@ let selected: (target: FuzzTarget, scratch: String) = {
 
 @_cdecl("rusd_fuzz_main")
 func rusdFuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    if getenv("RUSD_FUZZ_LIST") != nil {
+        for t in targets { print(t.name) }
+        return 0
+    }
     _ = selected
     var c = argc
     var v = argv

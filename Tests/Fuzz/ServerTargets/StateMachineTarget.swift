@@ -2,6 +2,7 @@ import Dispatch
 import EtcdProto
 import EtcdServer
 import Foundation
+import FuzzTargets
 import InMemoryEngine
 import SwiftProtobuf
 import Synchronization

@@ -3,6 +3,7 @@ import EtcdAPI
 import EtcdProto
 import EtcdServer
 import Foundation
+import FuzzTargets
 import GRPCTransport
 import InMemoryEngine
 import NIOCore
