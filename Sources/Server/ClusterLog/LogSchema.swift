@@ -11,12 +11,18 @@ import PostgresNIO
 /// - `rusd_members`: each member's name, ID, client URLs, applied index and last heartbeat.
 /// - `rusd_lease_renewals` (version 2): per lease renewed by a keep-alive on any member, until
 ///   when (PostgreSQL's clock) it lives and when that was written.
+/// - `rusd_trimmed` (version 3): one row, `through` = every entry at or below it may be gone
+///   from `rusd_log` (1 until the first trim).
+/// - `rusd_snapshots`, `rusd_snapshot_chunks` (version 3): snapshots of a member's store in
+///   etcd's format, each covering the log up to its `idx`, stored as numbered chunks
+///   (PostgresSnapshots.swift).
 ///
-/// Versions: 2 added `rusd_lease_renewals` and auth-change entries (kind 7). A log of an
-/// older version is upgraded in place (only additions) by the first member of this version
-/// that opens it; a newer one is refused.
+/// Versions: 2 added `rusd_lease_renewals` and auth-change entries (kind 7); 3 added snapshots
+/// and trimming (a version-2 member would stop at the first trimmed entry). A log of an older
+/// version is upgraded in place (only additions) by the first member of this version that
+/// opens it; a newer one is refused.
 enum LogSchema {
-    static let version: Int32 = 2
+    static let version: Int32 = 3
     /// The oldest version this rusd upgrades in place.
     static let oldestUpgradable: Int32 = 1
     /// Advisory lock keys: creating the schema, and the lease-holder role.
@@ -54,6 +60,26 @@ enum LogSchema {
                 """, logger: logger)
             try await c.query("CREATE INDEX IF NOT EXISTS rusd_lease_renewals_written ON rusd_lease_renewals (written)",
                               logger: logger)
+            try await c.query("CREATE TABLE IF NOT EXISTS rusd_trimmed (id int PRIMARY KEY CHECK (id = 1), through bigint NOT NULL)",
+                              logger: logger)
+            try await c.query("INSERT INTO rusd_trimmed (id, through) VALUES (1, 1) ON CONFLICT (id) DO NOTHING", logger: logger)
+            try await c.query("""
+                CREATE TABLE IF NOT EXISTS rusd_snapshots (id bigint PRIMARY KEY, idx bigint NOT NULL, revision bigint NOT NULL,
+                    bytes bigint NOT NULL, chunks int NOT NULL, member text NOT NULL, created timestamptz NOT NULL DEFAULT now())
+                """, logger: logger)
+            var chunksExist = false
+            for try await row in try await c.query("SELECT to_regclass('rusd_snapshot_chunks') IS NOT NULL", logger: logger) {
+                chunksExist = try row.decode(Bool.self)
+            }
+            if !chunksExist {
+                try await c.query("""
+                    CREATE TABLE rusd_snapshot_chunks (snapshot bigint NOT NULL REFERENCES rusd_snapshots (id) ON DELETE CASCADE,
+                        seq int NOT NULL, data bytea NOT NULL, PRIMARY KEY (snapshot, seq))
+                    """, logger: logger)
+                // Stored as written (no pglz pass over every megabyte). Only at creation: an
+                // ALTER would wait for a snapshot upload in progress.
+                try await c.query("ALTER TABLE rusd_snapshot_chunks ALTER COLUMN data SET STORAGE EXTERNAL", logger: logger)
+            }
             let newClusterID = Int64.random(in: 1 ... Int64.max)
             try await c.query("""
                 INSERT INTO rusd_meta (id, schema_version, cluster_id) VALUES (1, \(version), \(newClusterID))

@@ -71,11 +71,18 @@ public final class PostgresLog: ReplicatedLog {
     let renewals = LeaseRenewalQueue()
     /// Whether this member currently holds the lease-holder role (for Status and tests).
     public let isLeaseHolder = Atomic<Bool>(false)
+    /// Called once (then the tailer stops) when the entries after this member's applied index
+    /// were trimmed: the member must re-bootstrap from the newest snapshot (docs/cluster.md).
+    let trimmedPast: (@Sendable (_ next: UInt64, _ trimmedThrough: UInt64) -> Void)?
 
     /// Starts appending, tailing, read-index, lease-holder and timeout tasks.
+    /// `trimmedPast`: what to do when the log no longer holds the entries this member needs
+    /// next (nil: log it and stop applying).
     public init(url: SharedLogURL, name: String, memberID: UInt64, clientURLs: [String],
-                applier: LogApplier, logger: Logger, membership: PostgresMembership) {
+                applier: LogApplier, logger: Logger, membership: PostgresMembership,
+                trimmedPast: (@Sendable (_ next: UInt64, _ trimmedThrough: UInt64) -> Void)? = nil) {
         self.membership = membership
+        self.trimmedPast = trimmedPast
         self.url = url
         self.name = name
         self.memberID = memberID
@@ -244,8 +251,11 @@ public final class PostgresLog: ReplicatedLog {
                 let from = Int64(clamping: fed), logger = logger
                 let rows: [Row] = try await withConnection(&connection, id: 2) { c in
                     var out: [Row] = []
+                    // A row with idx = -through comes first when the log was trimmed past us.
                     let q = try await c.query("""
-                        SELECT idx, member, entry FROM rusd_log WHERE idx > \(from) ORDER BY idx LIMIT 512
+                        (SELECT idx, member, entry FROM rusd_log WHERE idx > \(from) ORDER BY idx LIMIT 512)
+                        UNION ALL (SELECT -through, '', ''::bytea FROM rusd_trimmed WHERE id = 1 AND through > \(from))
+                        ORDER BY idx LIMIT 512
                         """, logger: logger)
                     for try await row in q {
                         let (idx, member, entry) = try row.decode((Int64, String, ByteBuffer).self)
@@ -255,7 +265,15 @@ public final class PostgresLog: ReplicatedLog {
                 }
                 for row in rows {
                     let idx = row.idx, member = row.member, buffer = row.entry
-                    guard idx > 0, UInt64(idx) == fed + 1 else {
+                    if idx <= 0 {
+                        // Trimmed past this member's applied index: never skip, re-bootstrap.
+                        let through = UInt64(-max(idx, -Int64.max))
+                        logger.error("the shared log was trimmed past this member's applied index; it must catch up from the newest snapshot",
+                                     metadata: ["next-index": "\(fed + 1)", "trimmed-through": "\(through)"])
+                        trimmedPast?(fed + 1, through)
+                        return
+                    }
+                    guard UInt64(idx) == fed + 1 else {
                         // Trimmed below us or a gap: never apply out of order (docs/cluster.md).
                         logger.critical("the shared log does not continue this member's applied entries", metadata: [
                             "expected-index": "\(fed + 1)", "found-index": "\(idx)"])

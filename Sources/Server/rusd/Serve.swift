@@ -36,13 +36,15 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     serverConfig.completionBatch = { LoopInbox.batching($0) }
 
     let etcd: EtcdServer
+    // Cluster mode: set when the log was trimmed past this member; it then runs again (Rebootstrap).
+    let rebootstrap = Rebootstrap()
     do {
         let record = "{\"id\":\"\(String(serverConfig.memberID, radix: 16))\",\"name\":\"\(config.name)\","
             + "\"peerURLs\":[\(config.advertisePeerURLs.map { "\"\($0)\"" }.joined(separator: ","))]}"
         try StoreBootstrap.bootstrapIfNew(engine, memberID: serverConfig.memberID, memberRecord: Array(record.utf8))
         etcd = try EtcdServer(engine: engine, config: serverConfig,
                               sharedLog: cluster?.makeLog(name: config.name, clientURLs: config.advertiseClientURLs.map(\.description),
-                                                          logger: logger))
+                                                          engine: engine, config: config, rebootstrap: rebootstrap, logger: logger))
     } catch {
         fail("cannot start the server on \(config.dataDirectory): \(error)")
     }
@@ -139,6 +141,11 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     try? group.syncShutdownGracefully()
     logger.info("stopped serving; store closed")
     _ = sources
+    if rebootstrap.isRequested {
+        logger.notice("starting again to catch up from the shared log's newest snapshot")
+        rebootstrap.execAgain()
+        fail("cannot run rusd again to catch up: \(String(cString: strerror(errno)))")
+    }
     exit(0)
 }
 

@@ -65,6 +65,9 @@ struct ServerConfig: Sendable {
     var initialClusterToken: String
     /// --shared-log: the PostgreSQL URL of the cluster's log ("": single member, embedded log).
     var sharedLog: String
+    /// --snapshot-count, --experimental-snapshot-catchup-entries (cluster mode: SnapshotPolicy).
+    var snapshotCount: UInt64
+    var snapshotCatchUpEntries: UInt64
     var maxRequestBytes: Int
     var maxTxnOps: Int
     var quotaBackendBytes: Int64
@@ -109,6 +112,8 @@ struct ServerConfig: Sendable {
         listenMetricsURLs = try EndpointURL.list(flags.string("listen-metrics-urls"), flag: "listen-metrics-urls")
         initialClusterToken = flags.string("initial-cluster-token")
         sharedLog = flags.string("shared-log")
+        snapshotCount = UInt64(try Self.integer(flags, "snapshot-count", min: 1))
+        snapshotCatchUpEntries = UInt64(try Self.integer(flags, "experimental-snapshot-catchup-entries", min: 0))
         maxRequestBytes = try Self.integer(flags, "max-request-bytes", min: 1)
         maxTxnOps = try Self.integer(flags, "max-txn-ops", min: 1)
         let quota = try Self.integer(flags, "quota-backend-bytes", min: Int.min)

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ClusterLog
+import EngineAPI
 import EtcdServer
 import Logging
 
@@ -46,15 +47,24 @@ struct SharedLogSetup {
     }
 
     /// The factory `EtcdServer` calls with its applier: refuses a data dir that applied more
-    /// than the log holds (another cluster's, or a single member's), else starts the log.
-    func makeLog(name: String, clientURLs: [String], logger: Logger) -> (LogApplier) throws(EtcdError) -> any ReplicatedLog {
+    /// than the log holds (another cluster's, or a single member's), else starts the log, and
+    /// the snapshots and trimming the member does while it is the leader (of the store in
+    /// `engine`, as `--snapshot-count` and `--experimental-snapshot-catchup-entries` say). A log
+    /// trimmed past this member's applied index makes it re-bootstrap.
+    func makeLog(name: String, clientURLs: [String], engine: any StorageEngine, config: ServerConfig,
+                 rebootstrap: Rebootstrap, logger: Logger) -> (LogApplier) throws(EtcdError) -> any ReplicatedLog {
         let url = url, head = info.head, memberID = memberID, membership = membership
+        let store = StoreSnapshotSource(engine: engine)
+        let policy = SnapshotPolicy(snapshotCount: config.snapshotCount, catchUpEntries: config.snapshotCatchUpEntries)
         return { (applier: LogApplier) throws(EtcdError) -> any ReplicatedLog in
             if applier.appliedIndex > head {
                 throw EtcdError(.failedPrecondition, SharedLogError.aheadOfLog(applied: applier.appliedIndex, head: head).description)
             }
-            return PostgresLog(url: url, name: name, memberID: memberID, clientURLs: clientURLs,
-                               applier: applier, logger: logger, membership: membership)
+            let log = PostgresLog(url: url, name: name, memberID: memberID, clientURLs: clientURLs,
+                                  applier: applier, logger: logger, membership: membership,
+                                  trimmedPast: { _, _ in rebootstrap.request() })
+            _ = LogTrimmer(log: log, store: store, policy: policy, logger: logger)   // runs until the log stops
+            return log
         }
     }
 }
