@@ -13,6 +13,26 @@ public struct Service: Sendable {
         self.methods = table
     }
 
+    /// This service with every unary and server-streaming method's handler started only once
+    /// `gate` calls its continuation: at once (on the event loop, without a hop) or later from
+    /// any thread (the handler then runs on the call's event loop). `gate` runs on the call's
+    /// event loop with the call's context and must call the continuation exactly once.
+    /// Bidirectional-streaming methods are not gated.
+    public func gated(by gate: @escaping @Sendable (CallContext, @escaping @Sendable () -> Void) -> Void) -> Service {
+        Service(name: name, methods: methods.values.map { m in
+            guard case .unary(let handle) = m.handler else { return m }
+            var gated = ServiceMethod(name: m.name, kind: m.kind, handler: .unary { bytes, call in
+                let loop = call.context.eventLoop
+                gate(call.context) {
+                    if loop.inEventLoop { return handle(bytes, call) }
+                    loop.execute { if !call.hasEnded { handle(bytes, call) } }
+                }
+            })
+            gated.monitor = m.monitor
+            return gated
+        })
+    }
+
     /// This service with each method's monitor from `monitor` (see `GRPCCallMonitor`).
     func monitored(by monitor: any GRPCCallMonitor) -> Service {
         Service(name: name, methods: methods.values.map { m in

@@ -11,10 +11,16 @@ lease holder, which Status names as leader) decides lease expiry for the cluster
 - the holder killed with -9 while a lease is kept alive through another member: another member
   takes the role over and the lease lives on (then expires once the keep-alives stop);
 - an etcdctl script of auth changes made on m1 (users, roles, permissions, auth enable,
-  password change, permission revoke, auth disable) and checks made on m2 and m3 gets the
-  same answers, command by command, as the same script run against etcd; the log carries the
-  password hashes, never the passwords; every member ends with the same auth revision;
-- a version-1 log is upgraded in place to version 2 by a member of this version.
+  password change, permission revoke, auth disable) and checks made on m2 and m3, run without
+  pauses, gets the same answers, command by command, as the same script run against etcd
+  (writes are checked again when applied, admin reads wait for the read index); the log
+  carries the password hashes, never the passwords; every member ends with the same auth
+  revision;
+- a simple token issued by Authenticate on m1 (a log entry) works at once on m2 and m3, names
+  its user there (not root), is forgotten everywhere when the password changes, and lives
+  --auth-token-ttl on each member from its last use there (etcd's TTL); a forged one is refused;
+- JWTs (same key on every member) issued by one member work on another;
+- a version-1 log is upgraded in place to the current version by a member of this version.
 
 Skips only when PostgreSQL or rusd is not installed (CI installs both).
 """
@@ -22,7 +28,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 
 import grpc
@@ -31,30 +39,16 @@ import pytest
 import pg_cluster
 import servers
 
-ENGINES = ["lmdb", "leveldb", "lsm"]
 TIMEOUT = 10
 TTL = 3
+SCHEMA_VERSION = 3      # LogSchema.version
+TOKEN_TTL = 4
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    if servers.rusd_bin() is None:
-        pytest.skip("RUSD_BIN is not an executable: cluster mode needs rusd")
-    if pg_cluster.postgres_binaries() is None:
-        pytest.skip("PostgreSQL (initdb, postgres) is not installed: scripts/install-deps.sh installs postgresql-15")
-    pg = pg_cluster.PostgresServer()
-    c = None
-    try:
-        pg.start()
-        c = pg_cluster.Cluster(pg, ENGINES)
-        for m in c.members:
-            m.extra_args += ["--bcrypt-cost", "4"]
-        c.start()
+    with pg_cluster.running_cluster(extra_args=["--bcrypt-cost", "4", "--auth-token-ttl", str(TOKEN_TTL)]) as c:
         yield c
-    finally:
-        if c is not None:
-            c.stop()
-        pg.stop()
 
 
 class Client:
@@ -62,8 +56,9 @@ class Client:
         self.api, self.member = api, member
         self.channel = grpc.insecure_channel(member.endpoint)
 
-    def call(self, rpc: str, **fields):
-        return self.api.callable(self.channel, rpc)(self.api.request(rpc, fields), timeout=TIMEOUT)
+    def call(self, rpc: str, token: str | None = None, **fields):
+        return self.api.callable(self.channel, rpc)(self.api.request(rpc, fields), timeout=TIMEOUT,
+                                                    metadata=[("token", token)] if token else None)
 
     def close(self):
         self.channel.close()
@@ -240,15 +235,9 @@ def test_auth_changes_on_one_member_apply_on_every_member_as_etcd_answers(api, c
         expected = [etcdctl(etcd.endpoint, *args, user=user, stdin=stdin) for _, user, args, stdin in AUTH_SCRIPT]
     finally:
         etcd.stop()
-    # Writes and the admin reads (user get/list, role get) are checked against the receiving
-    # member's applied auth state (docs/cluster.md, Auth), which follows the member that made
-    # the change by its apply delay: switching members, the script gives it 0.3 s.
-    got, last = [], None
-    for i, user, args, stdin in AUTH_SCRIPT:
-        if last is not None and i != last:
-            time.sleep(0.3)
-        last = i
-        got.append(etcdctl(cluster.members[i].endpoint, *args, user=user, stdin=stdin))
+    # No pause between commands, on whichever member: writes are checked again when applied,
+    # reads and the admin reads wait for the read index (docs/cluster.md, Auth).
+    got = [etcdctl(cluster.members[i].endpoint, *args, user=user, stdin=stdin) for i, user, args, stdin in AUTH_SCRIPT]
     diffs = [f"m{i + 1} {user or ''} {' '.join(args)}: etcd {e!r}, cluster {g!r}"
              for (i, user, args, _), e, g in zip(AUTH_SCRIPT, expected, got) if e != g]
     assert not diffs, "\n".join(diffs)
@@ -268,6 +257,110 @@ def test_auth_changes_on_one_member_apply_on_every_member_as_etcd_answers(api, c
     for password in (b"rootpw", b"alicepw", b"newpw"):
         assert password not in entries
     assert entries.count(b"$2a$04$") + entries.count(b"$2b$04$") >= 3
+
+
+def code_and_message(call) -> tuple[grpc.StatusCode | None, str]:
+    """(status code, details) of a call that fails; (None, "") when it succeeds."""
+    try:
+        call()
+        return None, ""
+    except grpc.RpcError as e:
+        return e.code(), e.details()
+
+
+def test_simple_token_issued_on_one_member_works_on_every_member(api, cluster):
+    cs = [Client(api, m) for m in cluster.members]
+    m1, m2, m3 = cs
+    try:
+        # Auth is disabled here (the script above ends with auth disable): no token needed yet.
+        for rpc, fields in [("Auth.RoleAdd", {"name": "root"}), ("Auth.UserAdd", {"name": "root", "password": "rootpw"}),
+                            ("Auth.UserGrantRole", {"user": "root", "role": "root"}),
+                            ("Auth.RoleAdd", {"name": "tok"}), ("Auth.UserAdd", {"name": "bob", "password": "bobpw"})]:
+            code, details = code_and_message(lambda: m1.call(rpc, **fields))
+            assert code is None or "already exists" in details, (rpc, code, details)
+        m1.call("Auth.RoleGrantPermission", name="tok", perm={"permType": "READWRITE", "key": b"/tok/", "range_end": b"/tok0"})
+        m1.call("Auth.UserGrantRole", user="bob", role="tok")
+        m1.call("Auth.AuthEnable")
+        root = m1.call("Auth.Authenticate", name="root", password="rootpw").token
+        try:
+            token = m1.call("Auth.Authenticate", name="bob", password="bobpw").token
+            # etcd's simple token: 16 letters, ".", the index of the Authenticate log entry.
+            assert re.fullmatch(r"[A-Za-z]{16}\.[0-9]+", token), token
+            # At once on the other members (no pause): they wait for the entry if need be.
+            m2.call("KV.Put", token=token, key=b"/tok/a", value=b"from-m2")
+            assert [kv.value for kv in m3.call("KV.Range", token=token, key=b"/tok/a").kvs] == [b"from-m2"]
+            m3.call("KV.Put", token=token, key=b"/tok/b", value=b"from-m3")
+            # The token names bob there, not anyone else: outside /tok/ is refused.
+            for c in (m2, m3):
+                code, details = code_and_message(lambda: c.call("KV.Put", token=token, key=b"/other", value=b"x"))
+                assert (code, details) == (grpc.StatusCode.PERMISSION_DENIED, "etcdserver: permission denied")
+            # Forged tokens: a known index with another prefix, an index not in the log yet.
+            index = int(token.split(".")[1])
+            for forged in ("A" * 16 + f".{index}", "B" * 16 + f".{index + 1_000_000}", token + "0"):
+                for c in (m2, m3):
+                    code, details = code_and_message(lambda: c.call("KV.Range", token=forged, key=b"/tok/a"))
+                    assert (code, details) == (grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token"), forged
+
+            # etcd's TTL: each member's TTL starts when it applies the grant and is renewed by
+            # each use made there. Used on m2 every second, the token lives on there past
+            # TOKEN_TTL; unused on m1 and m3 since, it has expired there.
+            fresh = m1.call("Auth.Authenticate", name="bob", password="bobpw").token
+            started = time.monotonic()
+            while time.monotonic() - started < TOKEN_TTL + 1.5:
+                m2.call("KV.Range", token=fresh, key=b"/tok/a")
+                time.sleep(1)
+            for c in (m1, m3):
+                code, details = code_and_message(lambda: c.call("KV.Range", token=fresh, key=b"/tok/a"))
+                assert (code, details) == (grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token"), c.member.name
+            m2.call("KV.Range", token=fresh, key=b"/tok/a")
+
+            # A password change made on m1 forgets bob's tokens on every member.
+            token = m3.call("Auth.Authenticate", name="bob", password="bobpw").token
+            m1.call("Auth.UserChangePassword", token=m1.call("Auth.Authenticate", name="root", password="rootpw").token,
+                    name="bob", password="newpw")
+            for c in cs:
+                code, details = code_and_message(lambda: c.call("KV.Range", token=token, key=b"/tok/a"))
+                assert (code, details) == (grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token"), c.member.name
+        finally:
+            root = m2.call("Auth.Authenticate", name="root", password="rootpw").token
+            m2.call("Auth.AuthDisable", token=root)
+    finally:
+        for c in cs:
+            c.close()
+
+
+def test_jwt_issued_by_one_member_works_on_another(api, cluster):
+    """JWTs need nothing from the log: every member verifies them with the same key."""
+    keys = tempfile.mkdtemp(prefix="rusd-cluster-jwt-")
+    priv, pub = os.path.join(keys, "k.pem"), os.path.join(keys, "k.pub.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", priv],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", priv, "-pubout", "-out", pub], check=True, capture_output=True)
+    cluster.pg.psql("CREATE DATABASE jwt", database="postgres")
+    url = f"postgres://{pg_cluster.PG_USER}@127.0.0.1:{cluster.pg.port}/jwt"
+    jwt = pg_cluster.Cluster(cluster.pg, ["lmdb", "lsm"], shared_logs=[url, url])
+    for m in jwt.members:
+        m.extra_args += ["--bcrypt-cost", "4", "--auth-token", f"jwt,pub-key={pub},priv-key={priv},sign-method=ES256"]
+    cs = []
+    try:
+        jwt.start()
+        cs = [Client(api, m) for m in jwt.members]
+        j1, j2 = cs
+        j1.call("Auth.RoleAdd", name="root")
+        j1.call("Auth.UserAdd", name="root", password="rootpw")
+        j1.call("Auth.UserGrantRole", user="root", role="root")
+        j1.call("Auth.AuthEnable")
+        token = j1.call("Auth.Authenticate", name="root", password="rootpw").token
+        assert token.count(".") == 2, token
+        j2.call("KV.Put", token=token, key=b"/jwt", value=b"v")
+        assert len(j1.call("KV.Range", token=token, key=b"/jwt").kvs) == 1
+        code, details = code_and_message(lambda: j2.call("KV.Put", key=b"/jwt", value=b"v"))
+        assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: user name is empty")
+    finally:
+        for c in cs:
+            c.close()
+        jwt.stop()
+        shutil.rmtree(keys, ignore_errors=True)
 
 
 def test_holder_killed_lease_kept_alive_elsewhere_survives(api, cluster):
@@ -320,7 +413,7 @@ def test_version_1_log_is_upgraded_in_place(cluster):
         out = subprocess.run(["etcdctl", f"--endpoints={m.endpoint}", "put", "k", "v"], capture_output=True,
                              text=True, timeout=30, env={**os.environ, "ETCDCTL_API": "3"})
         assert out.returncode == 0, out.stderr
-        assert pg.psql("SELECT schema_version, cluster_id FROM rusd_meta", database="v1") == "2|4242"
+        assert pg.psql("SELECT schema_version, cluster_id FROM rusd_meta", database="v1") == f"{SCHEMA_VERSION}|4242"
         assert pg.psql("SELECT count(*) FROM rusd_lease_renewals", database="v1") == "0"
         assert re.search(r"upgraded the shared log's schema", open(m.log_path, errors="replace").read())
     finally:

@@ -29,8 +29,10 @@ public enum AuthService {
             _ build: @escaping @Sendable (Etcdserverpb_ResponseHeader) -> Res
         ) -> ServiceMethod {
             .unary(name) { (req: Req, context, responder: UnaryResponder<Res>) in
+                let caller: AuthCaller
                 do throws(EtcdError) {
-                    try server.caller(context).requireAdmin()
+                    caller = try server.caller(context)
+                    try caller.requireAdmin()
                 } catch {
                     return responder.fail(GRPCStatus(error))
                 }
@@ -39,7 +41,7 @@ public enum AuthService {
                     do throws(EtcdError) { m = try mutation(req, server.auth.hasher) } catch {
                         return responder.complete(.failure(error), on: context)
                     }
-                    server.applyAuth(m) { result in responder.complete(result.map(build), on: context) }
+                    server.applyAuth(m, caller: caller) { result in responder.complete(result.map(build), on: context) }
                 }
                 if hashes { hashingQueue.async(execute: submit) } else { submit() }
             }
@@ -47,26 +49,31 @@ public enum AuthService {
 
         return Service(name: "etcdserverpb.Auth", methods: [
             .unary("AuthEnable") { (_: Etcdserverpb_AuthEnableRequest, context, responder: UnaryResponder<Etcdserverpb_AuthEnableResponse>) in
+                let caller: AuthCaller
                 do throws(EtcdError) {
-                    try server.caller(context).requireAdmin()
+                    caller = try server.caller(context)
+                    try caller.requireAdmin()
                 } catch {
                     return responder.fail(GRPCStatus(error))
                 }
-                server.applyAuth(.enable) { result in
+                server.applyAuth(.enable, caller: caller) { result in
                     responder.complete(result.map { h in var r = Etcdserverpb_AuthEnableResponse(); r.header = h; return r }, on: context)
                 }
             },
             mutating("AuthDisable", Etcdserverpb_AuthDisableRequest.self, Etcdserverpb_AuthDisableResponse.self,
                      { _, _ in .disable }, { h in var r = Etcdserverpb_AuthDisableResponse(); r.header = h; return r }),
-            // etcd 3.5: any caller (no permission needed), but an invalid token is refused.
+            // etcd 3.5: any caller (no permission needed), but an invalid token is refused. A
+            // raft request in etcd: in cluster mode answered after the read index.
             .unary("AuthStatus") { (_: Etcdserverpb_AuthStatusRequest, context, responder: UnaryResponder<Etcdserverpb_AuthStatusResponse>) in
-                guard authorized(server, context, responder, { (_: AuthCaller) throws(EtcdError) in }) else { return }
-                let state = server.auth.state
-                var r = Etcdserverpb_AuthStatusResponse()
-                r.header = server.header(revision: server.currentRevision)
-                r.enabled = state.enabled
-                r.authRevision = state.revision
-                responder.succeed(r)
+                afterReadIndex(server, context, responder) {
+                    guard authorized(server, context, responder, { (_: AuthCaller) throws(EtcdError) in }) else { return }
+                    let state = server.auth.state
+                    var r = Etcdserverpb_AuthStatusResponse()
+                    r.header = server.header(revision: server.currentRevision)
+                    r.enabled = state.enabled
+                    r.authRevision = state.revision
+                    responder.succeed(r)
+                }
             },
             .unary("Authenticate") { (req: Etcdserverpb_AuthenticateRequest, context, responder: UnaryResponder<Etcdserverpb_AuthenticateResponse>) in
                 // etcd refuses a stale token sent along while auth is enabled.
@@ -74,22 +81,21 @@ public enum AuthService {
                     guard authorized(server, context, responder, { (_: AuthCaller) throws(EtcdError) in }) else { return }
                 }
                 // Cluster mode: the users and passwords changed on any member before this call
-                // are applied here first (etcd's Authenticate goes through raft).
+                // are applied here first (etcd's Authenticate goes through raft), and a simple
+                // token is issued through the log, valid on every member.
                 let authenticate: @Sendable () -> Void = { hashingQueue.async {
-                    let result: Result<Etcdserverpb_AuthenticateResponse, EtcdError>
-                    do throws(EtcdError) {
-                        var r = Etcdserverpb_AuthenticateResponse()
-                        r.token = try server.authenticate(name: req.name, password: req.password)
-                        r.header = server.header(revision: server.currentRevision)
-                        result = .success(r)
-                    } catch {
-                        if error.message != AuthError.authNotEnabled.message {
+                    server.authenticate(name: req.name, password: req.password, checkingOn: hashingQueue) { result in
+                        if case .failure(let error) = result, error.message != AuthError.authNotEnabled.message {
                             logger.warning("invalid authentication was requested",
                                            metadata: ["user": "\(req.name)", "error": "\(error.message)"])
                         }
-                        result = .failure(error)
+                        responder.complete(result.map { token in
+                            var r = Etcdserverpb_AuthenticateResponse()
+                            r.token = token
+                            r.header = server.header(revision: server.currentRevision)
+                            return r
+                        }, on: context)
                     }
-                    responder.complete(result, on: context)
                 } }
                 guard server.readsNeedReadIndex else { return authenticate() }
                 server.waitForReadIndex { error in
@@ -175,20 +181,36 @@ public enum AuthService {
         return h
     }
 
-    /// A read-only admin method answered on the event loop from the committed auth state.
-    private static func reading<Req: SwiftProtobuf.Message, Res: SwiftProtobuf.Message>(
+    /// A read-only admin method answered from the committed auth state: on the event loop on
+    /// a single member; in cluster mode after the read index (etcd's UserGet, UserList, RoleGet
+    /// and RoleList are raft requests), so that the changes acknowledged on any member before
+    /// the call are seen, and checked, here.
+    private static func reading<Req: SwiftProtobuf.Message & Sendable, Res: SwiftProtobuf.Message>(
         _ name: String, _ request: Req.Type, _ server: EtcdServer,
         allowed: @escaping @Sendable (Req, AuthCaller) -> Bool = { _, _ in false },
         _ answer: @escaping @Sendable (Req, AuthState, Etcdserverpb_ResponseHeader) throws(EtcdError) -> Res
     ) -> ServiceMethod {
         .unary(name) { (req: Req, context, responder: UnaryResponder<Res>) in
-            do throws(EtcdError) {
-                let caller = try server.caller(context)
-                if !allowed(req, caller) { try caller.requireAdmin() }
-                responder.succeed(try answer(req, caller.state, server.header(revision: server.currentRevision)))
-            } catch {
-                responder.fail(GRPCStatus(error))
+            afterReadIndex(server, context, responder) {
+                do throws(EtcdError) {
+                    let caller = try server.caller(context)
+                    if !allowed(req, caller) { try caller.requireAdmin() }
+                    responder.succeed(try answer(req, caller.state, server.header(revision: server.currentRevision)))
+                } catch {
+                    responder.fail(GRPCStatus(error))
+                }
             }
+        }
+    }
+
+    /// Runs `body` now on a single member; in cluster mode once this member applied every entry
+    /// committed before the call (on the call's event loop), or answers the read index's error.
+    private static func afterReadIndex<Res: SwiftProtobuf.Message>(_ server: EtcdServer, _ context: CallContext, _ responder: UnaryResponder<Res>,
+                                            _ body: @escaping @Sendable () -> Void) {
+        guard server.readsNeedReadIndex else { return body() }
+        server.waitForReadIndex { error in
+            if let error { return responder.complete(.failure(error), on: context) }
+            context.eventLoop.execute(body)
         }
     }
 }

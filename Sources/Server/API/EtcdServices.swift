@@ -11,14 +11,14 @@ public enum EtcdServices {
     /// with the default configuration).
     public static func all(_ server: EtcdServer, member: LocalMember? = nil, watchHub: WatchHub? = nil) -> [Service] {
         let member = member ?? LocalMember(name: "default", peerURLs: [], clientURLs: [])
-        return [
+        return SimpleTokenIndexGate.apply([
             KVService.make(server, alarms: member.alarms),
             WatchService.make(server, hub: watchHub ?? WatchHub(store: server.store)),
             LeaseService.make(server, alarms: member.alarms),
             MaintenanceService.make(server, member: member),
             ClusterService.make(server, member: member),
             AuthService.make(server),
-        ]
+        ], server: server)
     }
 }
 

@@ -35,17 +35,17 @@ public enum KVService {
             },
             .unary("Put") { (request: Etcdserverpb_PutRequest, context, responder: UnaryResponder<Etcdserverpb_PutResponse>) in
                 if alarms?.noSpace == true { return responder.fail(GRPCStatus(EtcdError.noSpace)) }
-                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.check(request, leasesOf: server) }) else { return }
-                server.put(request) { responder.complete($0, on: context) }
+                guard let caller = authorizedCaller(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.check(request, leasesOf: server) }) else { return }
+                server.put(request, caller: caller) { responder.complete($0, on: context) }
             },
             .unary("DeleteRange") { (request: Etcdserverpb_DeleteRangeRequest, context, responder: UnaryResponder<Etcdserverpb_DeleteRangeResponse>) in
-                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.check(request) }) else { return }
-                server.deleteRange(request) { responder.complete($0, on: context) }
+                guard let caller = authorizedCaller(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.check(request) }) else { return }
+                server.deleteRange(request, caller: caller) { responder.complete($0, on: context) }
             },
             .unary("Txn") { (request: Etcdserverpb_TxnRequest, context, responder: UnaryResponder<Etcdserverpb_TxnResponse>) in
                 if alarms?.noSpace == true && SpaceQuota.adds(request) { return responder.fail(GRPCStatus(EtcdError.noSpace)) }
-                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.check(request, leasesOf: server) }) else { return }
-                server.txn(request) { responder.complete($0, on: context) }
+                guard let caller = authorizedCaller(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.check(request, leasesOf: server) }) else { return }
+                server.txn(request, caller: caller) { responder.complete($0, on: context) }
             },
             .unary("Compact") { (request: Etcdserverpb_CompactionRequest, context, responder: UnaryResponder<Etcdserverpb_CompactionResponse>) in
                 // Newest etcd (GHSA-q8m4-xhhv-38mg / CVE-2026-33413, commit a07ecd124): the root
@@ -63,11 +63,20 @@ public enum KVService {
 func authorized<Response>(_ server: EtcdServer, _ context: CallContext, _ responder: UnaryResponder<Response>,
                           tokenCheckedWhenDisabled: Bool = true,
                           _ check: (AuthCaller) throws(EtcdError) -> Void) -> Bool {
+    authorizedCaller(server, context, responder, tokenCheckedWhenDisabled: tokenCheckedWhenDisabled, check) != nil
+}
+
+/// `authorized`, returning the caller that passed `check` (nil: the call was answered with the
+/// error): a write hands it to the server, which checks it again when the write is applied.
+func authorizedCaller<Response>(_ server: EtcdServer, _ context: CallContext, _ responder: UnaryResponder<Response>,
+                                tokenCheckedWhenDisabled: Bool = true,
+                                _ check: (AuthCaller) throws(EtcdError) -> Void) -> AuthCaller? {
     do throws(EtcdError) {
-        try check(try server.caller(context, tokenCheckedWhenDisabled: tokenCheckedWhenDisabled))
-        return true
+        let caller = try server.caller(context, tokenCheckedWhenDisabled: tokenCheckedWhenDisabled)
+        try check(caller)
+        return caller
     } catch {
         responder.fail(GRPCStatus(error))
-        return false
+        return nil
     }
 }

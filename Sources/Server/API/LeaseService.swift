@@ -26,8 +26,8 @@ public enum LeaseService {
                 server.leaseGrant(request) { responder.complete($0, on: context) }
             },
             .unary("LeaseRevoke") { (request: Etcdserverpb_LeaseRevokeRequest, context, responder: UnaryResponder<Etcdserverpb_LeaseRevokeResponse>) in
-                guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.check(request, leasesOf: server) }) else { return }
-                server.leaseRevoke(request) { responder.complete($0, on: context) }
+                guard let caller = authorizedCaller(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.check(request, leasesOf: server) }) else { return }
+                server.leaseRevoke(request, caller: caller) { responder.complete($0, on: context) }
             },
             .unary("LeaseTimeToLive") { (request: Etcdserverpb_LeaseTimeToLiveRequest, context, responder: UnaryResponder<Etcdserverpb_LeaseTimeToLiveResponse>) in
                 guard authorized(server, context, responder, tokenCheckedWhenDisabled: false, { (caller: AuthCaller) throws(EtcdError) in try caller.check(request, leasesOf: server) }) else { return }

@@ -20,10 +20,10 @@
 extension AuthState.Mutation {
     public static let wireVersion: UInt8 = 1
     /// Longest string or key a decoded mutation may hold (etcd's request limit is 1.5 MiB).
-    public static let maxFieldBytes = 16 << 20
+    public static let maxFieldBytes = FieldReader.maxFieldBytes
 
     public func wireBytes() -> [UInt8] {
-        var w = MutationWriter()
+        var w = FieldWriter()
         w.u8(Self.wireVersion)
         switch self {
         case .enable: w.u8(1)
@@ -46,7 +46,7 @@ extension AuthState.Mutation {
 
     /// Decodes `wireBytes()`'s output; nil when `bytes` are not exactly one valid mutation.
     public init?(wireBytes bytes: [UInt8]) {
-        var r = MutationReader(bytes)
+        var r = FieldReader(bytes, .bigEndian)
         guard r.u8() == Self.wireVersion, let op = r.u8() else { return nil }
         let m: AuthState.Mutation?
         switch op {
@@ -78,56 +78,5 @@ extension AuthState.Mutation {
         }
         guard let m, r.atEnd else { return nil }
         self = m
-    }
-}
-
-private struct MutationWriter {
-    var out: [UInt8] = []
-
-    mutating func u8(_ v: UInt8) { out.append(v) }
-
-    mutating func bytes(_ b: [UInt8]) {
-        withUnsafeBytes(of: UInt32(truncatingIfNeeded: b.count).bigEndian) { out.append(contentsOf: $0) }
-        out.append(contentsOf: b)
-    }
-
-    mutating func string(_ s: String) { bytes(Array(s.utf8)) }
-}
-
-private struct MutationReader {
-    let data: [UInt8]
-    var offset = 0
-    init(_ data: [UInt8]) { self.data = data }
-
-    var atEnd: Bool { offset == data.count }
-
-    mutating func u8() -> UInt8? {
-        guard offset < data.count else { return nil }
-        defer { offset += 1 }
-        return data[offset]
-    }
-
-    mutating func flag() -> Bool? {
-        guard let v = u8() else { return nil }
-        switch v {
-        case 0: return false
-        case 1: return true
-        default: return nil
-        }
-    }
-
-    mutating func bytes() -> [UInt8]? {
-        guard data.count - offset >= 4 else { return nil }
-        var n = 0
-        for i in 0 ..< 4 { n = n << 8 | Int(data[offset + i]) }
-        offset += 4
-        guard n <= AuthState.Mutation.maxFieldBytes, n <= data.count - offset else { return nil }
-        defer { offset += n }
-        return Array(data[offset ..< offset + n])
-    }
-
-    mutating func string() -> String? {
-        guard let b = bytes() else { return nil }
-        return String(validating: b, as: UTF8.self)
     }
 }

@@ -5,7 +5,8 @@
 ///     userCount u32 | users sorted by name: name | hash | noPassword u8 | roleCount u32 | roles
 ///     roleCount u32 | roles sorted by name: name | permCount u32 | perms: kind u8 | key | rangeEnd
 ///
-/// where strings and byte strings are u32 length + bytes.
+/// where strings and byte strings are u32 length + bytes (strings valid UTF-8; read by
+/// `FieldReader`, which refuses a field longer than `FieldReader.maxFieldBytes`).
 extension AuthState {
     public static let formatVersion: UInt8 = 1
 
@@ -37,7 +38,7 @@ extension AuthState {
 
     /// Decodes `encoded()`'s output; nil when the bytes are not a valid record.
     public init?(decoding bytes: [UInt8]) {
-        var r = ByteReader(bytes)
+        var r = FieldReader(bytes, .littleEndian)
         guard r.u8() == Self.formatVersion, let enabled = r.u8(), let revision = r.u64(), let userCount = r.u32() else { return nil }
         var s = AuthState()
         s.enabled = enabled == 1
@@ -64,39 +65,6 @@ extension AuthState {
         guard r.atEnd else { return nil }
         self = s
     }
-}
-
-private struct ByteReader {
-    let data: [UInt8]
-    var offset = 0
-    init(_ data: [UInt8]) { self.data = data }
-
-    var atEnd: Bool { offset == data.count }
-
-    mutating func u8() -> UInt8? {
-        guard offset < data.count else { return nil }
-        defer { offset += 1 }
-        return data[offset]
-    }
-
-    mutating func u32() -> UInt32? { uint(4).map { UInt32($0) } }
-    mutating func u64() -> UInt64? { uint(8) }
-
-    private mutating func uint(_ n: Int) -> UInt64? {
-        guard offset + n <= data.count else { return nil }
-        var v: UInt64 = 0
-        for i in (0..<n).reversed() { v = v << 8 | UInt64(data[offset + i]) }
-        offset += n
-        return v
-    }
-
-    mutating func bytes() -> [UInt8]? {
-        guard let n = u32().map(Int.init), offset + n <= data.count else { return nil }
-        defer { offset += n }
-        return Array(data[offset..<offset + n])
-    }
-
-    mutating func string() -> String? { bytes().map { String(decoding: $0, as: UTF8.self) } }
 }
 
 private extension Array where Element == UInt8 {

@@ -18,16 +18,45 @@ public final class SimpleTokens: AuthTokenProvider {
         ttl = .seconds(ttlSeconds)
     }
 
-    /// A new token for `user`.
-    public func issue(for user: String) -> String {
+    /// 16 random letters: the part of a token before its ".".
+    public static func newPrefix() -> String {
         var rng = SystemRandomNumberGenerator()
-        let random = String((0..<16).map { _ in Self.letters[Int(rng.next(upperBound: UInt(Self.letters.count)))] })
+        return String((0..<16).map { _ in letters[Int(rng.next(upperBound: UInt(letters.count)))] })
+    }
+
+    /// A new token for `user` (single member: "<prefix>.<counter>").
+    public func issue(for user: String) -> String {
+        let random = Self.newPrefix()
         return state.withLock { s in
             s.counter += 1
             let token = "\(random).\(s.counter)"
             s.tokens[token] = Entry(user: user, expiry: .now() + ttl)
             return token
         }
+    }
+
+    /// Makes `token` valid for `user` on this member for the TTL from now (cluster mode: every
+    /// member registers the token of an applied `SimpleTokenGrant`; each member's TTL starts
+    /// when it applies the grant and is extended by the uses made on it, as in etcd).
+    public func register(_ token: String, user: String) {
+        state.withLock { $0.tokens[token] = Entry(user: user, expiry: .now() + ttl) }
+    }
+
+    /// The log index a cluster-mode token names ("<prefix>.<index>": 1-20 ASCII digits after
+    /// the last "."), or nil when `token` has no such suffix.
+    public static func logIndex(of token: String) -> UInt64? {
+        let utf8 = token.utf8
+        guard let dot = utf8.lastIndex(of: UInt8(ascii: ".")) else { return nil }
+        let digits = utf8[utf8.index(after: dot)...]
+        guard (1 ... 20).contains(digits.count), digits.allSatisfy({ (0x30 ... 0x39).contains($0) }) else { return nil }
+        var value: UInt64 = 0
+        for d in digits {
+            let (times10, o1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, o2) = times10.addingReportingOverflow(UInt64(d - 0x30))
+            if o1 || o2 { return nil }
+            value = sum
+        }
+        return value
     }
 
     /// The user of a live token (extending its life), or nil when unknown or expired.

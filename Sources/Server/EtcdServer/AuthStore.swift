@@ -14,6 +14,9 @@ public final class AuthStore: Sendable {
     private let committed = Mutex(AuthState())
     /// Counts committed changes, readable without the lock (checked per Watch response sent).
     private let changes = Atomic<UInt64>(0)
+    /// The committed state's auth revision while auth is enabled, 0 while it is disabled
+    /// (revisions start at 1): what the applier compares an entry's identity with.
+    let enabledRevision = Atomic<UInt64>(0)
     public let tokens: any AuthTokenProvider
     public let hasher: PasswordHasher
 
@@ -31,6 +34,7 @@ public final class AuthStore: Sendable {
 
     private func commit(_ s: AuthState) {
         committed.withLock { $0 = s }
+        enabledRevision.store(s.enabled ? s.revision : 0, ordering: .releasing)
         changes.wrappingAdd(1, ordering: .releasing)
     }
 
@@ -61,6 +65,20 @@ public final class AuthStore: Sendable {
         case .userDelete(let name), .userChangePassword(let name, _): tokens.revokeAll(of: name)
         default: break
         }
+    }
+
+    /// Applies a simple-token grant at log `index` (applier only): registers its token when
+    /// the password was checked against the current auth state, and returns it; nil when the
+    /// state changed since (the proposer checks again). Stores nothing: tokens live in memory,
+    /// as in etcd. A member whose `--auth-token` is not simple registers nothing.
+    func register(_ grant: SimpleTokenGrant, index: UInt64) throws(EtcdError) -> String? {
+        let s = state
+        guard s.enabled else { throw EtcdError(AuthError.authNotEnabled) }
+        guard s.revision == grant.checkedRevision else { return nil }
+        guard let user = s.users[grant.user], !user.noPassword else { throw EtcdError(AuthError.authFailed) }
+        let token = grant.token(index: index)
+        (tokens as? SimpleTokens)?.register(token, user: user.name)
+        return token
     }
 }
 

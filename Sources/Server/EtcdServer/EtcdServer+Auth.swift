@@ -1,4 +1,5 @@
 import Auth
+import Dispatch
 import EtcdProto
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -25,6 +26,14 @@ public struct AuthCaller: Sendable {
 
     /// Checks nothing when auth is disabled.
     var enabled: Bool { state.enabled }
+
+    /// Who a write by this caller acts as, carried by its log entry and checked again when it
+    /// is applied (see AuthApplyCheck.swift): the user, and the auth revision it was checked
+    /// at here (a JWT's own). No identity (revision 0) while auth is disabled, as in etcd.
+    public var identity: RequestIdentity {
+        guard enabled else { return RequestIdentity(user: "", authRevision: 0) }
+        return RequestIdentity(user: user ?? "", authRevision: tokenRevision ?? state.revision)
+    }
 
     private func require(_ kind: AuthState.Permission.Kind, _ key: Data, _ rangeEnd: Data) throws(EtcdError) {
         guard enabled else { return }
@@ -62,12 +71,16 @@ public struct AuthCaller: Sendable {
     /// READ on the key. etcd 3.4.23 checks only the key of a Put inside a Txn; newest etcd
     /// checks all three (etcd PRs 21681/21685, commit 778237265; CHANGELOG-3.6 "RBAC authorization
     /// bypass ... via PrevKv or lease attachment in Put requests nested in etcd transactions").
-    /// Difference from etcd: the lease's keys are read when the request arrives, not when it
-    /// is applied.
+    /// The lease's keys are read on arrival and again when the entry is applied (etcd reads
+    /// them at apply time only).
     public func check(_ r: Etcdserverpb_PutRequest, leasesOf server: EtcdServer) throws(EtcdError) {
+        try check(r, leases: server.lessor)
+    }
+
+    func check(_ r: Etcdserverpb_PutRequest, leases: Lessor) throws(EtcdError) {
         guard enabled else { return }
         try require(.write, r.key, Data())
-        try requireWriteOnKeys(ofLease: r.lease, server)
+        try requireWriteOnKeys(ofLease: r.lease, leases)
         if r.prevKv { try require(.read, r.key, Data()) }
     }
 
@@ -76,7 +89,7 @@ public struct AuthCaller: Sendable {
     /// unknown one, needs no permission.
     public func check(_ r: Etcdserverpb_LeaseRevokeRequest, leasesOf server: EtcdServer) throws(EtcdError) {
         try requireAuthenticated()
-        try requireWriteOnKeys(ofLease: r.id, server)
+        try requireWriteOnKeys(ofLease: r.id, server.lessor)
     }
 
     /// Lease.LeaseTimeToLive (newest etcd): an authenticated caller (requireAuthInfo); with
@@ -95,7 +108,7 @@ public struct AuthCaller: Sendable {
     public func check(_ r: Etcdserverpb_LeaseKeepAliveRequest, leasesOf server: EtcdServer) throws(EtcdError) {
         guard enabled else { return }
         try requireAuthenticated()
-        try requireWriteOnKeys(ofLease: r.id, server)
+        try requireWriteOnKeys(ofLease: r.id, server.lessor)
     }
 
     /// Lease.LeaseLeases (newest etcd's checkLeaseLeases): an authenticated caller; root, or
@@ -111,8 +124,10 @@ public struct AuthCaller: Sendable {
         }
     }
 
-    private func requireWriteOnKeys(ofLease id: Int64, _ server: EtcdServer) throws(EtcdError) {
-        guard enabled, id != 0, let keys = server.lessor.keys(of: id) else { return }
+    /// WRITE on every key attached to lease `id` (etcd's checkLeasePuts); nothing for lease 0
+    /// or an unknown lease.
+    func requireWriteOnKeys(ofLease id: Int64, _ leases: Lessor) throws(EtcdError) {
+        guard enabled, id != 0, let keys = leases.keys(of: id) else { return }
         for key in keys { try require(.write, Data(key), Data()) }
     }
 
@@ -124,14 +139,18 @@ public struct AuthCaller: Sendable {
     /// Compares need READ; every operation of both branches (nested Txns too, CVE-2026-33343)
     /// its own permission, a Put the same as a plain Put (lease and prev_kv included).
     public func check(_ t: Etcdserverpb_TxnRequest, leasesOf server: EtcdServer) throws(EtcdError) {
+        try check(t, leases: server.lessor)
+    }
+
+    func check(_ t: Etcdserverpb_TxnRequest, leases: Lessor) throws(EtcdError) {
         guard enabled else { return }
         for c in t.compare { try require(.read, c.key, c.rangeEnd) }
         for op in t.success + t.failure {
             switch op.request {
             case .requestRange(let r): try check(r)
-            case .requestPut(let p): try check(p, leasesOf: server)
+            case .requestPut(let p): try check(p, leases: leases)
             case .requestDeleteRange(let d): try check(d)
-            case .requestTxn(let n): try check(n, leasesOf: server)
+            case .requestTxn(let n): try check(n, leases: leases)
             case nil: break
             }
         }
@@ -182,9 +201,9 @@ extension EtcdServer {
         AuthCaller(state: auth.state, user: user)
     }
 
-    /// Auth.Authenticate: checks the password (bcrypt: slow, call it off the event loop) and
-    /// issues a token (simple, or a JWT carrying the current auth revision).
-    public func authenticate(name: String, password: String) throws(EtcdError) -> String {
+    /// Checks `password` for user `name` (bcrypt: slow, call it off the event loop); the auth
+    /// revision it was checked at.
+    func checkPassword(name: String, password: String) throws(EtcdError) -> UInt64 {
         let state = auth.state
         guard state.enabled else { throw EtcdError(AuthError.authNotEnabled) }
         guard let user = state.users[name], !user.noPassword else {
@@ -196,16 +215,66 @@ extension EtcdServer {
         guard auth.hasher.verify(password, against: user.passwordHash) else {
             throw EtcdError(AuthError.authFailed)
         }
-        do { return try auth.tokens.assign(user: name, revision: state.revision) } catch {
+        return state.revision
+    }
+
+    /// Auth.Authenticate on this member alone: checks the password (bcrypt: slow, call it off
+    /// the event loop) and issues a token (simple, or a JWT carrying the current auth revision).
+    public func authenticate(name: String, password: String) throws(EtcdError) -> String {
+        let revision = try checkPassword(name: name, password: password)
+        do { return try auth.tokens.assign(user: name, revision: revision) } catch {
             throw EtcdError(.unknown, error.description)   // etcd: a verify-only JWT key
+        }
+    }
+
+    /// Auth.Authenticate. Call it on `queue` (not an event loop): the password is checked
+    /// (bcrypt) on the calling thread, and again on `queue` when it must be.
+    ///
+    /// Cluster mode with simple tokens: the token is issued through the log (etcd's
+    /// InternalAuthenticateRequest), so that every member registers it and it is valid on every
+    /// member: a `SimpleTokenGrant` (user, random prefix, the auth revision the password was
+    /// checked at) is proposed, and the token "<prefix>.<log index>" is returned once applied
+    /// here. When the auth state changed between the check and the grant, the password is
+    /// checked again (etcd's Authenticate loops too), at most 5 times. Otherwise (one member,
+    /// or JWTs, which every member verifies with the same key) `authenticate(name:password:)`.
+    public func authenticate(name: String, password: String, checkingOn queue: DispatchQueue,
+                             completion: @escaping @Sendable (Result<String, EtcdError>) -> Void) {
+        guard readsNeedReadIndex, auth.tokens is SimpleTokens else {
+            return completion(Result { () throws(EtcdError) -> String in try authenticate(name: name, password: password) })
+        }
+        grantToken(name: name, password: password, attempt: 1, queue: queue, completion: completion)
+    }
+
+    private func grantToken(name: String, password: String, attempt: Int, queue: DispatchQueue,
+                            completion: @escaping @Sendable (Result<String, EtcdError>) -> Void) {
+        let checked: UInt64
+        do { checked = try checkPassword(name: name, password: password) } catch {
+            return completion(.failure(error))
+        }
+        let grant = SimpleTokenGrant(user: name, prefix: SimpleTokens.newPrefix(), checkedRevision: checked)
+        propose(.authenticate(grant)) { [self] result in
+            switch result {
+            case .success(.authenticate(let token?)):
+                completion(.success(token))
+            case .success(.authenticate(nil)):
+                guard attempt < 5 else { return completion(.failure(.timeout)) }
+                queue.async { self.grantToken(name: name, password: password, attempt: attempt + 1, queue: queue,
+                                              completion: completion) }
+            case .success(let other):
+                preconditionFailure("authenticate answered with \(other)")
+            case .failure(let error):
+                completion(.failure(error))
+            }
         }
     }
 
     /// Applies an auth change through the ordered log; completes with the response header once
     /// durable.
-    public func applyAuth(_ mutation: AuthState.Mutation,
+    /// `caller` (who was checked as root on arrival) is checked again when the change is
+    /// applied (see AuthApplyCheck.swift).
+    public func applyAuth(_ mutation: AuthState.Mutation, caller: AuthCaller? = nil,
                           completion: @escaping @Sendable (Result<Etcdserverpb_ResponseHeader, EtcdError>) -> Void) {
-        propose(.auth(mutation)) { [self] result in
+        propose(ApplyRequest.auth(mutation).withIdentity(of: caller)) { [self] result in
             completion(result.map { response in
                 guard case .auth(let revision) = response else { preconditionFailure("auth answered with \(response)") }
                 return header(revision: revision)

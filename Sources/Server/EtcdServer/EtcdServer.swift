@@ -181,8 +181,9 @@ public final class EtcdServer: Sendable {
         return resp
     }
 
-    /// KV.Put. Completes after the write is durable.
-    public func put(_ r: Etcdserverpb_PutRequest,
+    /// KV.Put. Completes after the write is durable. `caller` (checked on arrival) is checked
+    /// again when the entry is applied (AuthApplyCheck.swift); nil: not checked.
+    public func put(_ r: Etcdserverpb_PutRequest, caller: AuthCaller? = nil,
                     completion: @escaping @Sendable (Result<Etcdserverpb_PutResponse, EtcdError>) -> Void) {
         let size = RequestValidation.size(r)
         do throws(EtcdError) {
@@ -191,7 +192,7 @@ public final class EtcdServer: Sendable {
         } catch {
             return completion(.failure(error))
         }
-        propose(.put(r), size: size) { [self] result in
+        propose(ApplyRequest.put(r).withIdentity(of: caller), size: size) { [self] result in
             completion(result.map { response in
                 guard case .put(var p) = response else { preconditionFailure("put answered with \(response)") }
                 counters.recordPut(r)
@@ -201,8 +202,8 @@ public final class EtcdServer: Sendable {
         }
     }
 
-    /// KV.DeleteRange. Completes after the write is durable.
-    public func deleteRange(_ r: Etcdserverpb_DeleteRangeRequest,
+    /// KV.DeleteRange. Completes after the write is durable. `caller`: as for `put`.
+    public func deleteRange(_ r: Etcdserverpb_DeleteRangeRequest, caller: AuthCaller? = nil,
                             completion: @escaping @Sendable (Result<Etcdserverpb_DeleteRangeResponse, EtcdError>) -> Void) {
         let size = RequestValidation.size(r)
         do throws(EtcdError) {
@@ -211,7 +212,7 @@ public final class EtcdServer: Sendable {
         } catch {
             return completion(.failure(error))
         }
-        propose(.deleteRange(r), size: size) { [self] result in
+        propose(ApplyRequest.deleteRange(r).withIdentity(of: caller), size: size) { [self] result in
             completion(result.map { response in
                 guard case .deleteRange(var d) = response else { preconditionFailure("deleteRange answered with \(response)") }
                 counters.recordDelete(r)
@@ -223,7 +224,8 @@ public final class EtcdServer: Sendable {
 
     /// KV.Txn. A txn that cannot write (no put/delete in any branch) is answered before this
     /// returns, from the committed state; others complete after the write is durable.
-    public func txn(_ r: Etcdserverpb_TxnRequest,
+    /// `caller`: as for `put` (a read-only txn is checked on arrival only, as a Range).
+    public func txn(_ r: Etcdserverpb_TxnRequest, caller: AuthCaller? = nil,
                     completion: @escaping @Sendable (Result<Etcdserverpb_TxnResponse, EtcdError>) -> Void) {
         let size = RequestValidation.size(r)
         do throws(EtcdError) {
@@ -242,7 +244,7 @@ public final class EtcdServer: Sendable {
         } catch {
             return completion(.failure(error))
         }
-        propose(.txn(r), size: size) { [self] result in
+        propose(ApplyRequest.txn(r).withIdentity(of: caller), size: size) { [self] result in
             completion(result.map { response in
                 guard case .txn(var t) = response else { preconditionFailure("txn answered with \(response)") }
                 counters.recordTxn(r, t, wrote: true)
@@ -298,9 +300,10 @@ public final class EtcdServer: Sendable {
 
     /// Lease.LeaseRevoke: deletes every attached key in ONE revision, then the lease.
     /// Unknown lease → "etcdserver: requested lease not found". Completes once durable.
-    public func leaseRevoke(_ r: Etcdserverpb_LeaseRevokeRequest,
+    /// `caller`: as for `put` (the lease's keys are checked again when applied).
+    public func leaseRevoke(_ r: Etcdserverpb_LeaseRevokeRequest, caller: AuthCaller? = nil,
                             completion: @escaping @Sendable (Result<Etcdserverpb_LeaseRevokeResponse, EtcdError>) -> Void) {
-        propose(.leaseRevoke(r)) { [self] result in
+        propose(ApplyRequest.leaseRevoke(r).withIdentity(of: caller)) { [self] result in
             completion(result.map { response in
                 guard case .leaseRevoke(var v) = response else { preconditionFailure("leaseRevoke answered with \(response)") }
                 counters.recordLeaseRevoked(expired: false)

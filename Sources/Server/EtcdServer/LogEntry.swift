@@ -14,6 +14,12 @@ public enum ApplyRequest: Sendable {
     case leaseRevoke(Etcdserverpb_LeaseRevokeRequest)
     /// Passwords arrive hashed, so applying is deterministic.
     case auth(AuthState.Mutation)
+    /// A request with the identity it was authorized as when it arrived (etcd's RequestHeader
+    /// username + auth_revision): applying checks it again against the auth state at this
+    /// point of the log before applying the request (`AuthStore.refusal`).
+    indirect case identified(RequestIdentity, ApplyRequest)
+    /// Cluster mode, simple tokens: Authenticate's token, registered on every member.
+    case authenticate(SimpleTokenGrant)
 }
 
 /// The result of applying an entry.
@@ -26,6 +32,9 @@ public enum ApplyResponse: Sendable {
     case leaseRevoke(Etcdserverpb_LeaseRevokeResponse)
     /// An auth change was applied; the store revision it was applied at.
     case auth(revision: Int64)
+    /// The token registered on every member; nil when the auth state changed since the
+    /// password was checked (the proposer checks it again).
+    case authenticate(token: String?)
 }
 
 /// One log entry: its position (1, 2, …; persisted with the store as the applied index) and

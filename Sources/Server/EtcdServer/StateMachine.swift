@@ -81,6 +81,14 @@ final class StateMachine: @unchecked Sendable {
                 try auth.apply(mutation, writer: writer)
                 return .success(.auth(revision: writer.currentRevision))
 
+            case .identified(let identity, let request):
+                // Checked again against the auth state at this index (AuthApplyCheck.swift).
+                if let refusal = auth.refusal(of: request, by: identity, leases: leases) { throw refusal }
+                return apply(LogEntry(index: entry.index, request: request), complete: complete)
+
+            case .authenticate(let grant):
+                return .success(.authenticate(token: try auth.register(grant, index: entry.index)))
+
             case .leaseRevoke(let r):
                 let keys = try leases.revoke(r.id, writer: writer)
                 writer.beginTxn()
