@@ -8,8 +8,8 @@
   compact revision), every key (value, create/mod revision, version, lease), every lease with
   its keys, and the users and roles equal the original etcd's.
 - rusd → etcd → rusd, the same from a rusd store.
-- Alarms: etcd carries its `alarm` bucket through a restore; rusd's snapshot carries the
-  member's active alarms the same way, and `rusd snapshot restore` names those it finds.
+- Alarms: etcd carries its `alarm` bucket through a restore and starts with them raised; rusd
+  does the same both ways (each engine), and keeps them (and their disarm) across restarts.
 - `etcdctl snapshot status` and `rusd snapshot status` agree on every file either side wrote,
   with the right revision and size; etcd's `member/snap/db` of a stopped etcd restores too; a
   corrupt or truncated file is refused and leaves nothing behind.
@@ -370,12 +370,21 @@ def alarm_list(server: Server) -> list[str]:
     return [line.strip() for line in etcdctl(server.endpoint, "alarm", "list").stdout.splitlines() if line.strip()]
 
 
+def refused_put(server: Server) -> str:
+    """etcdctl put's error on a server whose NOSPACE alarm is raised ("" when it succeeds)."""
+    out = etcdctl(server.endpoint, "put", "/alarm/probe", "x", check=False)
+    if out.returncode == 0:
+        return ""
+    # etcdctl's last line ("Error: ..."); the retry log lines above it carry timestamps.
+    return out.stderr.strip().splitlines()[-1]
+
+
 def test_alarms_travel_as_etcd_carries_them(api, workdir):
-    """etcd keeps the `alarm` bucket through `etcdctl snapshot restore` (the restored etcd
-    starts with the alarm raised, under the old member's ID). rusd's snapshot carries the
-    member's active alarms the same way (judged by etcd restored from it), and `rusd snapshot
-    restore` reads etcd's and names them (rusd keeps alarms in memory: it does not raise them;
-    docs/compatibility.md)."""
+    """etcd keeps the `alarm` bucket through `etcdctl snapshot restore`: the restored etcd
+    starts with the alarm raised, under the old member's ID, and refuses puts. rusd restores
+    etcd's file into every engine and starts the same way (the alarm listed, puts refused with
+    etcd's error); rusd persists alarms, so a restart keeps them and a disarm stays disarmed.
+    rusd's snapshot carries its raised alarms the same way (judged by etcd restored from it)."""
     source = Server("etcd")
     source.start()
     try:
@@ -390,17 +399,40 @@ def test_alarms_travel_as_etcd_carries_them(api, workdir):
     back.start()
     try:
         assert alarm_list(back) == want, "etcd's own restore keeps the alarm (the behaviour matched)"
+        etcd_refusal = refused_put(back)
+        assert "database space exceeded" in etcd_refusal, etcd_refusal
     finally:
         back.stop()
-    out = rusd("snapshot", "restore", from_etcd, "--data-dir", os.path.join(workdir, "rusd-alarm"),
-               "--engine", rusd_engines()[0]).stdout
-    assert f"NOSPACE (member {etcd_member:x})" in out, out
+
+    for engine in rusd_engines():
+        outputs = []
+
+        def prepare(s: Server, engine=engine) -> None:
+            outputs.append(rusd("snapshot", "restore", from_etcd, "--data-dir", s.data_dir, "--engine", engine).stdout)
+        os.makedirs(os.path.join(workdir, f"rusd-alarm-{engine}"))
+        restored = DirServer(f"rusd-{engine}", os.path.join(workdir, f"rusd-alarm-{engine}"), prepare)
+        restored.start()
+        try:
+            assert f"NOSPACE (member {etcd_member:x})" in outputs[0], outputs[0]
+            assert alarm_list(restored) == want, f"{engine}: restored as etcd restores it"
+            assert refused_put(restored) == etcd_refusal, engine
+            restored.restart()
+            assert alarm_list(restored) == want, f"{engine}: the alarm survives a restart"
+            assert refused_put(restored) == etcd_refusal, engine
+            etcdctl(restored.endpoint, "alarm", "disarm")
+            assert alarm_list(restored) == [] and refused_put(restored) == "", engine
+            restored.restart()
+            assert alarm_list(restored) == [] and refused_put(restored) == "", f"{engine}: the disarm survives a restart"
+        finally:
+            restored.stop()
 
     rusd_server = Server(f"rusd-{rusd_engines()[0]}")
     rusd_server.start()
     try:
         rusd_member = raise_alarm(api, rusd_server, "CORRUPT")
         assert alarm_list(rusd_server) == [f"memberID:{rusd_member} alarm:CORRUPT"]
+        rusd_server.restart()
+        assert alarm_list(rusd_server) == [f"memberID:{rusd_member} alarm:CORRUPT"], "raised again after a restart"
         from_rusd = os.path.join(workdir, "rusd-alarm.db")
         etcdctl(rusd_server.endpoint, "snapshot", "save", from_rusd)
     finally:

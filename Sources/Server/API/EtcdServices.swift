@@ -10,7 +10,7 @@ public enum EtcdServices {
     /// "default" without URLs, for tests). `watchHub`: the hub Watch streams use (nil: one
     /// with the default configuration).
     public static func all(_ server: EtcdServer, member: LocalMember? = nil, watchHub: WatchHub? = nil) -> [Service] {
-        let member = member ?? LocalMember(name: "default", peerURLs: [], clientURLs: [])
+        let member = member ?? LocalMember(name: "default", peerURLs: [], clientURLs: [], alarms: server.alarms)
         return SimpleTokenIndexGate.apply([
             KVService.make(server, alarms: member.alarms),
             WatchService.make(server, hub: watchHub ?? WatchHub(store: server.store)),

@@ -19,7 +19,7 @@ public struct HTTPEndpoints: Sendable {
     public init(server: EtcdServer, member: LocalMember? = nil, grpcMetrics: GRPCServerMetrics? = nil,
                 watchHub: WatchHub? = nil) {
         self.server = server
-        self.member = member ?? LocalMember(name: "default", peerURLs: [], clientURLs: [])
+        self.member = member ?? LocalMember(name: "default", peerURLs: [], clientURLs: [], alarms: server.alarms)
         self.grpcMetrics = grpcMetrics
         self.watchHub = watchHub
     }

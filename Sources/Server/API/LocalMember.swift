@@ -3,7 +3,8 @@ import Synchronization
 
 /// This member as the cluster services and the HTTP endpoints describe it: name and URLs from
 /// the flags (--name, --initial-advertise-peer-urls, --advertise-client-urls), the backend
-/// quota (--quota-backend-bytes), and the alarms raised on it. One instance per server,
+/// quota (--quota-backend-bytes), and the alarms (the server's `EtcdServer.alarms`, persisted
+/// through the ordered log; the default in-memory list is for tests). One instance per server,
 /// shared by the Maintenance and Cluster services and the HTTP endpoints.
 ///
 /// Peer URLs changed by Cluster.MemberUpdate live in memory only: rusd has no peer transport,

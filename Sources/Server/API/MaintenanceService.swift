@@ -16,10 +16,12 @@ import Synchronization
 /// - Hash / HashKV: `MVCCStore.hashAll` / `hashKV` (numbers differ from etcd's: different
 ///   storage layout; equal across rusd's engines for the same history).
 /// - Snapshot: etcd's snapshot format (`EtcdSnapshotWriter`: a bbolt database in etcd 3.4's
-///   layout + SHA-256) streamed in 32 KiB messages from a background thread that waits while
-///   the stream is not writable (flow control).
+///   layout + SHA-256) streamed in 32 KiB messages from a background thread that runs up to
+///   4 MiB ahead of HTTP/2 (flow control: it waits while more is queued, so a slow client
+///   never makes the server buffer more; the old 64 KiB watermark made producer and client
+///   take turns).
 /// - Defragment: `StorageEngine.reclaimSpace()` off the event loop.
-/// - Alarm: GET / ACTIVATE / DEACTIVATE on the member's `AlarmList`.
+/// - Alarm: GET on `EtcdServer.alarms`; ACTIVATE / DEACTIVATE through the ordered log.
 /// - MoveLeader: to itself succeeds, to any other ID "etcdserver: bad leader transferee".
 /// - Cluster mode (`member.cluster`): Status's leader is the member holding the leader
 ///   (lease-expiry) role, raftTerm its epoch (grows at every change of holder), raftIndex the
@@ -37,6 +39,8 @@ import Synchronization
 /// Scans (hashes, snapshot, defragment) run on background threads, never on the event loop.
 public enum MaintenanceService {
     static let snapshotChunkSize = 32 * 1024
+    /// How far the snapshot's producer may run ahead of HTTP/2 (see `SnapshotSender`).
+    static let snapshotQueueBytes = 4 << 20
 
     public static func make(_ server: EtcdServer, member: LocalMember) -> Service {
         Service(name: "etcdserverpb.Maintenance", methods: [
@@ -52,7 +56,7 @@ public enum MaintenanceService {
                 guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in
                     if request.action == .get { try caller.requireAuthenticated() } else { try caller.requireAdmin() }
                 }) else { return }
-                responder.succeed(alarm(request, server, member))
+                alarm(request, server) { result in responder.complete(result, on: context) }
             },
             .unary("Hash") { (_: Etcdserverpb_HashRequest, context, responder: UnaryResponder<Etcdserverpb_HashResponse>) in
                 guard authorized(server, context, responder, { (caller: AuthCaller) throws(EtcdError) in try caller.requireAdmin() }) else { return }
@@ -111,7 +115,7 @@ public enum MaintenanceService {
                 } catch {
                     return stream.finish(GRPCStatus(error))
                 }
-                SnapshotSender(server: server, stream: stream, alarms: member.alarms.get()).start()
+                SnapshotSender(server: server, stream: stream).start()
             },
             .unary("MoveLeader") { (request: Etcdserverpb_MoveLeaderRequest, context, responder: UnaryResponder<Etcdserverpb_MoveLeaderResponse>) in
                 // etcd 3.6 and newer: the root role (etcd 3.4 checks nothing).
@@ -154,25 +158,26 @@ public enum MaintenanceService {
             resp.raftIndex = max(l.committedIndex, server.appliedIndex)
         }
         resp.isLearner = false
-        resp.errors = member.alarms.get().map(AlarmList.describe)
+        resp.errors = server.alarms.get().map(AlarmList.describe)
         return .success(resp)
     }
 
-    /// etcd's alarm semantics: GET lists the alarms of the requested type (NONE: all);
-    /// ACTIVATE / DEACTIVATE answer with the alarm they changed, or none.
-    static func alarm(_ request: Etcdserverpb_AlarmRequest, _ server: EtcdServer, _ member: LocalMember) -> Etcdserverpb_AlarmResponse {
-        var resp = Etcdserverpb_AlarmResponse()  // etcd answers without a header
+    /// etcd's alarm semantics: GET lists the alarms of the requested type (NONE: all), at once;
+    /// ACTIVATE / DEACTIVATE go through the ordered log (persisted, applied by every member)
+    /// and answer once durable with the alarm they changed, or none. etcd answers without a
+    /// header.
+    static func alarm(_ request: Etcdserverpb_AlarmRequest, _ server: EtcdServer,
+                      _ done: @escaping @Sendable (Result<Etcdserverpb_AlarmResponse, EtcdError>) -> Void) {
         switch request.action {
         case .get:
-            resp.alarms = member.alarms.get(request.alarm)
-        case .activate:
-            if let m = member.alarms.activate(request.alarm, memberID: request.memberID) { resp.alarms = [m] }
-        case .deactivate:
-            if let m = member.alarms.deactivate(request.alarm, memberID: request.memberID) { resp.alarms = [m] }
-        case .UNRECOGNIZED:
-            break
+            var resp = Etcdserverpb_AlarmResponse()
+            resp.alarms = server.alarms.get(request.alarm)
+            done(.success(resp))
+        case .activate where request.alarm == .none, .UNRECOGNIZED:
+            done(.success(Etcdserverpb_AlarmResponse()))
+        case .activate, .deactivate:
+            server.alarm(request, completion: done)
         }
-        return resp
     }
 
     /// etcd 3.5's Downgrade on a member whose cluster version is `ReportedVersion.cluster`:
@@ -219,20 +224,18 @@ public enum MaintenanceService {
     }
 }
 
-/// Streams one snapshot: a background thread produces the chunks and waits whenever the
-/// stream is above its high watermark, so a slow client never makes the server buffer the
-/// whole store. Stops when the client cancels.
+/// Streams one snapshot: a background thread produces the chunks and, once more than
+/// `snapshotQueueBytes` wait for HTTP/2 (the client's flow-control window), waits until half
+/// of them are sent: the connection stays busy while the next chunks are built, and a slow
+/// client never makes the server buffer more than that. Stops when the client cancels.
 final class SnapshotSender: Sendable {
     let server: EtcdServer
     let stream: ServerStream<Etcdserverpb_SnapshotResponse>
-    /// The active alarms, written into the snapshot's `alarm` bucket as etcd does.
-    let alarms: [Etcdserverpb_AlarmMember]
     private let wake = DispatchSemaphore(value: 0)
 
-    init(server: EtcdServer, stream: ServerStream<Etcdserverpb_SnapshotResponse>, alarms: [Etcdserverpb_AlarmMember]) {
+    init(server: EtcdServer, stream: ServerStream<Etcdserverpb_SnapshotResponse>) {
         self.server = server
         self.stream = stream
-        self.alarms = alarms
     }
 
     func start() {
@@ -247,7 +250,7 @@ final class SnapshotSender: Sendable {
         defer { server.counters.observe(server.counters.snapshotSeconds, since: started) }
         var sent = 0
         do {
-            try EtcdSnapshotWriter.write(engine: server.store.engine, alarms: alarms, chunkSize: MaintenanceService.snapshotChunkSize) { [stream, wake] chunk, total in
+            try EtcdSnapshotWriter.write(engine: server.store.engine, chunkSize: MaintenanceService.snapshotChunkSize) { [stream, wake] chunk, total in
                 if stream.isCancelled { return false }
                 var resp = Etcdserverpb_SnapshotResponse()
                 resp.header = header
@@ -255,8 +258,13 @@ final class SnapshotSender: Sendable {
                 sent += chunk.count
                 resp.remainingBytes = UInt64(max(0, total - sent))
                 stream.send(resp)
-                while !stream.isWritable && !stream.isCancelled {
-                    _ = wake.wait(timeout: .now() + .milliseconds(200))
+                let limit = MaintenanceService.snapshotQueueBytes
+                if stream.pendingBytes > limit {
+                    // Resume once half is sent, so the connection never runs dry while the next
+                    // chunks are built (`wake` also fires when the queue is nearly empty).
+                    while stream.pendingBytes > limit / 2 && !stream.isCancelled {
+                        _ = wake.wait(timeout: .now() + .milliseconds(1))
+                    }
                 }
                 return !stream.isCancelled
             }

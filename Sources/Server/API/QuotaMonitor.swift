@@ -1,4 +1,5 @@
 import Dispatch
+import EtcdProto
 import EtcdServer
 
 /// Raises NOSPACE when the store grows past --quota-backend-bytes: checks the engine's disk
@@ -25,8 +26,14 @@ public final class QuotaMonitor: @unchecked Sendable {
     /// One check: raises NOSPACE when the engine's files exceed the quota.
     public static func check(server: EtcdServer, member: LocalMember) {
         guard let stats = try? server.store.engine.stats() else { return }
-        if Int64(clamping: stats.diskBytes) > member.quotaBackendBytes && !member.alarms.noSpace {
-            member.alarms.activate(.nospace, memberID: server.config.memberID)
+        if Int64(clamping: stats.diskBytes) > member.quotaBackendBytes && !server.alarms.noSpace {
+            var r = Etcdserverpb_AlarmRequest()
+            r.action = .activate
+            r.alarm = .nospace
+            r.memberID = server.config.memberID
+            // Through the log, as etcd raises it through raft: persisted, and raised on every
+            // member. A check while one is in flight proposes it again; applying is idempotent.
+            server.alarm(r) { _ in }
         }
     }
 

@@ -15,7 +15,7 @@ import SwiftProtobuf
 /// 3) is a simple token issued by Authenticate (`SimpleTokenGrant.wireBytes`).
 /// The request is etcd's protobuf message for KV and lease entries, and an auth change's own
 /// versioned encoding (`AuthState.Mutation.wireBytes`, passwords already hashed) for auth
-/// entries (kind 7, schema version 2).
+/// entries (kind 7, schema version 2); kind 8 is an alarm change (etcdserverpb.AlarmRequest).
 /// `proposal` is chosen by the proposing member (random start, then +1) so that it can find
 /// its own entries when they come back from the log. A reader refuses a format or kind it does
 /// not know: skipping an entry would make this member diverge from the others.
@@ -25,7 +25,7 @@ enum EntryCodec {
     static let identifiedFormat: UInt8 = 2
 
     private enum Kind: UInt8 {
-        case put = 1, deleteRange, txn, compact, leaseGrant, leaseRevoke, auth
+        case put = 1, deleteRange, txn, compact, leaseGrant, leaseRevoke, auth, alarm
         case authenticate = 9
     }
 
@@ -49,6 +49,7 @@ enum EntryCodec {
             case .leaseGrant(let m): out[1] = Kind.leaseGrant.rawValue; out += try m.serializedBytes() as [UInt8]
             case .leaseRevoke(let m): out[1] = Kind.leaseRevoke.rawValue; out += try m.serializedBytes() as [UInt8]
             case .auth(let m): out[1] = Kind.auth.rawValue; out += m.wireBytes()
+            case .alarm(let m): out[1] = Kind.alarm.rawValue; out += try m.serializedBytes() as [UInt8]
             case .authenticate(let g): out[1] = Kind.authenticate.rawValue; out += g.wireBytes()
             case .identified: throw EtcdError(.internalError, "rusd: cannot encode an identified request inside another")
             }
@@ -88,6 +89,7 @@ enum EntryCodec {
             case .leaseGrant: .leaseGrant(try Etcdserverpb_LeaseGrantRequest(serializedBytes: body))
             case .leaseRevoke: .leaseRevoke(try Etcdserverpb_LeaseRevokeRequest(serializedBytes: body))
             case .auth: .auth(try authMutation(body))
+            case .alarm: .alarm(try Etcdserverpb_AlarmRequest(serializedBytes: body))
             case .authenticate: .authenticate(try tokenGrant(body))
             }
             return (proposal, identity.map { .identified($0, request) } ?? request)

@@ -38,6 +38,8 @@ public final class EtcdServer: Sendable {
     let lessor: Lessor
     /// Users, roles, permissions and tokens.
     public let auth: AuthStore
+    /// The raised alarms (persisted; changed through the log by `alarm(_:completion:)`).
+    public let alarms = AlarmList()
     private let expiryTimer: TimerBox
     /// Cluster mode: the shared log that orders writes (nil: the applier is the log).
     private let sharedLog: (any ReplicatedLog)?
@@ -58,7 +60,8 @@ public final class EtcdServer: Sendable {
         auth = AuthStore(tokens: config.authTokens ?? SimpleTokens(ttlSeconds: config.authTokenTTLSeconds),
                          bcryptCost: config.bcryptCost)
         try auth.reload(from: store)
-        machine = StateMachine(store: store, leases: lessor, auth: auth)
+        try alarms.reload(from: store)
+        machine = StateMachine(store: store, leases: lessor, auth: auth, alarms: alarms)
         applier = Applier(machine: machine, firstIndex: store.appliedIndex + 1,
                           maxEntriesPerCommit: config.maxEntriesPerCommit,
                           completionBatch: config.completionBatch)
@@ -275,6 +278,21 @@ public final class EtcdServer: Sendable {
                 guard case .compact(var c) = response else { preconditionFailure("compact answered with \(response)") }
                 c.header = header(revision: c.header.revision)
                 return c
+            })
+        }
+    }
+
+    // MARK: Alarm
+
+    /// Maintenance.Alarm ACTIVATE / DEACTIVATE through the log, as etcd's raft request: every
+    /// member applies it and persists the change; completes once durable with the alarm
+    /// changed (or nothing). GET reads `alarms` directly.
+    public func alarm(_ r: Etcdserverpb_AlarmRequest,
+                      completion: @escaping @Sendable (Result<Etcdserverpb_AlarmResponse, EtcdError>) -> Void) {
+        propose(.alarm(r)) { result in
+            completion(result.map { response in
+                guard case .alarm(let a) = response else { preconditionFailure("alarm answered with \(response)") }
+                return a
             })
         }
     }

@@ -14,6 +14,8 @@ public enum ApplyRequest: Sendable {
     case leaseRevoke(Etcdserverpb_LeaseRevokeRequest)
     /// Passwords arrive hashed, so applying is deterministic.
     case auth(AuthState.Mutation)
+    /// Alarm ACTIVATE / DEACTIVATE (`AlarmList.apply`); GET is answered without the log.
+    case alarm(Etcdserverpb_AlarmRequest)
     /// A request with the identity it was authorized as when it arrived (etcd's RequestHeader
     /// username + auth_revision): applying checks it again against the auth state at this
     /// point of the log before applying the request (`AuthStore.refusal`).
@@ -32,6 +34,7 @@ public enum ApplyResponse: Sendable {
     case leaseRevoke(Etcdserverpb_LeaseRevokeResponse)
     /// An auth change was applied; the store revision it was applied at.
     case auth(revision: Int64)
+    case alarm(Etcdserverpb_AlarmResponse)
     /// The token registered on every member; nil when the auth state changed since the
     /// password was checked (the proposer checks it again).
     case authenticate(token: String?)

@@ -6,11 +6,13 @@ final class StateMachine: @unchecked Sendable {
     let store: MVCCStore
     let leases: Lessor
     let auth: AuthStore
+    let alarms: AlarmList
 
-    init(store: MVCCStore, leases: Lessor, auth: AuthStore) {
+    init(store: MVCCStore, leases: Lessor, auth: AuthStore, alarms: AlarmList) {
         self.store = store
         self.leases = leases
         self.auth = auth
+        self.alarms = alarms
     }
 
     var writer: StoreWriter { store.writer }
@@ -19,6 +21,7 @@ final class StateMachine: @unchecked Sendable {
     func resyncAfterRollback() {
         try? leases.reload(from: store)
         try? auth.reload(from: store)
+        try? alarms.reload(from: store)
     }
 
     /// Set when an entry failed after it began changing the store (a store failure, not a
@@ -88,6 +91,9 @@ final class StateMachine: @unchecked Sendable {
 
             case .authenticate(let grant):
                 return .success(.authenticate(token: try auth.register(grant, index: entry.index)))
+
+            case .alarm(let r):
+                return .success(.alarm(alarms.apply(r, writer: writer)))
 
             case .leaseRevoke(let r):
                 let keys = try leases.revoke(r.id, writer: writer)

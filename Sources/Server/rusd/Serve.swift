@@ -62,7 +62,7 @@ func serve(config: ServerConfig, engine: any StorageEngine, logger: Logger) -> N
     transport.keepalive.minClientPingInterval = TimeAmount(config.keepaliveMinTime)
     let member = LocalMember(name: config.name, peerURLs: config.advertisePeerURLs.map(\.description),
                              clientURLs: config.advertiseClientURLs.map(\.description),
-                             quotaBackendBytes: config.quotaBackendBytes, cluster: cluster?.clusterMembership)
+                             quotaBackendBytes: config.quotaBackendBytes, alarms: etcd.alarms, cluster: cluster?.clusterMembership)
     let grpcMetrics = GRPCServerMetrics(handlingTime: config.metrics == "extensive")
     transport.callMonitor = grpcMetrics
     var watchConfig = WatchHubConfig()

@@ -102,7 +102,7 @@ enum SnapshotCommand {
             let hash = try store.hashKV(revision: 0)
             store.close()
             try engine.close()
-            let alarms = restored.alarms.isEmpty ? "" : "; alarms in the snapshot, not raised by rusd (NOSPACE is raised again at start when the store is over its quota): "
+            let alarms = restored.alarms.isEmpty ? "" : "; alarms raised (as etcd keeps them after its restore; etcdctl alarm disarm clears them): "
                 + restored.alarms.map { "\("\($0.alarm)".uppercased()) (member \(String($0.memberID, radix: 16)))" }.joined(separator: ", ")
             return "\(restored.versions) key versions, \(restored.leases) leases, \(restored.users) users, "
                 + "\(restored.roles) roles; revision \(hash.currentRevision), compact revision \(hash.compactRevision), hashkv \(hash.hash)" + alarms

@@ -86,6 +86,8 @@ enum ServerRecords {
     static let authKey = [StorageLayout.authPrefix] + Array("state".utf8)
     /// `c` + `member/` + member ID (8 bytes BE) → member JSON.
     static let memberPrefix = [StorageLayout.clusterPrefix] + Array("member/".utf8)
+    /// `c` + `alarm/` + marshalled etcdserverpb.AlarmMember → empty (EtcdServer's `AlarmList`).
+    static let alarmPrefix = [StorageLayout.clusterPrefix] + Array("alarm/".utf8)
 
     static func leaseKey(_ id: Int64) -> [UInt8] {
         var k = [leasePrefix]

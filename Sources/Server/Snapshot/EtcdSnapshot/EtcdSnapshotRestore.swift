@@ -17,8 +17,8 @@ extension EtcdSnapshotFile {
         public var leases = 0
         public var users = 0
         public var roles = 0
-        /// The alarms the snapshot's `alarm` bucket holds (etcd keeps them raised after its
-        /// restore; rusd reports them: see docs/compatibility.md).
+        /// The alarms the snapshot's `alarm` bucket holds (written to the store: raised when
+        /// the restored store starts, as etcd does).
         public var alarms: [Etcdserverpb_AlarmMember] = []
         public var meta = SnapshotFormat.Meta(currentRevision: 1, compactRevision: -1, finishedCompactRevision: -1, appliedIndex: 1)
     }
@@ -26,10 +26,11 @@ extension EtcdSnapshotFile {
     /// Writes the snapshot's store into `engine` (which should be empty) in rusd's layout: every
     /// version of every key (history and deletions kept), the compaction revisions, the
     /// consistent index (as the applied index), leases, users, roles, the auth switch and auth
-    /// revision; the alarms are checked and returned in the summary. Members are not carried over (rusd's member comes from its flags, as etcdctl snapshot
-    /// restore replaces them). Verifies the SHA-256 trailer first unless the caller just did
-    /// (`checksumVerified`). Batches of about `batchBytes`; the last write is synced. On error
-    /// the engine holds a partial store: the caller discards it.
+    /// revision, and the alarms (also returned in the summary). Members are not carried over
+    /// (rusd's member comes from its flags, as etcdctl snapshot restore replaces them).
+    /// Verifies the SHA-256 trailer first unless the caller just did (`checksumVerified`).
+    /// Batches of about `batchBytes`; the last write is synced. On error the engine holds a
+    /// partial store: the caller discards it.
     public func restore(into engine: any StorageEngine, checksumVerified: Bool = false,
                         batchBytes: Int = 4 << 20) throws -> RestoreSummary {
         if !checksumVerified { try verifyChecksum() }
@@ -109,7 +110,14 @@ extension EtcdSnapshotFile {
                     guard e.nested == nil, let alarm = try? Etcdserverpb_AlarmMember(serializedBytes: e.key) else {
                         throw bad("alarm record of \(e.key.count) bytes is not an etcdserverpb.AlarmMember")
                     }
-                    summary.alarms.append(alarm)
+                    // Stored canonical (a fresh message: no unknown fields kept).
+                    var canonical = Etcdserverpb_AlarmMember()
+                    canonical.memberID = alarm.memberID
+                    canonical.alarm = alarm.alarm
+                    if canonical.alarm != .none && !summary.alarms.contains(canonical) {
+                        summary.alarms.append(canonical)
+                        try put(ServerRecords.alarmPrefix + (try canonical.serializedBytes() as [UInt8]), [])
+                    }
                 }
             default:
                 break   // members, members_removed, cluster; unknown buckets of later versions

@@ -20,26 +20,38 @@ import SwiftProtobuf
 /// the pages. Memory stays at one chunk plus one page per tree level.
 public enum EtcdSnapshotWriter {
     /// The emit callback asked to stop (the client went away).
-    public struct Stopped: Error {}
+    public struct Stopped: Error {
+        public init() {}
+    }
 
     /// Streams the snapshot of the store in `engine` to `emit` in chunks of about `chunkSize`
     /// bytes (the last ends with the SHA-256), each with the snapshot's total length (known
     /// before the first chunk). `emit` returning false stops the stream and throws `Stopped`.
-    /// `alarms` (the member's active alarms: rusd keeps them in memory, not in the store) go
-    /// into the `alarm` bucket as etcd's alarm store writes them. Returns the total length
-    /// (database + 32).
+    /// The store's alarm records go into the `alarm` bucket as etcd's alarm store writes them.
+    /// Returns the total length (database + 32).
     @discardableResult
-    public static func write(engine: any StorageEngine, alarms: [Etcdserverpb_AlarmMember] = [],
-                             chunkSize: Int = 32 * 1024,
+    public static func write(engine: any StorageEngine, chunkSize: Int = 32 * 1024,
                              emit: @escaping (_ chunk: [UInt8], _ total: Int) -> Bool) throws -> Int {
         let view = try engine.readView()
-        let alarmKeys = try Set(alarms.map { try $0.serializedBytes() as [UInt8] }.filter { !$0.isEmpty })
-            .sorted { $0.lexicographicallyPrecedes($1) }
+        let alarmKeys = try alarmRecords(view)
         let plan = try database(view, alarmKeys: alarmKeys, plan: nil, sink: nil)
         let total = Int(plan.pageCount) * BBoltFormat.defaultPageSize + SnapshotDigest.size
         let out = ChunkedOutput(chunkSize: chunkSize) { emit($0, total) }
         try database(view, alarmKeys: alarmKeys, plan: plan, sink: { page in try out.append(page) })
         return try out.finish()
+    }
+
+    /// The marshalled AlarmMembers of the store's alarm records, ascending (the record keys
+    /// without their prefix).
+    static func alarmRecords(_ view: any ReadView) throws -> [[UInt8]] {
+        var keys: [[UInt8]] = []
+        var end = ServerRecords.alarmPrefix
+        end[end.count - 1] += 1
+        try view.scan(KeyRange(start: ServerRecords.alarmPrefix, end: end), reverse: false, limit: nil) { k, _ in
+            if k.count > ServerRecords.alarmPrefix.count { keys.append(Array(k[ServerRecords.alarmPrefix.count...])) }
+            return true
+        }
+        return keys
     }
 
     /// Builds the database from `view` through one `BBoltWriter`. `alarmKeys`: the marshalled
