@@ -28,7 +28,12 @@ public enum KVService {
                             }, on: context)
                         }
                     }
-                    responder.succeed(try server.range(request))
+                    if let encoded = try server.rangeEncoded(request) {
+                        // A plain scan: encoded straight from the store's records.
+                        responder.succeed(serializedSize: encoded.size, serialize: encoded.write(into:))
+                    } else {
+                        responder.succeed(try server.range(request))
+                    }
                 } catch {
                     responder.fail(GRPCStatus(error))
                 }
