@@ -45,7 +45,17 @@ class Client:
         self.channel = grpc.insecure_channel(member.endpoint)
 
     def call(self, rpc: str, **fields):
-        return self.api.callable(self.channel, rpc)(self.api.request(rpc, fields), timeout=TIMEOUT)
+        """Retried while the member is unreachable (it may be running itself again to catch up:
+        a put refused then was never applied)."""
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                return self.api.callable(self.channel, rpc)(self.api.request(rpc, fields), timeout=TIMEOUT)
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.UNAVAILABLE or "connect" not in (e.details() or "") \
+                        or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def close(self):
         self.channel.close()
@@ -110,9 +120,10 @@ def head(pg) -> int:
 
 def log_start(pg) -> tuple[int, int]:
     """(trimmed through, oldest entry kept or head + 1)."""
-    through = int(pg.psql("SELECT through FROM rusd_trimmed"))
-    oldest = int(pg.psql("SELECT COALESCE((SELECT min(idx) FROM rusd_log), (SELECT last + 1 FROM rusd_head))"))
-    return through, oldest
+    row = pg.psql("SELECT (SELECT through FROM rusd_trimmed), "
+                  "COALESCE((SELECT min(idx) FROM rusd_log), (SELECT last + 1 FROM rusd_head))")
+    through, oldest = row.split("|")
+    return int(through), int(oldest)
 
 
 def wait_trimmed_past(pg, index: int, deadline_s: float = 20) -> None:
@@ -140,6 +151,7 @@ def log_count(member: servers.Server, text: str) -> int:
 
 
 RESTORED = "restored the shared log's snapshot"
+AGAIN = "starting again to catch up"
 
 
 def test_new_and_stopped_members_catch_up_from_the_snapshot(api, cluster):
@@ -165,7 +177,9 @@ def test_new_and_stopped_members_catch_up_from_the_snapshot(api, cluster):
 
         # A new member: nothing in its data dir, the log's start is gone.
         m4.start()
-        assert log_count(m4, RESTORED) == 1, m4.log_tail()
+        # (A snapshot taken while it restored an older one may trim past it once more: then
+        # it restores again.)
+        assert log_count(m4, RESTORED) >= 1, m4.log_tail()
         c4 = Client(api, m4)
         write(live + [c4], "c", 40)
         assert_same_store(live + [c4], older)
@@ -173,7 +187,7 @@ def test_new_and_stopped_members_catch_up_from_the_snapshot(api, cluster):
         # The killed member restarts on its old data dir: its next entry was trimmed.
         cluster.restart_killed(m3)
         cs[2] = Client(api, m3)
-        assert log_count(m3, RESTORED) == 1, m3.log_tail()
+        assert log_count(m3, RESTORED) >= 1, m3.log_tail()
         assert_same_store(cs + [c4], older)
         c4.close()
     finally:
@@ -191,6 +205,7 @@ def test_member_trimmed_past_while_running_rebootstraps(api, cluster):
         frozen = next(c for c in cs if c.member.name != leader)
         others = [c for c in cs if c is not frozen]
         restored_before = log_count(frozen.member, RESTORED)
+        again_before = log_count(frozen.member, AGAIN)
         pid = frozen.member.proc.pid
         os.kill(pid, signal.SIGSTOP)
         try:
@@ -212,7 +227,7 @@ def test_member_trimmed_past_while_running_rebootstraps(api, cluster):
             assert time.monotonic() < deadline, frozen.member.log_tail()
             time.sleep(0.1)
         assert frozen.member.proc.pid == pid
-        assert log_count(frozen.member, "starting again to catch up") == 1, frozen.member.log_tail()
+        assert log_count(frozen.member, AGAIN) > again_before, frozen.member.log_tail()
         assert_same_store(cs, rev0)
     finally:
         for c in cs:
