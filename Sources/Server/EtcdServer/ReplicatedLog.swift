@@ -51,8 +51,8 @@ public struct LogApplier: Sendable {
     public var appliedIndex: UInt64 { appliedIndexNow() }
 
     /// The index up to which this member's applied entries are on stable storage: equal to
-    /// `appliedIndex` with local fsync (the default), up to about a second behind it with
-    /// `--cluster-local-fsync=false` (docs/cluster.md "Local fsync"). After a machine crash the
+    /// `appliedIndex` with `--cluster-local-fsync`, up to about a second behind it without
+    /// (the default on lmdb and lsm members; docs/cluster.md "Local fsync"). After a machine crash the
     /// member resumes at or above it, so the log must keep every entry above the smallest
     /// durable index of the members (this is what the heartbeat reports for trimming).
     public var durableAppliedIndex: UInt64 { durableIndexNow() }

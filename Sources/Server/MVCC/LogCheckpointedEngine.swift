@@ -5,7 +5,7 @@ import Dispatch
 import EngineAPI
 import Synchronization
 
-/// Cluster mode without local fsync (`rusd --cluster-local-fsync=false`, docs/cluster.md
+/// Cluster mode without local fsync (the default of lmdb and lsm members, docs/cluster.md
 /// "Local fsync"): the shared log in PostgreSQL already holds every entry durably, so a
 /// member's own engine need not reach stable storage before a write is acknowledged.
 ///
