@@ -243,7 +243,8 @@ def test_bad_configuration_is_refused_with_a_clear_message(cluster):
     pg.psql("CREATE TABLE rusd_meta (id int PRIMARY KEY, schema_version int NOT NULL, cluster_id bigint NOT NULL,"
             " created timestamptz NOT NULL DEFAULT now()); INSERT INTO rusd_meta VALUES (1, 99, 7)", database="future")
     code, out = start_failure("--shared-log", f"{base}/future")
-    assert code == 1 and "schema version 99" in out and "only schema version 3" in out, out
+    # (The version this rusd writes grows with the schema: named, whatever it is.)
+    assert code == 1 and "schema version 99" in out and re.search(r"this rusd reads only schema version [1-9]\d*\b", out), out
     # A data dir that applied entries of its own (single member) cannot join a fresh log.
     import tempfile
     with tempfile.TemporaryDirectory(prefix="rusd-single-") as tmp:

@@ -160,14 +160,17 @@ public final class PostgresLog: ReplicatedLog {
     static let callLimit: Duration = .seconds(5)
 
     /// Runs `body` on a connection kept across calls in `connection`, within `callLimit`; a
-    /// failure or timeout drops the connection (the next call reconnects) and is rethrown.
+    /// failure or timeout drops the connection (the next call reconnects, to whichever server
+    /// is writable then) and is rethrown.
     func withConnection<T: Sendable>(_ connection: inout PostgresConnection?, id: Int,
                                              _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        // A query written to a connection whose server went away is never answered (postgres-nio
+        // drops the write): one known closed is replaced at once, not after `callLimit`.
+        if let c = connection, c.isClosed { connection = nil }
         if connection == nil {
-            let configuration = url.configuration, logger = logger
-            connection = try await withDeadline(Self.callLimit) {
-                try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger)
-            }
+            // The writable server (after a failover, the promoted standby): WritableConnection.swift.
+            let url = url, logger = logger
+            connection = try await withDeadline(url.connectLimit) { try await url.connectWritable(id: id, logger: logger) }
         }
         guard let c = connection else { throw SharedLogError.unreachable(url.description, "no connection") }
         do {
@@ -312,7 +315,8 @@ public final class PostgresLog: ReplicatedLog {
     private func listenLoop() async {
         while !stopped {
             do {
-                let c = try await PostgresConnection.connect(configuration: url.configuration, id: 3, logger: logger)
+                let url = url, logger = logger
+                let c = try await withDeadline(url.connectLimit) { try await url.connectWritable(id: 3, logger: logger) }
                 do {
                     try await c.listen(on: LogSchema.channel) { notifications in
                         for try await _ in notifications { tailBell.ring() }

@@ -73,10 +73,7 @@ public final class PostgresMembership: ClusterMembership {
 
     private static func joining(url: SharedLogURL, name: String, derivedID: UInt64, peerURLs: [String], clientURLs: [String],
                                 logger: Logger, onRemoved: @escaping @Sendable () -> Void) async throws -> (PostgresMembership, PostgresConnection) {
-        let configuration = url.configuration
-        let c = try await withDeadline(PostgresLog.callLimit) {
-            try await PostgresConnection.connect(configuration: configuration, id: 6, logger: logger)
-        }
+        let c = try await withDeadline(url.connectLimit) { try await url.connectWritable(id: 6, logger: logger) }
         do {
             // A process killed a moment ago may still hold the lock until PostgreSQL notices its
             // closed socket: retry for a few seconds before calling the name taken.
@@ -166,11 +163,10 @@ public final class PostgresMembership: ClusterMembership {
         let me = Int64(bitPattern: memberID), logger = logger, name = name
         while !stopped.load(ordering: .relaxed) {
             do {
+                if let c = connection, c.isClosed { connection = nil }     // see PostgresLog.withConnection
                 if connection == nil {
-                    let configuration = url.configuration
-                    connection = try await withDeadline(PostgresLog.callLimit) {
-                        try await PostgresConnection.connect(configuration: configuration, id: 6, logger: logger)
-                    }
+                    let url = url
+                    connection = try await withDeadline(url.connectLimit) { try await url.connectWritable(id: 6, logger: logger) }
                     holdsName = false
                 }
                 guard let c = connection else { continue }
@@ -220,10 +216,10 @@ public final class PostgresMembership: ClusterMembership {
     /// PostgreSQL errors become etcd's "request timed out"; `EtcdError`s pass through.
     func withOwnConnection<T: Sendable>(limit: Duration = PostgresLog.callLimit,
                                         _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(EtcdError) -> T {
-        let configuration = url.configuration, logger = logger
+        let url = url, logger = logger
         do {
             return try await withDeadline(limit) {
-                let c = try await PostgresConnection.connect(configuration: configuration, id: 7, logger: logger)
+                let c = try await url.connectWritable(id: 7, logger: logger)
                 do {
                     let r = try await body(c)
                     try? await c.close()

@@ -65,10 +65,7 @@ public enum SnapshotCatchUp {
         Task {
             let r: Result<T, any Error>
             do {
-                let configuration = url.configuration
-                let c = try await withDeadline(PostgresLog.callLimit) {
-                    try await PostgresConnection.connect(configuration: configuration, id: 9, logger: logger)
-                }
+                let c = try await withDeadline(url.connectLimit) { try await url.connectWritable(id: 9, logger: logger) }
                 do {
                     if let limit {
                         r = .success(try await withDeadline(limit) { try await body(c) })

@@ -21,7 +21,7 @@ extension FlagSet {
                  usage: "Initial cluster token (used for the cluster ID)."),
         FlagSpec(name: "initial-cluster-state", kind: .string, defaultValue: "new", usage: "Initial cluster state ('new' or 'existing')."),
         FlagSpec(name: "shared-log", kind: .string, defaultValue: "",
-                 usage: "Cluster mode: postgres://user@host:port/db holding the log every member applies (docs/cluster.md). Empty: single member."),
+                 usage: "Cluster mode: postgres://user@host:port/db holding the log every member applies; a primary and its standbys as postgres://user@host1:port1,host2:port2/db, the writable one is used (docs/cluster.md). Empty: single member."),
         FlagSpec(name: "cluster-local-fsync", kind: .bool, defaultValue: "false",
                  usage: "Cluster mode: fsync the local store at every group commit. Default: about once a second on lmdb and lsm members (the shared log holds every entry durably; docs/cluster.md)."),
         FlagSpec(name: "snapshot-count", kind: .string, defaultValue: "100000",
