@@ -38,7 +38,7 @@ sort-by print-value-only consistency prev-kv ignore-value ignore-lease interacti
 keepalive-timeout debug cluster watch-cache watch-cache-sizes storage-backend feature-gates
 etcd-servers-overrides etcd-healthcheck-timeout etcd-db-metric-poll-interval
 encryption-provider-config fail silent max-time data
-heartbeat-interval election-timeout snapshot-count enable-v2 peer-cert-file peer-key-file
+heartbeat-interval election-timeout enable-v2 peer-cert-file peer-key-file
 peer-trusted-ca-file peer-client-cert-auth reuid regid clear-groups bounding-set inh-caps
 ambient-caps no-new-privs"
 
