@@ -5,6 +5,18 @@ synchronous_commit=on (as the postgres user when we are root: PostgreSQL refuses
 root), creates a database, and is stopped by PID. `Cluster` starts rusd members (one per
 engine) with `--shared-log` on it. `postgres_binaries()` is None when PostgreSQL is not
 installed (scripts/install-deps.sh installs it; the tests skip with that reason otherwise).
+
+`running_cluster()` is the one way cluster tests get a PostgreSQL and started members, skip
+rules included; a test module's fixture is
+
+    @pytest.fixture(scope="module")
+    def cluster():
+        with pg_cluster.running_cluster() as c:
+            yield c
+
+`running_cluster(standby=True)` adds a synchronous streaming standby (`start_standby`,
+`make_synchronous`; `promote` and `stop_immediately` make the failover); `require_password`
+makes a role that must log in with a password.
 """
 from __future__ import annotations
 
