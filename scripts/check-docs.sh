@@ -40,7 +40,7 @@ etcd-servers-overrides etcd-healthcheck-timeout etcd-db-metric-poll-interval
 encryption-provider-config fail silent max-time data
 heartbeat-interval election-timeout enable-v2 peer-cert-file peer-key-file
 peer-trusted-ca-file peer-client-cert-auth reuid regid clear-groups bounding-set inh-caps
-ambient-caps no-new-privs"
+ambient-caps no-new-privs clusters compare-local-fsync"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/rusd-check-docs.XXXXXX")"
 rusd_pid=""
