@@ -13,7 +13,7 @@ RUSD_BIN="$(swift build "${BUILD_FLAGS[@]}" --show-bin-path)/rusd" scripts/check
 
 echo "== swift test"
 swift test "${BUILD_FLAGS[@]}" --skip-build
-scripts/fuzz.sh --ci  # libFuzzer, fixed seed and executions per target (Tests/FuzzCorpus/README.md)
+scripts/fuzz.sh --ci  # libFuzzer on the file-format targets, fixed seed and executions (Tests/FuzzCorpus/README.md)
 
 echo "== python suites (grpcio, etcdctl, differential against etcd)"
 BIN="$(swift build "${BUILD_FLAGS[@]}" --show-bin-path)"
