@@ -7,9 +7,9 @@ import XCTest
 /// a trap or another value.
 final class ClusterAuthCodingTests: XCTestCase {
     private let identities = [
-        RequestIdentity(user: "", authRevision: 0),
-        RequestIdentity(user: "alice", authRevision: 7),
-        RequestIdentity(user: "ünïcødé ✓", authRevision: .max),
+        RequestIdentity(user: "", authRevision: 0, checkedOnArrival: false),
+        RequestIdentity(user: "alice", authRevision: 7, checkedOnArrival: true),
+        RequestIdentity(user: "ünïcødé ✓", authRevision: .max, checkedOnArrival: false),
     ]
 
     private let grants = [
@@ -28,13 +28,17 @@ final class ClusterAuthCodingTests: XCTestCase {
                 XCTAssertNil(RequestIdentity.decode(prefixOf: Array(bytes.prefix(n))), "\(id) cut at \(n)")
             }
         }
-        XCTAssertEqual(RequestIdentity(user: "a", authRevision: 258).wireBytes(), [0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 1, 0x61])
+        XCTAssertEqual(RequestIdentity(user: "a", authRevision: 258, checkedOnArrival: true).wireBytes(),
+                       [1, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 1, 0x61])
     }
 
     func testIdentityWithInvalidUTF8OrAHugeLengthIsRefused() {
-        XCTAssertNil(RequestIdentity.decode(prefixOf: [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0xc3, 0x28]))
-        XCTAssertNil(RequestIdentity.decode(prefixOf: [0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0x61]))
-        let long = RequestIdentity(user: String(repeating: "u", count: RequestIdentity.maxUserBytes + 1), authRevision: 1)
+        XCTAssertNil(RequestIdentity.decode(prefixOf: [1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0xc3, 0x28]))
+        XCTAssertNil(RequestIdentity.decode(prefixOf: [1, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0x61]))
+        XCTAssertNil(RequestIdentity.decode(prefixOf: [2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0x61]), "flag 2")
+        XCTAssertNotNil(RequestIdentity.decode(prefixOf: [0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0x61]))
+        let long = RequestIdentity(user: String(repeating: "u", count: RequestIdentity.maxUserBytes + 1), authRevision: 1,
+                                   checkedOnArrival: true)
         XCTAssertNil(RequestIdentity.decode(prefixOf: long.wireBytes()))
     }
 

@@ -91,7 +91,7 @@ final class AuthApplyCheckTests: XCTestCase {
         let s = try server()
         defer { s.close() }
         let anonymous = try s.caller(token: nil)   // auth disabled: no identity
-        XCTAssertEqual(anonymous.identity, RequestIdentity(user: "", authRevision: 0))
+        XCTAssertEqual(anonymous.identity, RequestIdentity(user: "", authRevision: 0, checkedOnArrival: false))
         _ = try s.wait { s.put(self.put("/before"), caller: anonymous, completion: $0) }   // still disabled: applied
         try enableAuth(s)
         XCTAssertEtcdError(EtcdError(AuthError.userEmpty), try s.wait { s.put(self.put("/after"), caller: anonymous, completion: $0) })

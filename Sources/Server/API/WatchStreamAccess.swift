@@ -84,8 +84,9 @@ final class WatchStreamAccess: Sendable {
         do throws(EtcdError) {
             let caller = try server.caller(context)
             try caller.checkWatch(key: key, rangeEnd: rangeEnd)
-            // With auth disabled the caller is anonymous; a client certificate still names
-            // the user that a later re-check (auth enabled meanwhile) judges.
+            // With auth disabled the caller is anonymous unless it sent a valid JWT; a client
+            // certificate still names the user that a later re-check (auth enabled meanwhile)
+            // judges.
             let grant = Grant(user: caller.user ?? context.peerCommonName, key: key, rangeEnd: rangeEnd)
             state.withLock { s in s.pending.append(.admitted(grant)) }
             session.create(options)

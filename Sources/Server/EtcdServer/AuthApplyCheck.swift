@@ -19,14 +19,15 @@ extension AuthStore {
     /// Why `identity` may not perform `request` in the applied auth state, or nil when it may.
     /// Applier only: reads the lessor as applied so far.
     ///
-    /// Cost while auth is disabled: one atomic load. While enabled, a request whose identity's
-    /// revision is the applied one was checked against this very state on arrival (every auth
-    /// change but enabling bumps the revision, and enabling twice changes nothing): only the
-    /// checks that read a lease's keys (which may change without an auth change) run again.
+    /// Cost while auth is disabled: one atomic load. While enabled, a request checked on
+    /// arrival against an enabled state at the applied revision was checked against this very
+    /// state (every auth change but enabling bumps the revision, and enabling twice changes
+    /// nothing): only the checks that read a lease's keys (which may change without an auth
+    /// change) run again.
     func refusal(of request: ApplyRequest, by identity: RequestIdentity, leases: Lessor) -> EtcdError? {
         let current = enabledRevision.load(ordering: .acquiring)
         if current == 0 { return nil }
-        if identity.authRevision == current && !request.readsLeaseKeys { return nil }
+        if identity.checkedOnArrival && identity.authRevision == current && !request.readsLeaseKeys { return nil }
         let caller = AuthCaller(state: state, user: identity.user.isEmpty ? nil : identity.user,
                                 tokenRevision: identity.authRevision)
         do throws(EtcdError) {

@@ -29,10 +29,15 @@ public struct AuthCaller: Sendable {
 
     /// Who a write by this caller acts as, carried by its log entry and checked again when it
     /// is applied (see AuthApplyCheck.swift): the user, and the auth revision it was checked
-    /// at here (a JWT's own). No identity (revision 0) while auth is disabled, as in etcd.
+    /// at here (a JWT's own). While auth is disabled here: no identity (revision 0), as in etcd,
+    /// unless the caller sent a valid JWT (its user and revision, as etcd's AuthInfoFromCtx;
+    /// not marked checked, so that applying checks it in full if auth is enabled by then).
     public var identity: RequestIdentity {
-        guard enabled else { return RequestIdentity(user: "", authRevision: 0) }
-        return RequestIdentity(user: user ?? "", authRevision: tokenRevision ?? state.revision)
+        guard enabled else {
+            guard let user, let tokenRevision else { return RequestIdentity(user: "", authRevision: 0, checkedOnArrival: false) }
+            return RequestIdentity(user: user, authRevision: tokenRevision, checkedOnArrival: false)
+        }
+        return RequestIdentity(user: user ?? "", authRevision: tokenRevision ?? state.revision, checkedOnArrival: true)
     }
 
     private func require(_ kind: AuthState.Permission.Kind, _ key: Data, _ rangeEnd: Data) throws(EtcdError) {
@@ -178,10 +183,13 @@ extension EtcdServer {
                        tokenCheckedWhenDisabled: Bool = true) throws(EtcdError) -> AuthCaller {
         let state = auth.state
         guard state.enabled else {
-            if tokenCheckedWhenDisabled, let token, auth.tokens.info(token) == nil {
-                throw EtcdError(AuthError.invalidAuthToken)
-            }
-            return AuthCaller(state: state, user: nil)
+            guard let token else { return AuthCaller(state: state, user: nil) }
+            let info = auth.tokens.info(token)
+            if tokenCheckedWhenDisabled, info == nil { throw EtcdError(AuthError.invalidAuthToken) }
+            // A JWT stays someone while auth is disabled here (this member may not have applied
+            // `auth enable` yet): its write carries the user, checked when applied.
+            guard let info, let revision = info.revision else { return AuthCaller(state: state, user: nil) }
+            return AuthCaller(state: state, user: info.user, tokenRevision: revision)
         }
         guard let token else {
             // etcd takes the common name as the user name as it is: an unknown user's checks
