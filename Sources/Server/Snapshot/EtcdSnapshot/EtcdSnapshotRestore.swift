@@ -29,17 +29,20 @@ extension EtcdSnapshotFile {
     /// revision, and the alarms (also returned in the summary). Members are not carried over
     /// (rusd's member comes from its flags, as etcdctl snapshot restore replaces them).
     /// Verifies the SHA-256 trailer first unless the caller just did (`checksumVerified`).
-    /// Batches of about `batchBytes`; the last write is synced. On error the engine holds a
-    /// partial store: the caller discards it.
+    /// Batches of about `batchBytes`, written by a second thread while the next one is decoded
+    /// (`PipelinedBatchWriter`); the last write is synced. On error the engine holds a partial
+    /// store and no write is still running: the caller discards it.
     public func restore(into engine: any StorageEngine, checksumVerified: Bool = false,
                         batchBytes: Int = 4 << 20) throws -> RestoreSummary {
         if !checksumVerified { try verifyChecksum() }
         var summary = RestoreSummary()
         var batch = WriteBatch()
+        let writer = PipelinedBatchWriter(engine: engine)
+        defer { writer.drain() }
         func put(_ k: [UInt8], _ v: [UInt8]) throws {
             batch.put(k, v)
             if batch.byteCount >= batchBytes {
-                try engine.write(batch, sync: false)
+                try writer.submit(batch)
                 batch = WriteBatch()
             }
         }
@@ -133,7 +136,7 @@ extension EtcdSnapshotFile {
                                        finishedCompactRevision: finished, appliedIndex: max(consistentIndex, 1))
         for (k, v) in meta.engineEntries { try put(k, v) }
         summary.meta = meta
-        try engine.write(batch, sync: true)
+        try writer.finish(last: batch)
         return summary
     }
 
