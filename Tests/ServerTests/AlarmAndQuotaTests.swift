@@ -72,7 +72,13 @@ final class AlarmAndQuotaTests: XCTestCase {
             let body = Array(key.dropFirst(AlarmList.recordPrefix.count))
             XCTAssertEqual(body, try m.serializedBytes() as [UInt8])
             XCTAssertEqual(try Etcdserverpb_AlarmMember(serializedBytes: body), m)
+            XCTAssertEqual(AlarmList.alarm(fromRecordKey: key), m)
+            // Anything but exactly that encoding is not an alarm record: a trailing unknown
+            // field, a truncated varint, no body.
+            XCTAssertNil(AlarmList.alarm(fromRecordKey: key + [0x18, 0x01]))
+            if body.count > 1 { XCTAssertNil(AlarmList.alarm(fromRecordKey: Array(key.dropLast()))) }
         }
+        XCTAssertNil(AlarmList.alarm(fromRecordKey: AlarmList.recordPrefix))
     }
 
     /// NOSPACE refuses txns with a put in any branch, nested ones included, and nothing else.

@@ -66,10 +66,20 @@ public final class AlarmList: Sendable {
     }
 
     /// The engine key of `alarm`'s record: the prefix and the marshalled AlarmMember.
+    /// (Marshalling two varint fields cannot fail: proto3 has no required fields.)
     public static func recordKey(_ alarm: Etcdserverpb_AlarmMember) -> [UInt8] {
-        var k = recordPrefix
-        AlarmMemberCoding.append(alarm, to: &k)
-        return k
+        recordPrefix + ((try? alarm.serializedBytes() as [UInt8]) ?? [])
+    }
+
+    /// The alarm whose record key is `key`; nil unless `key` is exactly `recordKey` of it
+    /// (a prefix, then the two fields as protobuf writes them, nothing else).
+    public static func alarm(fromRecordKey key: [UInt8]) -> Etcdserverpb_AlarmMember? {
+        guard key.count > recordPrefix.count,
+              let decoded = try? Etcdserverpb_AlarmMember(serializedBytes: Array(key[recordPrefix.count...])) else { return nil }
+        var m = Etcdserverpb_AlarmMember()
+        m.memberID = decoded.memberID
+        m.alarm = decoded.alarm
+        return recordKey(m) == key ? m : nil
     }
 
     /// Loads the persisted alarms. A record that does not decode is corruption (etcd refuses to
@@ -78,7 +88,7 @@ public final class AlarmList: Sendable {
         var loaded: [Etcdserverpb_AlarmMember] = []
         do {
             try store.engine.readView().scan(KeyRange(start: Self.recordPrefix, end: Self.recordsEnd), reverse: false, limit: nil) { k, _ in
-                guard let m = AlarmMemberCoding.decode(UnsafeRawBufferPointer(rebasing: k[Self.recordPrefix.count...])),
+                guard let m = Self.alarm(fromRecordKey: Array(k)),
                       m.alarm != .none,
                       !loaded.contains(m) else {
                     throw EtcdError(.dataLoss, "etcdserver: corrupt alarm record of \(k.count) bytes in \(store.engine.directory)")
@@ -114,57 +124,5 @@ public final class AlarmList: Sendable {
             break
         }
         return resp
-    }
-}
-
-/// etcdserverpb.AlarmMember {uint64 memberID = 1; AlarmType alarm = 2} marshalled by hand, as
-/// protobuf (and etcd's gogo-protobuf) writes it: fields in order, zero values left out.
-enum AlarmMemberCoding {
-    static func append(_ m: Etcdserverpb_AlarmMember, to out: inout [UInt8]) {
-        if m.memberID != 0 {
-            out.append(0x08)
-            varint(&out, m.memberID)
-        }
-        let alarm = UInt64(bitPattern: Int64(m.alarm.rawValue))
-        if alarm != 0 {
-            out.append(0x10)
-            varint(&out, alarm)
-        }
-    }
-
-    private static func varint(_ out: inout [UInt8], _ value: UInt64) {
-        var v = value
-        while v >= 0x80 {
-            out.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
-        }
-        out.append(UInt8(v))
-    }
-
-    /// The message in `b`, nil when `b` holds anything else than those two varint fields.
-    static func decode(_ b: UnsafeRawBufferPointer) -> Etcdserverpb_AlarmMember? {
-        var i = 0
-        func varint() -> UInt64? {
-            var v: UInt64 = 0
-            var shift: UInt64 = 0
-            while i < b.count, shift < 64 {
-                let byte = b[i]
-                i += 1
-                v |= UInt64(byte & 0x7f) << shift
-                if byte < 0x80 { return v }
-                shift += 7
-            }
-            return nil
-        }
-        var m = Etcdserverpb_AlarmMember()
-        while i < b.count {
-            guard let tag = varint(), let v = varint() else { return nil }
-            switch tag {
-            case 0x08: m.memberID = v
-            case 0x10: m.alarm = Etcdserverpb_AlarmType(rawValue: Int(Int32(truncatingIfNeeded: v))) ?? .none
-            default: return nil
-            }
-        }
-        return m
     }
 }
