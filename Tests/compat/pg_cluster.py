@@ -281,3 +281,15 @@ def running_cluster(engines=ENGINES, extra_args: list[str] | tuple[str, ...] = (
         if replica is not None:
             replica.stop()
         pg.stop()
+
+
+def wait_converged(revisions, deadline_s: float) -> int:
+    """Calls `revisions()` (the revision each member serves) until every member serves the
+    same one, and returns it; fails the test after `deadline_s` seconds."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        revs = revisions()
+        if len(set(revs)) == 1:
+            return revs[0]
+        assert time.monotonic() < deadline, f"members did not converge: revisions {revs}"
+        time.sleep(0.05)

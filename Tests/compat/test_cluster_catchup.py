@@ -67,13 +67,7 @@ def revision(c: Client) -> int:
 
 def converged(cs: list[Client], deadline_s: float = 30) -> int:
     """Waits until every member serves the same revision (linearizable reads); returns it."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        revs = [revision(c) for c in cs]
-        if len(set(revs)) == 1:
-            return revs[0]
-        assert time.monotonic() < deadline, f"members did not converge: revisions {revs}"
-        time.sleep(0.1)
+    return pg_cluster.wait_converged(lambda: [revision(c) for c in cs], deadline_s)
 
 
 def assert_same_store(cs: list[Client], older: int) -> int:

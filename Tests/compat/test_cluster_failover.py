@@ -93,13 +93,8 @@ def call(api, member: servers.Server, rpc: str, **fields):
 
 def converged(api, members: list[servers.Server], deadline_s: float = 20) -> int:
     """The revision every member serves to a linearizable read, once they agree."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        revs = [call(api, m, "KV.Range", key=b"\0").header.revision for m in members]
-        if len(set(revs)) == 1:
-            return revs[0]
-        assert time.monotonic() < deadline, f"members did not converge: revisions {revs}"
-        time.sleep(0.1)
+    return pg_cluster.wait_converged(
+        lambda: [call(api, m, "KV.Range", key=b"\0").header.revision for m in members], deadline_s)
 
 
 def test_failover_to_the_synchronous_standby_loses_nothing_acknowledged(api, cluster):
